@@ -1,0 +1,53 @@
+# crypto-lakehouse: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Python 3.13 on PATH, or through pyenv (the pyenv shim may be inactive: ask pyenv where it is).
+define find_python
+for c in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" \
+         $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 2>/dev/null) \
+         /usr/local/bin/python3.13 /usr/bin/python3.13; do \
+  [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null \
+    && { "$$c" -c 'import sys; print(sys.executable)'; exit 0; }; \
+done; echo "error: Python 3.13 not found (install it, e.g. 'pyenv install 3.13')" >&2; exit 1
+endef
+
+.PHONY: help setup demo test lint bench clean
+
+help:
+	@echo "make demo   - set up, then run the demo on embedded defaults"
+	@echo "make test   - set up, then run the whole test suite"
+	@echo "make lint   - ruff check"
+	@echo "make bench  - run the benchmarks in benchmarks/"
+
+setup: $(VENV)/.synced
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@set -e; PY313=$$($(find_python)); echo "using $$PY313"; \
+	UV=$$(command -v uv || true); \
+	if [ -z "$$UV" ]; then \
+	  [ -x .tools/bin/uv ] || { "$$PY313" -m venv .tools && .tools/bin/pip install -q 'uv>=0.9'; }; \
+	  UV=.tools/bin/uv; \
+	fi; \
+	"$$UV" sync --frozen --python "$$PY313"
+	@touch $@
+
+demo: setup
+	$(BIN)/lakehouse demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src flows tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/exchange.py
+
+clean:
+	rm -rf $(VENV) .tools lakehouse_data .pytest_cache

@@ -1,0 +1,201 @@
+"""The ``lakehouse`` command. Every command accepts ``--config`` and ``--root``.
+
+Errors a user can cause print one line and exit with code 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from crypto_lakehouse.config import Settings, load_settings
+from crypto_lakehouse.errors import LakehouseError
+
+__all__ = ["app", "main"]
+
+console = Console(stderr=True)
+out = Console()
+
+app = typer.Typer(
+    name="lakehouse",
+    help="crypto-lakehouse: a Delta Lake medallion lakehouse for crypto market data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+exchange_app = typer.Typer(help="The loopback Binance-protocol exchange.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (default: embedded defaults = config/local.yaml)."),
+]
+RootOpt = Annotated[
+    str | None,
+    typer.Option("--root", help="Storage root, a local path or s3://bucket/prefix (overrides config and LAKEHOUSE_ROOT)."),
+]
+
+DEFAULT_RECORDING = Path("../shared/data/cryptofeed-samples/BINANCE_FUTURES")
+
+
+def _settings(config: Path | None, root: str | None) -> Settings:
+    return load_settings(config, root=root)
+
+
+def _run_until_signal(coro_factory: Any) -> Any:
+    """Run ``coro_factory(stop_event)`` with SIGINT/SIGTERM setting ``stop_event``."""
+
+    async def runner() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await coro_factory(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Print the effective configuration (file + LAKEHOUSE_* environment + flags) as JSON."""
+    out.print_json(data=_settings(config, root).model_dump(mode="json"))
+
+
+@exchange_app.command("serve")
+def exchange_serve(
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    recording: Annotated[
+        Path | None, typer.Option(help="Replay this cryptofeed recording, given as PATH/NAME (e.g. data/BINANCE_FUTURES).")
+    ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="Synthetic mode protocol: BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")
+    ] = None,
+    symbols: Annotated[str | None, typer.Option(help="Synthetic symbols, comma-separated exchange symbols (BTCUSDT,ETHUSDT).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Synthetic messages per second, all symbols.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the synthetic market (same seed, same market).")] = None,
+    max_trades: Annotated[int | None, typer.Option(help="End the synthetic market after this many trades per symbol.")] = None,
+    start_ms: Annotated[int | None, typer.Option(help="Exchange-time origin of the synthetic market (UTC ms; default now).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    ws_port: Annotated[int | None, typer.Option(help="wss port (0 = a free one).")] = None,
+    rest_port: Annotated[int | None, typer.Option(help="REST port (0 = a free one).")] = None,
+    speed: Annotated[float, typer.Option(help="Replay speed: 0 = as fast as the client reads, 1 = recorded pace.")] = 0.0,
+    skip_trades: Annotated[
+        list[str] | None, typer.Option(help="Fault: withhold aggTrade ids FIRST-LAST from the stream (REST keeps them). Repeatable.")
+    ] = None,
+    duplicate_every: Annotated[int, typer.Option(help="Fault: send every Nth trade twice.")] = 0,
+    malformed_every: Annotated[int, typer.Option(help="Fault: after every Nth message, send a malformed frame.")] = 0,
+    drop_at: Annotated[int | None, typer.Option(help="Fault: drop the first connection after N messages.")] = None,
+    exit_when_finished: Annotated[bool, typer.Option(help="Stop once the recording or market is played out.")] = False,
+    cert_out: Annotated[Path | None, typer.Option(help="Write the generated TLS certificate (PEM) here.")] = None,
+) -> None:
+    """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
+    from crypto_lakehouse.exchange import FaultPlan, LoopbackExchange, MarketSpec
+
+    s = _settings(config, root).loopback
+    faults = FaultPlan(
+        skip_trades=[_id_range(r) for r in skip_trades or []],
+        duplicate_every=duplicate_every,
+        malformed_every=malformed_every,
+        drop_at=drop_at,
+    )
+    kwargs: dict[str, Any] = {
+        "host": host or s.host,
+        "ws_port": s.ws_port if ws_port is None else ws_port,
+        "rest_port": s.rest_port if rest_port is None else rest_port,
+        "faults": faults,
+        "speed": speed,
+    }
+    if recording is not None:
+        kwargs["recording"] = recording
+    else:
+        kwargs["market"] = MarketSpec(
+            exchange=(exchange or s.exchange).upper(),
+            symbols=[x.strip().upper() for x in symbols.split(",")] if symbols else s.symbols,
+            seed=s.seed if seed is None else seed,
+            rate=rate or s.rate,
+            max_trades=max_trades,
+            start_ms=start_ms,
+        )
+
+    async def serve(stop: asyncio.Event) -> None:
+        async with LoopbackExchange(**kwargs) as ex:
+            if cert_out is not None:
+                cert_out.write_bytes(ex.cert_pem)
+            out.print(f"loopback exchange {ex.venue.exchange} ({ex.mode})")
+            out.print(f"wss:  {ex.ws_url}")
+            out.print(f"rest: {ex.rest_url}")
+            out.print(f"cert: {cert_out or ex.rest_url + '/_loopback/cert.pem'}")
+            sys.stdout.flush()
+            waits = [asyncio.ensure_future(stop.wait())]
+            if exit_when_finished:
+                waits.append(asyncio.ensure_future(ex.finished.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            out.print(json.dumps(ex.status()))
+
+    _run_until_signal(serve)
+
+
+def _id_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split("-", 1))
+    except ValueError:
+        raise LakehouseError(f"--skip-trades takes FIRST-LAST aggTrade ids, e.g. 1000100-1000199, got {text!r}") from None
+    if hi < lo:
+        raise LakehouseError(f"--skip-trades range {text!r} ends before it starts")
+    return lo, hi
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    recording: Annotated[Path, typer.Option(help="Recording to replay first (PATH/NAME).")] = DEFAULT_RECORDING,
+    seconds: Annotated[float, typer.Option(help="How long to stream the synthetic market.")] = 10.0,
+) -> None:
+    """Run the main job on embedded defaults and print what it did."""
+    from crypto_lakehouse.demo import run_demo
+
+    run_demo(_settings(config, root), recording=recording, seconds=seconds, console=out)
+
+
+def main() -> None:
+    """Entry point of the ``lakehouse`` console script."""
+    try:
+        app(standalone_mode=False)
+    except LakehouseError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

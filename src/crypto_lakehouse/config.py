@@ -1,0 +1,170 @@
+"""Settings: a YAML file (``--config``) overridden by ``LAKEHOUSE_*`` environment variables.
+
+Precedence, highest first: explicit overrides (CLI flags such as ``--root``), environment
+(``LAKEHOUSE_ROOT``, nested keys with ``__``: ``LAKEHOUSE_WRITER__MAX_ROWS=5000``), the YAML
+file, then the embedded defaults below (mirrored by ``config/local.yaml``).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from crypto_lakehouse.durations import format_duration, parse_duration
+from crypto_lakehouse.errors import ConfigError
+
+__all__ = [
+    "Duration",
+    "GoldSettings",
+    "LoopbackSettings",
+    "Settings",
+    "StreamSettings",
+    "WriterSettings",
+    "load_settings",
+]
+
+
+def _to_timedelta(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"durations need a unit: write '{value}s' or '{value}ms', not {value}")
+    return parse_duration(value)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]
+"""A positive duration written Polars-style in config files (``"500ms"``, ``"1m"``, ``"4h"``)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LoopbackSettings(_Section):
+    """The loopback Binance-protocol exchange (``lakehouse exchange serve``, demo, tests)."""
+
+    exchange: str = "BINANCE_FUTURES"
+    host: str = "127.0.0.1"
+    ws_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+    seed: int = 7
+    rate: float = Field(2_000.0, gt=0, description="synthetic messages per second, all symbols")
+
+
+class StreamSettings(_Section):
+    """What the streaming writer subscribes to."""
+
+    exchanges: list[str] = Field(default_factory=lambda: ["BINANCE_FUTURES"])
+    symbols: list[str] = Field(default_factory=lambda: ["BTC-USDT-PERP", "ETH-USDT-PERP"])
+    channels: list[str] = Field(
+        default_factory=lambda: ["trades", "l2_book", "ticker", "funding", "liquidations", "candles"]
+    )
+    ws_endpoint: str | None = Field(None, description="wss:// base; None = the exchange's own")
+    rest_endpoint: str | None = Field(None, description="http(s):// base; None = the exchange's own")
+
+
+class WriterSettings(_Section):
+    """Bronze writer buffering: a table flushes when it holds ``max_rows`` or is ``max_age`` old."""
+
+    max_rows: int = Field(50_000, gt=0)
+    max_age: Duration = "1s"  # type: ignore[assignment]
+    retries: int = Field(5, ge=0)
+    spool_dir: str = "./lakehouse_spool"
+
+
+class GoldSettings(_Section):
+    """Gold OHLCV intervals: any fixed Polars-style duration."""
+
+    intervals: list[Duration] = Field(  # type: ignore[assignment]
+        default_factory=lambda: ["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of a lakehouse deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    root: str = Field("./lakehouse_data", description="local path or s3://bucket/prefix")
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    loopback: LoopbackSettings = Field(default_factory=LoopbackSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    writer: WriterSettings = Field(default_factory=WriterSettings)
+    gold: GoldSettings = Field(default_factory=GoldSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _YAML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+_YAML_PATH: ContextVar[Path | None] = ContextVar("_YAML_PATH", default=None)
+
+
+def load_settings(config: str | Path | None = None, /, **overrides: Any) -> Settings:
+    """Load settings from ``config`` (YAML) + ``LAKEHOUSE_*`` env + ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored, so CLI flags can be passed straight through.
+    Raises :class:`ConfigError` naming every bad key and its problem.
+    """
+    path = None
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(loaded).__name__}")
+    token = _YAML_PATH.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _YAML_PATH.reset(token)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" ({path})" if path else ""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+    return f"invalid configuration{where}: " + "; ".join(lines)

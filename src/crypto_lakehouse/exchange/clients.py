@@ -1,0 +1,101 @@
+"""Point the real cryptofeed and ccxt clients at a Binance-family endpoint (loopback or live).
+
+Only addresses change: the cryptofeed handler classes and ccxt exchange classes are used as
+they are, which is what makes the loopback exchange a faithful stand-in for the real venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import ccxt
+import ccxt.async_support as ccxt_async
+from cryptofeed import FeedHandler
+from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
+from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures, BinanceUS
+from cryptofeed.feed import Feed
+from cryptofeed.symbols import Symbols
+
+from crypto_lakehouse.exchange.tls import client_ssl_context
+from crypto_lakehouse.exchange.venues import venue
+
+__all__ = ["ccxt_client", "feed_class", "run_feeds"]
+
+_FEEDS: dict[str, type[Feed]] = {
+    "BINANCE": Binance,
+    "BINANCE_US": BinanceUS,
+    "BINANCE_FUTURES": BinanceFutures,
+    "BINANCE_DELIVERY": BinanceDelivery,
+}
+
+
+def feed_class(
+    exchange: str,
+    *,
+    ws_url: str | None = None,
+    rest_url: str | None = None,
+    cert_pem: bytes | str | None = None,
+) -> type[Feed]:
+    """The cryptofeed class for ``exchange``, subclassed only to use ``ws_url``/``rest_url``.
+
+    ``cert_pem`` is the certificate to trust for ``wss://`` (the loopback exchange's own,
+    ``LoopbackExchange.cert_pem`` or ``GET /_loopback/cert.pem``). The subclass keeps the
+    exchange id, so symbols cached for a previous endpoint are dropped.
+    """
+    base = _FEEDS[venue(exchange).exchange]
+    if ws_url is None and rest_url is None:
+        return base
+    attrs: dict[str, Any] = {}
+    if ws_url is not None:
+        options = {k: v for k, v in base.websocket_endpoints[0].options.items()}
+        if cert_pem is not None:
+            options["ssl"] = client_ssl_context(cert_pem)
+        elif urlsplit(ws_url).hostname in ("127.0.0.1", "localhost"):
+            options.setdefault("ssl", ssl.create_default_context())
+        attrs["websocket_endpoints"] = [WebsocketEndpoint(ws_url.rstrip("/"), options=options)]
+    if rest_url is not None:
+        attrs["rest_endpoints"] = [RestEndpoint(rest_url.rstrip("/"), routes=base.rest_endpoints[0].routes)]
+    Symbols.data.pop(base.id, None)
+    return type(f"Loopback{base.__name__}", (base,), attrs)
+
+
+def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: bool = False, **config: Any) -> Any:
+    """``ccxt.binance`` / ``binanceusdm`` / ``binancecoinm`` (or their async twins) with every
+    ``urls['api']`` entry rewritten to ``rest_url`` keeping the path."""
+    v = venue(exchange)
+    module = ccxt_async if asynchronous else ccxt
+    client = getattr(module, v.ccxt_id)({"enableRateLimit": True, **config})
+    if rest_url is not None:
+        base = rest_url.rstrip("/")
+        client.urls["api"] = {k: _rebase(u, base) for k, u in client.urls["api"].items()}
+    return client
+
+
+def _rebase(url: Any, base: str) -> Any:
+    if not isinstance(url, str):
+        return url
+    parts = urlsplit(url)
+    return base + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def run_feeds(feeds: list[Feed], *, stop: asyncio.Event, handler: FeedHandler | None = None) -> None:
+    """Run ``feeds`` on one cryptofeed ``FeedHandler`` in this loop until ``stop`` is set.
+
+    cryptofeed's own signal handlers stay off: the caller owns SIGINT/SIGTERM and decides
+    what to flush before it sets ``stop``.
+    """
+    fh = handler or FeedHandler()
+    for feed in feeds:
+        fh.add_feed(feed)
+    task = asyncio.create_task(fh.run_async(install_signal_handlers=False))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if stopper in done:
+        fh.request_stop()
+        await task
+    else:
+        stopper.cancel()
+        task.result()  # a feed failed: raise its error

@@ -1,0 +1,472 @@
+"""The loopback exchange: Binance-protocol ``wss://`` combined streams + REST on 127.0.0.1.
+
+Two modes:
+
+* **replay** a cryptofeed recording: the recorded REST answers and exactly the recorded frames
+  of the streams a client subscribes to, each frame delivered once across (re)connections;
+  ``finished`` is set when the recording has been played out;
+* **synthetic**: a :class:`~crypto_lakehouse.exchange.synthetic.SyntheticMarket`, paced at its
+  message rate, starting when the first client subscribes; REST serves its ground truth.
+
+Faults (:class:`FaultPlan`) withhold trades from the stream, duplicate them, inject malformed
+frames or drop a connection, for reliability tests of everything downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from aiohttp import web
+
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.exchange.recording import Recording, load_recording
+from crypto_lakehouse.exchange.synthetic import MarketSpec, RestError, SyntheticMarket
+from crypto_lakehouse.exchange.tls import make_certificate
+from crypto_lakehouse.exchange.venues import Venue, venue
+from crypto_lakehouse.exchange.wsserver import WebSocket, encode_text_frame, start_ws_server
+
+__all__ = ["MALFORMED_KINDS", "FaultPlan", "LoopbackExchange", "running_exchange"]
+
+LOG = logging.getLogger(__name__)
+
+MALFORMED_KINDS = ("truncated", "wrong_type", "not_json", "unknown_event", "missing_field")
+_PREFIX_KIND = {"/api/v3": "spot", "/fapi/v1": "linear", "/dapi/v1": "inverse"}
+_MAX_ROUNDS_PER_BATCH = 2_000
+
+
+@dataclass(slots=True)
+class FaultPlan:
+    """Faults the synthetic stream injects (REST always serves the full ground truth)."""
+
+    skip_trades: list[tuple[int, int]] = field(default_factory=list)  # inclusive aggTrade id ranges
+    duplicate_every: int = 0  # every Nth trade is sent twice
+    malformed_every: int = 0  # after every Nth message, one malformed frame (kinds cycle)
+    drop_at: int | None = None  # abort the first connection once it has sent this many messages
+
+    def skips(self, trade_id: int) -> bool:
+        return any(lo <= trade_id <= hi for lo, hi in self.skip_trades)
+
+
+@dataclass(slots=True)
+class _Stats:
+    messages_sent: int = 0
+    trades_skipped: int = 0
+    trades_duplicated: int = 0
+    malformed_sent: dict[str, int] = field(default_factory=dict)
+    connections_opened: int = 0
+    connections_dropped: int = 0
+
+
+def _canonical(stream: str) -> str:
+    """``btcusdt@depth@100ms`` -> ``btcusdt@depth``; ``x@markPrice@1s`` -> ``x@markPrice``."""
+    sym, _, rest = stream.partition("@")
+    chan = rest.split("@", 1)[0]
+    return f"{sym.lower()}@{chan}"
+
+
+class _Conn:
+    __slots__ = ("names", "pending", "ws")
+
+    def __init__(self, ws: WebSocket, streams: list[str]):
+        self.ws = ws
+        self.names: dict[str, bytes] = {_canonical(s): s.encode() for s in streams}
+        self.pending: list[bytes] = []
+
+
+class LoopbackExchange:
+    """A local Binance-family exchange for the real cryptofeed and ccxt clients.
+
+    Use ``async with LoopbackExchange(...) as ex`` inside a loop, or :func:`running_exchange`
+    from synchronous code (it runs the server in a background thread).
+    """
+
+    def __init__(
+        self,
+        *,
+        recording: str | Path | Recording | None = None,
+        market: MarketSpec | SyntheticMarket | None = None,
+        host: str = "127.0.0.1",
+        ws_port: int = 0,
+        rest_port: int = 0,
+        faults: FaultPlan | None = None,
+        speed: float = 0.0,
+        paced: bool = True,
+    ):
+        if (recording is None) == (market is None):
+            raise LakehouseError("give the loopback exchange either a recording or a synthetic market")
+        self.recording: Recording | None = (
+            recording if isinstance(recording, Recording) or recording is None else load_recording(recording)
+        )
+        self.market: SyntheticMarket | None = (
+            market if isinstance(market, SyntheticMarket) or market is None else SyntheticMarket(market)
+        )
+        self.venue: Venue = venue(self.recording.exchange if self.recording else self.market.spec.exchange)
+        self.host, self._ws_port, self._rest_port = host, ws_port, rest_port
+        self.faults = faults or FaultPlan()
+        self.speed = speed
+        self.paced = paced
+        self.stats = _Stats()
+        self.certificate = make_certificate(host)
+        self._conns: set[_Conn] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._ws_server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._first_client: asyncio.Event | None = None
+        self.finished: asyncio.Event | None = None
+        self._delivered: set[int] = set()
+        self._dropped_once = False
+        self._malformed_seq = 0
+        self._replay_idle: asyncio.TimerHandle | None = None
+        self.ws_url = self.rest_url = ""
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def mode(self) -> str:
+        return "replay" if self.recording else "synthetic"
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.cert_pem
+
+    async def start(self) -> Self:
+        self._first_client = asyncio.Event()
+        self.finished = asyncio.Event()
+        try:
+            self._ws_server = await start_ws_server(
+                self._on_ws, host=self.host, port=self._ws_port,
+                ssl_context=self.certificate.server_context(),
+            )
+            app = web.Application(middlewares=[self._errors])
+            app.router.add_route("GET", "/{tail:.*}", self._on_rest)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self._rest_port)
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise LakehouseError(
+                f"cannot listen on {self.host} (wss port {self._ws_port}, REST port "
+                f"{self._rest_port}): {exc.strerror or exc}; choose other ports or 0 for free ones"
+            ) from None
+        ws_port = self._ws_server.sockets[0].getsockname()[1]
+        rest_port = self._runner.addresses[0][1]
+        self.ws_url = f"wss://{self.host}:{ws_port}"
+        self.rest_url = f"http://{self.host}:{rest_port}"
+        if self.market is not None:
+            self._spawn(self._pump())
+        LOG.info("loopback %s (%s) on %s and %s", self.venue.exchange, self.mode, self.ws_url, self.rest_url)
+        return self
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for conn in list(self._conns):
+            await conn.ws.close(1001, "exchange stopping")
+        if self._ws_server is not None:
+            self._ws_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws_server.wait_closed(), 2)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._replay_idle is not None:
+            self._replay_idle.cancel()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def status(self) -> dict:
+        return {
+            "exchange": self.venue.exchange,
+            "mode": self.mode,
+            "finished": bool(self.finished and self.finished.is_set()),
+            "connections": len(self._conns),
+            "messages_sent": self.stats.messages_sent,
+            "trades_skipped": self.stats.trades_skipped,
+            "trades_duplicated": self.stats.trades_duplicated,
+            "malformed_sent": dict(self.stats.malformed_sent),
+            "connections_opened": self.stats.connections_opened,
+            "connections_dropped": self.stats.connections_dropped,
+            "ws_url": self.ws_url,
+            "rest_url": self.rest_url,
+        }
+
+    # ------------------------------------------------------------------ websocket side
+    async def _on_ws(self, ws: WebSocket) -> None:
+        streams = [s for s in ws.query.get("streams", [""])[0].split("/") if s]
+        if not ws.path.endswith("/stream") or not streams:
+            await ws.close(1008, "subscribe in the URL: /stream?streams=<symbol>@<channel>/...")
+            return
+        conn = _Conn(ws, streams)
+        self.stats.connections_opened += 1
+        if self.market is not None:
+            try:
+                for key in conn.names:
+                    chan = key.split("@", 1)[1]
+                    if chan.startswith("kline_"):
+                        self.market.add_kline_interval(chan.removeprefix("kline_"))
+            except RestError as exc:
+                await ws.close(1008, str(exc))
+                return
+        self._conns.add(conn)
+        self._first_client.set()
+        try:
+            if self.recording is not None:
+                await self._replay(conn)
+            await ws.closed.wait()
+        finally:
+            self._conns.discard(conn)
+
+    def _queue(self, conn: _Conn, key: str, payload: bytes) -> None:
+        name = conn.names[key]
+        conn.pending.append(encode_text_frame(b'{"stream":"' + name + b'","data":' + payload + b"}"))
+        f = self.faults
+        if f.malformed_every and (self.stats.messages_sent + len(conn.pending)) % f.malformed_every == 0:
+            conn.pending.append(encode_text_frame(self._malformed(name)))
+
+    def _malformed(self, name: bytes) -> bytes:
+        kind = MALFORMED_KINDS[self._malformed_seq % len(MALFORMED_KINDS)]
+        self._malformed_seq += 1
+        self.stats.malformed_sent[kind] = self.stats.malformed_sent.get(kind, 0) + 1
+        sym = name.split(b"@", 1)[0].upper()
+        good = (
+            b'{"stream":"' + name + b'","data":{"e":"aggTrade","E":1,"s":"' + sym
+            + b'","a":1,"p":"1.0","q":"1.0","f":1,"l":1,"T":1,"m":true}}'
+        )
+        if kind == "truncated":
+            return good[: len(good) // 2]
+        if kind == "wrong_type":
+            return good.replace(b'"p":"1.0","q":"1.0"', b'"p":{"oops":1},"q":null').replace(b'"T":1', b'"T":"noon"')
+        if kind == "not_json":
+            return b"<html>502 Bad Gateway</html> not json {{"
+        if kind == "unknown_event":
+            return b'{"stream":"' + name + b'","data":{"e":"mysteryEvent","E":1,"s":"' + sym + b'"}}'
+        return good.replace(b'"p":"1.0",', b"")  # missing_field
+
+    async def _flush(self) -> None:
+        for conn in list(self._conns):
+            if not conn.pending:
+                continue
+            frames, conn.pending = conn.pending, []
+            drop = self.faults.drop_at
+            if drop is not None and not self._dropped_once and conn.ws.messages_sent + len(frames) >= drop:
+                self._dropped_once = True
+                frames = frames[: max(0, drop - conn.ws.messages_sent)]
+                conn.ws.send_frames(frames)
+                self.stats.messages_sent += len(frames)
+                conn.ws.abort()
+                self.stats.connections_dropped += 1
+                continue
+            conn.ws.send_frames(frames)
+            self.stats.messages_sent += len(frames)
+        for conn in list(self._conns):
+            await conn.ws.drain()
+
+    async def _pump(self) -> None:
+        """Generate the synthetic market at its rate and fan events out to subscribers."""
+        market = self.market
+        await self._first_client.wait()
+        await asyncio.sleep(0.05)  # let sibling connections (futures: /public + /market) subscribe
+        loop = asyncio.get_running_loop()
+        t0, rounds0 = loop.time(), market.rounds
+        step_s = market.step_us / 1e6
+        faults = self.faults
+        while not market.finished:
+            if self.paced:
+                due = int((loop.time() - t0) / step_s) - (market.rounds - rounds0)
+                if due <= 0:
+                    await asyncio.sleep(min(0.01, step_s))
+                    continue
+                rounds = min(due, _MAX_ROUNDS_PER_BATCH)
+            else:
+                rounds = _MAX_ROUNDS_PER_BATCH // 4
+            conns = list(self._conns)
+            for _ in range(rounds):
+                for key, payload, trade_id in market.step():
+                    copies = 1
+                    if trade_id is not None:
+                        if faults.skip_trades and faults.skips(trade_id):
+                            self.stats.trades_skipped += 1
+                            continue
+                        if faults.duplicate_every and trade_id % faults.duplicate_every == 0:
+                            copies = 2
+                            self.stats.trades_duplicated += 1
+                    for conn in conns:
+                        if key in conn.names:
+                            for _ in range(copies):
+                                self._queue(conn, key, payload)
+                if market.finished:
+                    break
+            await self._flush()
+        self.finished.set()
+        LOG.info("synthetic market finished: %s", self.status())
+
+    async def _replay(self, conn: _Conn) -> None:
+        """Send this connection's recorded frames not yet delivered to an earlier connection."""
+        rec = self.recording
+        if self._replay_idle is not None:
+            self._replay_idle.cancel()
+        prev_ts = None
+        for i, frame in enumerate(rec.frames):
+            if i in self._delivered or _canonical(frame.stream) not in conn.names:
+                continue
+            if self.speed > 0 and prev_ts is not None:
+                await self._flush()
+                await asyncio.sleep(max(0.0, (frame.received - prev_ts) / self.speed))
+            prev_ts = frame.received
+            if not conn.ws.open:
+                return
+            self._delivered.add(i)
+            conn.pending.append(encode_text_frame(frame.payload))
+            if len(conn.pending) >= 256:
+                await self._flush()
+        await self._flush()
+        if len(self._delivered) == len(rec.frames):
+            self.finished.set()
+        else:  # the client subscribed to a subset: done once nobody else shows up for a second
+            self._replay_idle = asyncio.get_running_loop().call_later(1.0, self.finished.set)
+
+    # ------------------------------------------------------------------ REST side
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RestError as exc:
+            return web.json_response({"code": exc.code, "msg": exc.msg}, status=400)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"code": -1100, "msg": f"Illegal characters found in a parameter: {exc}"}, status=400)
+
+    async def _on_rest(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/_loopback/status":
+            return web.json_response(self.status())
+        if path == "/_loopback/cert.pem":
+            return web.Response(body=self.cert_pem, content_type="application/x-pem-file")
+        prefix, _, endpoint = path.rpartition("/")
+        kind = _PREFIX_KIND.get(prefix)
+        if kind is None:
+            return web.json_response({"code": -5000, "msg": f"Path {path} not found."}, status=404)
+        q = request.query
+        if endpoint in ("ping", "time"):
+            return web.json_response({} if endpoint == "ping" else {"serverTime": int(time.time() * 1000)})
+        if self.recording is not None:
+            body = self.recording.rest_answer(path, q.get("symbol"))
+            if body is None and endpoint == "exchangeInfo":
+                body = json.dumps({"timezone": "UTC", "serverTime": 0, "rateLimits": [], "symbols": []}).encode()
+            if body is None:
+                return web.json_response(
+                    {"code": -5000, "msg": f"the recording {self.recording.name} holds no answer for {path}"},
+                    status=404,
+                )
+            return web.Response(body=body, content_type="application/json")
+        return web.json_response(self._synthetic_rest(kind, endpoint, q))
+
+    def _synthetic_rest(self, kind: str, endpoint: str, q: Any) -> Any:
+        m = self.market
+        if endpoint == "exchangeInfo":
+            return m.exchange_info(kind)
+        if kind != m.venue.kind:
+            raise RestError(-1121, "Invalid symbol.")
+        if endpoint == "depth":
+            return m.depth_snapshot(q.get("symbol"), _limit(q, 100, 5000))
+        if endpoint == "aggTrades":
+            return m.agg_trades(
+                q.get("symbol"), from_id=_int(q, "fromId"), start_ms=_int(q, "startTime"),
+                end_ms=_int(q, "endTime"), limit=_limit(q, 500, 1000),
+            )
+        if endpoint == "klines":
+            interval = q.get("interval")
+            if not interval:
+                raise RestError(-1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
+            return m.klines(
+                q.get("symbol"), interval, start_ms=_int(q, "startTime"), end_ms=_int(q, "endTime"),
+                limit=_limit(q, 500, m.venue.kline_limit),
+            )
+        if endpoint == "fundingRate" and kind != "spot":
+            return m.funding_history(
+                q.get("symbol"), start_ms=_int(q, "startTime"), end_ms=_int(q, "endTime"),
+                limit=_limit(q, 100, 1000),
+            )
+        raise RestError(-5000, f"endpoint {endpoint} is not served by the loopback exchange")
+
+
+def _int(q: Any, key: str) -> int | None:
+    v = q.get(key)
+    return None if v in (None, "") else int(v)
+
+
+def _limit(q: Any, default: int, maximum: int) -> int:
+    v = _int(q, "limit")
+    if v is None:
+        return default
+    if v <= 0:
+        raise RestError(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-%d'." % maximum)
+    return min(v, maximum)
+
+
+@contextlib.contextmanager
+def running_exchange(**kwargs: Any) -> Iterator[LoopbackExchange]:
+    """Run a :class:`LoopbackExchange` in a background thread (for synchronous code and tests).
+
+    ``ex.wait_finished(timeout)`` blocks until the recording/market has been played out.
+    """
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            box["ex"] = loop.run_until_complete(LoopbackExchange(**kwargs).start())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+            started.set()
+            return
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="loopback-exchange", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" in box:
+        thread.join()
+        loop.close()
+        raise box["error"]
+    ex: LoopbackExchange = box["ex"]
+
+    def wait_finished(timeout: float | None = None) -> bool:
+        return asyncio.run_coroutine_threadsafe(_wait(ex.finished, timeout), loop).result()
+
+    ex.wait_finished = wait_finished  # type: ignore[attr-defined]
+    try:
+        yield ex
+    finally:
+        asyncio.run_coroutine_threadsafe(ex.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+        return True
+    except TimeoutError:
+        return False

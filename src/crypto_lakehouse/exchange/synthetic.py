@@ -1,0 +1,538 @@
+"""A seeded, deterministic synthetic market speaking Binance's stream and REST formats.
+
+Everything follows from ``(exchange, symbols, seed, rate, start_ms)``: the same inputs give the
+same trades, book updates, klines and funding, so tests can compare what landed with the
+**ground truth** this module keeps (every trade, including those a fault skipped on the stream,
+is served by REST ``aggTrades`` by id or time range, exactly as Binance would).
+
+Prices and quantities are integers of ticks (0.01) and lots (0.001) internally and are rendered
+as exact decimal strings, so nothing is lost to floating point anywhere downstream.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+from crypto_lakehouse.durations import parse_duration
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.exchange.venues import Venue, venue
+
+__all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape"]
+
+PRICE_DECIMALS = 2
+QTY_DECIMALS = 3
+FUNDING_PERIOD_MS = 8 * 3_600_000
+_HOUR_MS = 3_600_000
+
+
+def _fmt(value: int, decimals: int) -> str:
+    """Integer of 10**-decimals units -> exact decimal string (``12345, 2`` -> ``"123.45"``)."""
+    sign = "-" if value < 0 else ""
+    q, r = divmod(abs(value), 10**decimals)
+    return f"{sign}{q}.{r:0{decimals}d}"
+
+
+_PRICE_CACHE: dict[int, str] = {}
+_QTY_TABLE = [_fmt(i, QTY_DECIMALS) for i in range(5_001)]
+
+
+def _price(ticks: int) -> str:
+    s = _PRICE_CACHE.get(ticks)
+    if s is None:
+        s = _PRICE_CACHE[ticks] = _fmt(ticks, PRICE_DECIMALS)
+    return s
+
+
+def _qty(lots: int) -> str:
+    return _QTY_TABLE[lots] if 0 <= lots <= 5_000 else _fmt(lots, QTY_DECIMALS)
+
+
+def _rand(rng: random.Random, n: int) -> int:
+    """Uniform integer in 1..n (cheaper than ``randint`` on the hot path)."""
+    return int(rng.random() * n) + 1
+
+
+def _seed_for(seed: int, *parts: object) -> int:
+    return zlib.crc32(repr((seed, *parts)).encode())
+
+
+@dataclass(slots=True)
+class MarketSpec:
+    """Parameters of a synthetic market. Symbols are exchange symbols (``BTCUSDT``)."""
+
+    exchange: str = "BINANCE_FUTURES"
+    symbols: list[str] = field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+    seed: int = 7
+    rate: float = 2_000.0  # messages per second, all symbols, when paced
+    start_ms: int | None = None  # exchange-time origin (UTC ms); None = now
+    max_trades: int | None = None  # per symbol; the market ends after this many trades
+    depth_levels: int = 20
+    liquidation_every: int = 250  # trades per symbol between forceOrder events (futures)
+    funding_history_days: int = 30
+
+
+@dataclass(slots=True)
+class TradeTape:
+    """Ground truth of one symbol's aggregate trades (ids are contiguous from ``first_id``)."""
+
+    first_id: int
+    time_ms: array = field(default_factory=lambda: array("q"))
+    price: array = field(default_factory=lambda: array("q"))  # ticks of 10**-PRICE_DECIMALS
+    qty: array = field(default_factory=lambda: array("q"))  # lots of 10**-QTY_DECIMALS
+    buyer_maker: array = field(default_factory=lambda: array("b"))
+
+    def __len__(self) -> int:
+        return len(self.time_ms)
+
+    @property
+    def last_id(self) -> int:
+        return self.first_id + len(self) - 1
+
+    def record(self, i: int) -> dict:
+        """Trade ``i`` (position, not id) in Binance's REST aggTrades form."""
+        tid = self.first_id + i
+        return {
+            "a": tid,
+            "p": _price(self.price[i]),
+            "q": _qty(self.qty[i]),
+            "f": tid,
+            "l": tid,
+            "T": self.time_ms[i],
+            "m": bool(self.buyer_maker[i]),
+            "M": True,
+        }
+
+
+Event = tuple[str, bytes, int | None]
+"""(stream key like ``btcusdt@aggTrade``, JSON payload, aggTrade id or None)."""
+
+
+@dataclass(slots=True)
+class _Kline:
+    start: int
+    open: int = 0
+    high: int = 0
+    low: int = 0
+    close: int = 0
+    volume: int = 0  # lots
+    quote: int = 0  # ticks*lots
+    taker_buy: int = 0
+    taker_buy_quote: int = 0
+    trades: int = 0
+    first_id: int = -1
+    last_id: int = -1
+
+    def add(self, tid: int, price: int, qty: int, buyer_maker: bool) -> None:
+        if self.trades == 0:
+            self.open = self.high = self.low = price
+            self.first_id = tid
+        self.high = max(self.high, price)
+        self.low = min(self.low, price)
+        self.close = price
+        self.volume += qty
+        self.quote += price * qty
+        if not buyer_maker:
+            self.taker_buy += qty
+            self.taker_buy_quote += price * qty
+        self.trades += 1
+        self.last_id = tid
+
+
+class _Symbol:
+    __slots__ = (
+        "asks", "bids", "book_id", "candles", "index", "last_mark_s", "lower", "mid",
+        "name", "rng", "tape",
+    )
+
+    def __init__(self, name: str, index: int, seed: int):
+        self.name = name
+        self.lower = name.lower()
+        self.index = index
+        self.rng = random.Random(_seed_for(seed, "symbol", name))
+        base_price = {"BTC": 6_000_000, "ETH": 300_000, "SOL": 15_000, "BNB": 60_000}
+        start = next((p for k, p in base_price.items() if name.startswith(k)), None)
+        self.mid: int = start if start is not None else self.rng.randint(1_000, 100_000)
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.book_id: int = 1_000_000_000 + 10_000 * index
+        self.tape = TradeTape(first_id=1_000_000 * (index + 1))
+        self.candles: dict[int, _Kline] = {}  # interval ms -> open candle
+        self.last_mark_s: int = -1
+
+
+class SyntheticMarket:
+    """The generator and the ground truth; the server paces it and puts it on the wire."""
+
+    def __init__(self, spec: MarketSpec):
+        if not spec.symbols:
+            raise LakehouseError("the synthetic market needs at least one symbol")
+        if spec.rate <= 0:
+            raise LakehouseError(f"rate must be > 0 messages/s, got {spec.rate}")
+        self.spec = spec
+        self.venue: Venue = venue(spec.exchange)
+        for s in spec.symbols:
+            self.venue.split_symbol(s)  # validates
+        self.start_ms = spec.start_ms if spec.start_ms is not None else int(time.time() * 1000)
+        self.symbols = {s.upper(): _Symbol(s.upper(), i, spec.seed) for i, s in enumerate(spec.symbols)}
+        # per round: a depth update, a trade and a book ticker per symbol
+        self.step_us = 3 * len(self.symbols) * 1_000_000 / spec.rate
+        self._clock_us = float(self.start_ms) * 1000
+        self.rounds = 0
+        self.kline_intervals: dict[str, int] = {}
+        self.add_kline_interval("1m")
+        for sym in self.symbols.values():
+            self._seed_book(sym)
+
+    # ------------------------------------------------------------------ generation
+    @property
+    def now_ms(self) -> int:
+        """The market's exchange time (UTC ms) of the latest generated event."""
+        return int(self._clock_us // 1000)
+
+    @property
+    def finished(self) -> bool:
+        m = self.spec.max_trades
+        return m is not None and all(len(s.tape) >= m for s in self.symbols.values())
+
+    def add_kline_interval(self, interval: str) -> None:
+        """Start building ``interval`` klines for the stream (REST computes any interval)."""
+        if interval not in self.kline_intervals:
+            self.kline_intervals[interval] = _interval_ms(interval)
+
+    def _seed_book(self, sym: _Symbol) -> None:
+        rng = sym.rng
+        for k in range(1, self.spec.depth_levels + 1):
+            sym.bids[sym.mid - k] = _rand(rng, 5_000)
+            sym.asks[sym.mid + k] = _rand(rng, 5_000)
+
+    def step(self) -> list[Event]:
+        """One round: every symbol gets a depth update, a trade and a book ticker, plus the
+        klines, mark prices and liquidations that fall due. Returns the events in order."""
+        self._clock_us += self.step_us
+        self.rounds += 1
+        now = int(self._clock_us // 1000)
+        out: list[Event] = []
+        futures = self.venue.is_futures
+        for sym in self.symbols.values():
+            if self.spec.max_trades is not None and len(sym.tape) >= self.spec.max_trades:
+                continue
+            out.append(self._depth_update(sym, now))
+            out.append(self._trade(sym, now))
+            out.extend(self._klines(sym, now))
+            out.append(self._book_ticker(sym, now))
+            if futures:
+                second = now // 1000
+                if second != sym.last_mark_s:
+                    sym.last_mark_s = second
+                    out.append(self._mark_price(sym, now))
+                if len(sym.tape) % self.spec.liquidation_every == 0:
+                    out.append(self._liquidation(sym, now))
+        return out
+
+    def _depth_update(self, sym: _Symbol, now: int) -> Event:
+        rng, levels = sym.rng, self.spec.depth_levels
+        old = sym.mid
+        new = max(levels + 2, old + _rand(rng, 5) - 3)
+        sym.mid = new
+        bids: list[tuple[int, int]] = []
+        asks: list[tuple[int, int]] = []
+        # keep the book uncrossed and bounded: levels stay within `levels` ticks of mid
+        for p in range(new, old) if new < old else range(old - levels, new - levels):
+            if sym.bids.pop(p, None) is not None:
+                bids.append((p, 0))
+        for p in range(old + 1, new + 1) if new > old else range(new + levels + 1, old + levels + 1):
+            if sym.asks.pop(p, None) is not None:
+                asks.append((p, 0))
+        for book, changes, p in ((sym.bids, bids, new - 1), (sym.asks, asks, new + 1)):
+            book[p] = _rand(rng, 5_000)
+            changes.append((p, book[p]))
+        deep = 1 + _rand(rng, levels - 1)
+        for book, changes, p in ((sym.bids, bids, new - deep), (sym.asks, asks, new + deep)):
+            if p in book and rng.random() < 0.3:
+                del book[p]
+                changes.append((p, 0))
+            else:
+                book[p] = _rand(rng, 5_000)
+                changes.append((p, book[p]))
+        first = sym.book_id + 1
+        prev = sym.book_id
+        sym.book_id += len(bids) + len(asks)
+        b = ",".join(f'["{_price(p)}","{_qty(q)}"]' for p, q in bids)
+        a = ",".join(f'["{_price(p)}","{_qty(q)}"]' for p, q in asks)
+        extra = f',"T":{now},"pu":{prev}' if self.venue.is_futures else ""
+        payload = (
+            f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{first},'
+            f'"u":{sym.book_id},"b":[{b}],"a":[{a}]}}'
+        )
+        return (f"{sym.lower}@depth", payload.encode(), None)
+
+    def _trade(self, sym: _Symbol, now: int) -> Event:
+        rng = sym.rng
+        buy = rng.random() < 0.5
+        price = sym.mid + 1 if buy else sym.mid - 1
+        qty = _rand(rng, 2_000)
+        tape = sym.tape
+        tid = tape.first_id + len(tape)
+        tape.time_ms.append(now)
+        tape.price.append(price)
+        tape.qty.append(qty)
+        tape.buyer_maker.append(0 if buy else 1)
+        for iv_ms in self.kline_intervals.values():
+            k = sym.candles.get(iv_ms)
+            if k is None or now >= k.start + iv_ms:
+                continue  # opened/closed in _klines
+            k.add(tid, price, qty, not buy)
+        m = "false" if buy else "true"
+        if self.venue.is_futures:
+            payload = (
+                f'{{"e":"aggTrade","E":{now},"a":{tid},"s":"{sym.name}","p":"{_price(price)}",'
+                f'"q":"{_qty(qty)}","f":{tid},"l":{tid},"T":{now},"m":{m}}}'
+            )
+        else:
+            payload = (
+                f'{{"e":"aggTrade","E":{now},"s":"{sym.name}","a":{tid},"p":"{_price(price)}",'
+                f'"q":"{_qty(qty)}","f":{tid},"l":{tid},"T":{now},"m":{m},"M":true}}'
+            )
+        return (f"{sym.lower}@aggTrade", payload.encode(), tid)
+
+    def _klines(self, sym: _Symbol, now: int) -> list[Event]:
+        """Close candles the clock has passed (x=true), open new ones, and send an update of
+        each open candle once per exchange second (x=false), as Binance does."""
+        out: list[Event] = []
+        tape = sym.tape
+        i = len(tape) - 1
+        tid, price, qty, bm = tape.first_id + i, tape.price[i], tape.qty[i], bool(tape.buyer_maker[i])
+        for name, iv_ms in self.kline_intervals.items():
+            k = sym.candles.get(iv_ms)
+            if k is not None and now >= k.start + iv_ms:
+                out.append(self._kline_event(sym, name, iv_ms, k, now, closed=True))
+                k = None
+            if k is None:
+                k = sym.candles[iv_ms] = _Kline(start=now - now % iv_ms)
+                k.add(tid, price, qty, bm)
+                continue
+            if (now - self.step_us / 1000) // 1000 != now // 1000:
+                out.append(self._kline_event(sym, name, iv_ms, k, now, closed=False))
+        return out
+
+    def _kline_event(self, sym: _Symbol, name: str, iv_ms: int, k: _Kline, now: int, *, closed: bool) -> Event:
+        x = "true" if closed else "false"
+        payload = (
+            f'{{"e":"kline","E":{now},"s":"{sym.name}","k":{{"t":{k.start},"T":{k.start + iv_ms - 1},'
+            f'"s":"{sym.name}","i":"{name}","f":{k.first_id},"L":{k.last_id},"o":"{_price(k.open)}",'
+            f'"c":"{_price(k.close)}","h":"{_price(k.high)}","l":"{_price(k.low)}",'
+            f'"v":"{_qty(k.volume)}","n":{k.trades},"x":{x},"q":"{_fmt(k.quote, 5)}",'
+            f'"V":"{_qty(k.taker_buy)}","Q":"{_fmt(k.taker_buy_quote, 5)}","B":"0"}}}}'
+        )
+        return (f"{sym.lower}@kline_{name}", payload.encode(), None)
+
+    def _book_ticker(self, sym: _Symbol, now: int) -> Event:
+        bid, ask = sym.mid - 1, sym.mid + 1
+        body = (
+            f'"u":{sym.book_id},"s":"{sym.name}","b":"{_price(bid)}","B":"{_qty(sym.bids[bid])}",'
+            f'"a":"{_price(ask)}","A":"{_qty(sym.asks[ask])}"'
+        )
+        if self.venue.is_futures:
+            payload = f'{{"e":"bookTicker",{body},"T":{now},"E":{now}}}'
+        else:
+            payload = f"{{{body}}}"
+        return (f"{sym.lower}@bookTicker", payload.encode(), None)
+
+    def _mark_price(self, sym: _Symbol, now: int) -> Event:
+        nxt = (now // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
+        rate = self.funding_rate(sym.name, nxt)
+        payload = (
+            f'{{"e":"markPriceUpdate","E":{now},"s":"{sym.name}","p":"{_price(sym.mid)}",'
+            f'"i":"{_price(sym.mid + 1)}","P":"{_price(sym.mid)}","r":"{_fmt(rate, 8)}","T":{nxt}}}'
+        )
+        return (f"{sym.lower}@markPrice", payload.encode(), None)
+
+    def _liquidation(self, sym: _Symbol, now: int) -> Event:
+        rng = sym.rng
+        side = "SELL" if rng.random() < 0.5 else "BUY"
+        qty = _qty(_rand(rng, 5_000))
+        price = _price(sym.mid - 5 if side == "SELL" else sym.mid + 5)
+        payload = (
+            f'{{"e":"forceOrder","E":{now},"o":{{"s":"{sym.name}","S":"{side}","o":"LIMIT",'
+            f'"f":"IOC","q":"{qty}","p":"{price}","ap":"{price}","X":"FILLED","l":"{qty}",'
+            f'"z":"{qty}","T":{now}}}}}'
+        )
+        return (f"{sym.lower}@forceOrder", payload.encode(), None)
+
+    # ------------------------------------------------------------------ ground truth / REST
+    def symbol(self, name: str | None) -> _Symbol:
+        if not name:
+            raise RestError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        try:
+            return self.symbols[name.upper()]
+        except KeyError:
+            raise RestError(-1121, "Invalid symbol.") from None
+
+    def tape(self, symbol: str) -> TradeTape:
+        return self.symbol(symbol).tape
+
+    def funding_rate(self, symbol: str, funding_time_ms: int) -> int:
+        """Funding rate in units of 1e-8 for the settlement at ``funding_time_ms``."""
+        return _seed_for(self.spec.seed, "funding", symbol.upper(), funding_time_ms) % 20_001 - 10_000
+
+    def agg_trades(
+        self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict]:
+        """Binance ``aggTrades`` semantics: by id, by time (window < 1 h) or the most recent."""
+        tape = self.tape(symbol)
+        n = len(tape)
+        if start_ms is not None and end_ms is not None and end_ms - start_ms > _HOUR_MS:
+            raise RestError(-1127, "More than 1 hours between startTime and endTime.")
+        if start_ms is not None and end_ms is None and from_id is None:
+            end_ms = start_ms + _HOUR_MS
+        if end_ms is not None and start_ms is None and from_id is None:
+            start_ms = end_ms - _HOUR_MS
+        if from_id is not None:
+            lo = max(0, from_id - tape.first_id)
+        elif start_ms is not None:
+            lo = bisect_left(tape.time_ms, start_ms)
+        else:
+            lo = max(0, n - limit)
+        hi = bisect_right(tape.time_ms, end_ms) if end_ms is not None else n
+        if start_ms is not None:
+            lo = max(lo, bisect_left(tape.time_ms, start_ms))
+        hi = min(hi, lo + limit, n)
+        return [tape.record(i) for i in range(lo, hi)]
+
+    def klines(
+        self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[list]:
+        """Binance ``klines`` from the ground truth; empty windows repeat the last close."""
+        tape = self.tape(symbol)
+        iv = _interval_ms(interval)
+        if not len(tape):
+            return []
+        first_open = tape.time_ms[0] - tape.time_ms[0] % iv
+        last_open = tape.time_ms[-1] - tape.time_ms[-1] % iv
+        if end_ms is not None:
+            last_open = min(last_open, end_ms - end_ms % iv)
+        if start_ms is not None:
+            lo_open = max(first_open, start_ms + (-start_ms) % iv)
+            hi_open = min(last_open, lo_open + (limit - 1) * iv)
+        else:
+            hi_open = last_open
+            lo_open = max(first_open, hi_open - (limit - 1) * iv)
+        rows: list[list] = []
+        prev_close = None
+        i = bisect_left(tape.time_ms, lo_open)
+        if i > 0:
+            prev_close = tape.price[i - 1]
+        for t in range(lo_open, hi_open + 1, iv):
+            j = bisect_left(tape.time_ms, t + iv, lo=i)
+            k = _Kline(start=t)
+            for x in range(i, j):
+                k.add(tape.first_id + x, tape.price[x], tape.qty[x], bool(tape.buyer_maker[x]))
+            i = j
+            if k.trades == 0:
+                k.open = k.high = k.low = k.close = prev_close or 0
+            prev_close = k.close
+            rows.append([
+                t, _price(k.open), _price(k.high), _price(k.low), _price(k.close), _qty(k.volume),
+                t + iv - 1, _fmt(k.quote, 5), k.trades, _qty(k.taker_buy),
+                _fmt(k.taker_buy_quote, 5), "0",
+            ])
+        return rows
+
+    def funding_history(
+        self, symbol: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict]:
+        """Settlements every 8 h from ``funding_history_days`` before the start up to now."""
+        sym = self.symbol(symbol)
+        first = self.start_ms - self.spec.funding_history_days * 86_400_000
+        first -= first % FUNDING_PERIOD_MS
+        last = self.now_ms - self.now_ms % FUNDING_PERIOD_MS
+        if end_ms is not None:
+            last = min(last, end_ms - end_ms % FUNDING_PERIOD_MS)
+        if start_ms is not None:
+            lo = max(first, start_ms + (-start_ms) % FUNDING_PERIOD_MS)
+            times = range(lo, min(last, lo + (limit - 1) * FUNDING_PERIOD_MS) + 1, FUNDING_PERIOD_MS)
+        else:
+            lo = max(first, last - (limit - 1) * FUNDING_PERIOD_MS)
+            times = range(lo, last + 1, FUNDING_PERIOD_MS)
+        base = sym.tape.price[0] if len(sym.tape) else sym.mid
+        return [
+            {
+                "symbol": sym.name,
+                "fundingTime": t,
+                "fundingRate": _fmt(self.funding_rate(sym.name, t), 8),
+                "markPrice": _price(base + _seed_for(self.spec.seed, "mark", sym.name, t) % 200 - 100),
+            }
+            for t in times
+        ]
+
+    def depth_snapshot(self, symbol: str, limit: int) -> dict:
+        sym = self.symbol(symbol)
+        bids = sorted(sym.bids.items(), reverse=True)[:limit]
+        asks = sorted(sym.asks.items())[:limit]
+        out: dict = {"lastUpdateId": sym.book_id}
+        if self.venue.is_futures:
+            out |= {"E": self.now_ms, "T": self.now_ms}
+        out["bids"] = [[_price(p), _qty(q)] for p, q in bids]
+        out["asks"] = [[_price(p), _qty(q)] for p, q in asks]
+        return out
+
+    def exchange_info(self, kind: str) -> dict:
+        """exchangeInfo for ``kind`` (spot/linear/inverse); other kinds list no symbols."""
+        symbols = [self._symbol_info(s) for s in self.symbols] if kind == self.venue.kind else []
+        info: dict = {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        ], "exchangeFilters": [], "symbols": symbols}
+        if kind != "spot":
+            info["assets"] = []
+        return info
+
+    def _symbol_info(self, name: str) -> dict:
+        base, quote = self.venue.split_symbol(name)
+        filters = [
+            {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "10000000.00", "tickSize": "0.01"},
+            {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "100000.000", "stepSize": "0.001"},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "100000.000", "stepSize": "0.001"},
+        ]
+        common = {
+            "symbol": name, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
+            "baseAssetPrecision": 8, "quotePrecision": 8, "filters": filters,
+            "orderTypes": ["LIMIT", "MARKET"],
+        }
+        if self.venue.kind == "spot":
+            return common | {
+                "quoteAssetPrecision": 8, "icebergAllowed": True, "ocoAllowed": True,
+                "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+                "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+            }
+        fut = common | {
+            "pair": f"{base}{quote}", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000, "pricePrecision": PRICE_DECIMALS,
+            "quantityPrecision": QTY_DECIMALS, "underlyingType": "COIN", "timeInForce": ["GTC", "IOC"],
+            "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+        }
+        if self.venue.kind == "inverse":
+            return fut | {"contractStatus": "TRADING", "contractSize": 100, "marginAsset": base}
+        return fut | {"marginAsset": quote}
+
+
+class RestError(LakehouseError):
+    """A Binance-style REST error: ``{"code": -1121, "msg": "Invalid symbol."}``, HTTP 400."""
+
+    def __init__(self, code: int, msg: str):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+_BINANCE_INTERVALS = {"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"}
+
+
+def _interval_ms(interval: str) -> int:
+    if interval not in _BINANCE_INTERVALS:
+        raise RestError(-1120, "Invalid interval.")
+    return int(parse_duration(interval).total_seconds() * 1000)
