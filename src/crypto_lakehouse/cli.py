@@ -22,7 +22,7 @@ from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app", "main"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 app = typer.Typer(
@@ -43,7 +43,9 @@ ConfigOpt = Annotated[
 ]
 RootOpt = Annotated[
     str | None,
-    typer.Option("--root", help="Storage root, a local path or s3://bucket/prefix (overrides config and LAKEHOUSE_ROOT)."),
+    typer.Option(
+        "--root", help="Storage root, a local path or s3://bucket/prefix (overrides config and LAKEHOUSE_ROOT)."
+    ),
 ]
 
 DEFAULT_RECORDING = Path("../shared/data/cryptofeed-samples/BINANCE_FUTURES")
@@ -81,22 +83,33 @@ def exchange_serve(
     config: ConfigOpt = None,
     root: RootOpt = None,
     recording: Annotated[
-        Path | None, typer.Option(help="Replay this cryptofeed recording, given as PATH/NAME (e.g. data/BINANCE_FUTURES).")
+        Path | None,
+        typer.Option(help="Replay this cryptofeed recording, given as PATH/NAME (e.g. data/BINANCE_FUTURES)."),
     ] = None,
     exchange: Annotated[
-        str | None, typer.Option(help="Synthetic mode protocol: BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")
+        str | None,
+        typer.Option(help="Synthetic mode protocol: BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY."),
     ] = None,
-    symbols: Annotated[str | None, typer.Option(help="Synthetic symbols, comma-separated exchange symbols (BTCUSDT,ETHUSDT).")] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Synthetic symbols, comma-separated exchange symbols (BTCUSDT,ETHUSDT).")
+    ] = None,
     rate: Annotated[float | None, typer.Option(help="Synthetic messages per second, all symbols.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the synthetic market (same seed, same market).")] = None,
-    max_trades: Annotated[int | None, typer.Option(help="End the synthetic market after this many trades per symbol.")] = None,
-    start_ms: Annotated[int | None, typer.Option(help="Exchange-time origin of the synthetic market (UTC ms; default now).")] = None,
+    max_trades: Annotated[
+        int | None, typer.Option(help="End the synthetic market after this many trades per symbol.")
+    ] = None,
+    start_ms: Annotated[
+        int | None, typer.Option(help="Exchange-time origin of the synthetic market (UTC ms; default now).")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     ws_port: Annotated[int | None, typer.Option(help="wss port (0 = a free one).")] = None,
     rest_port: Annotated[int | None, typer.Option(help="REST port (0 = a free one).")] = None,
-    speed: Annotated[float, typer.Option(help="Replay speed: 0 = as fast as the client reads, 1 = recorded pace.")] = 0.0,
+    speed: Annotated[
+        float, typer.Option(help="Replay speed: 0 = as fast as the client reads, 1 = recorded pace.")
+    ] = 0.0,
     skip_trades: Annotated[
-        list[str] | None, typer.Option(help="Fault: withhold aggTrade ids FIRST-LAST from the stream (REST keeps them). Repeatable.")
+        list[str] | None,
+        typer.Option(help="Fault: withhold aggTrade ids FIRST-LAST from the stream (REST keeps them). Repeatable."),
     ] = None,
     duplicate_every: Annotated[int, typer.Option(help="Fault: send every Nth trade twice.")] = 0,
     malformed_every: Annotated[int, typer.Option(help="Fault: after every Nth message, send a malformed frame.")] = 0,
@@ -105,9 +118,9 @@ def exchange_serve(
     cert_out: Annotated[Path | None, typer.Option(help="Write the generated TLS certificate (PEM) here.")] = None,
 ) -> None:
     """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
+    s = _settings(config, root).loopback  # validate before the heavy imports
     from crypto_lakehouse.exchange import FaultPlan, LoopbackExchange, MarketSpec
 
-    s = _settings(config, root).loopback
     faults = FaultPlan(
         skip_trades=[_id_range(r) for r in skip_trades or []],
         duplicate_every=duplicate_every,
@@ -157,7 +170,9 @@ def _id_range(text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(x) for x in text.split("-", 1))
     except ValueError:
-        raise LakehouseError(f"--skip-trades takes FIRST-LAST aggTrade ids, e.g. 1000100-1000199, got {text!r}") from None
+        raise LakehouseError(
+            f"--skip-trades takes FIRST-LAST aggTrade ids, e.g. 1000100-1000199, got {text!r}"
+        ) from None
     if hi < lo:
         raise LakehouseError(f"--skip-trades range {text!r} ends before it starts")
     return lo, hi
@@ -171,9 +186,10 @@ def demo(
     seconds: Annotated[float, typer.Option(help="How long to stream the synthetic market.")] = 10.0,
 ) -> None:
     """Run the main job on embedded defaults and print what it did."""
+    settings = _settings(config, root)
     from crypto_lakehouse.demo import run_demo
 
-    run_demo(_settings(config, root), recording=recording, seconds=seconds, console=out)
+    run_demo(settings, recording=recording, seconds=seconds, console=out)
 
 
 def main() -> None:

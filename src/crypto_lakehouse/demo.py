@@ -42,8 +42,12 @@ async def _stream(ex: LoopbackExchange, symbols: list[str], *, until: asyncio.Ev
     ids: dict[str, set] = {}
     channels = ex.venue.channels
     cls = feed_class(ex.venue.exchange, ws_url=ex.ws_url, rest_url=ex.rest_url, cert_pem=ex.cert_pem)
-    feed = cls(symbols=symbols, channels=channels, callbacks=_counting_callbacks(counts, channels, ids),
-               candle_closed_only=False)
+    feed = cls(
+        symbols=symbols,
+        channels=channels,
+        callbacks=_counting_callbacks(counts, channels, ids),
+        candle_closed_only=False,
+    )
     await run_feeds([feed], stop=until)
     return counts, ids
 
@@ -73,7 +77,9 @@ async def _demo(settings: Settings, recording: Path, seconds: float, console: Co
     lb = settings.loopback
     spec = MarketSpec(exchange=lb.exchange, symbols=lb.symbols, seed=lb.seed, rate=lb.rate)
     async with LoopbackExchange(market=spec) as ex:
-        console.print(f"synthetic {lb.exchange} market {lb.symbols} at {lb.rate:g} msgs/s for {seconds:g} s on {ex.ws_url}")
+        console.print(
+            f"synthetic {lb.exchange} market {lb.symbols} at {lb.rate:g} msgs/s for {seconds:g} s on {ex.ws_url}"
+        )
         done = asyncio.Event()
         started = time.monotonic()
         task = asyncio.create_task(_stream(ex, [ex.venue.std_symbol(s) for s in lb.symbols], until=done))

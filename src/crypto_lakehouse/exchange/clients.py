@@ -11,8 +11,6 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-import ccxt
-import ccxt.async_support as ccxt_async
 from cryptofeed import FeedHandler
 from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
 from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures, BinanceUS
@@ -66,7 +64,11 @@ def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: boo
     """``ccxt.binance`` / ``binanceusdm`` / ``binancecoinm`` (or their async twins) with every
     ``urls['api']`` entry rewritten to ``rest_url`` keeping the path."""
     v = venue(exchange)
-    module = ccxt_async if asynchronous else ccxt
+    # imported here: importing ccxt takes ~3 s, which commands that never call REST should not pay
+    if asynchronous:
+        import ccxt.async_support as module
+    else:
+        import ccxt as module
     client = getattr(module, v.ccxt_id)({"enableRateLimit": True, **config})
     if rest_url is not None:
         base = rest_url.rstrip("/")

@@ -142,7 +142,9 @@ class LoopbackExchange:
         self.finished = asyncio.Event()
         try:
             self._ws_server = await start_ws_server(
-                self._on_ws, host=self.host, port=self._ws_port,
+                self._on_ws,
+                host=self.host,
+                port=self._ws_port,
                 ssl_context=self.certificate.server_context(),
             )
             app = web.Application(middlewares=[self._errors])
@@ -247,7 +249,10 @@ class LoopbackExchange:
         self.stats.malformed_sent[kind] = self.stats.malformed_sent.get(kind, 0) + 1
         sym = name.split(b"@", 1)[0].upper()
         good = (
-            b'{"stream":"' + name + b'","data":{"e":"aggTrade","E":1,"s":"' + sym
+            b'{"stream":"'
+            + name
+            + b'","data":{"e":"aggTrade","E":1,"s":"'
+            + sym
             + b'","a":1,"p":"1.0","q":"1.0","f":1,"l":1,"T":1,"m":true}}'
         )
         if kind == "truncated":
@@ -351,7 +356,9 @@ class LoopbackExchange:
         except RestError as exc:
             return web.json_response({"code": exc.code, "msg": exc.msg}, status=400)
         except (ValueError, TypeError) as exc:
-            return web.json_response({"code": -1100, "msg": f"Illegal characters found in a parameter: {exc}"}, status=400)
+            return web.json_response(
+                {"code": -1100, "msg": f"Illegal characters found in a parameter: {exc}"}, status=400
+            )
 
     async def _on_rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -388,20 +395,28 @@ class LoopbackExchange:
             return m.depth_snapshot(q.get("symbol"), _limit(q, 100, 5000))
         if endpoint == "aggTrades":
             return m.agg_trades(
-                q.get("symbol"), from_id=_int(q, "fromId"), start_ms=_int(q, "startTime"),
-                end_ms=_int(q, "endTime"), limit=_limit(q, 500, 1000),
+                q.get("symbol"),
+                from_id=_int(q, "fromId"),
+                start_ms=_int(q, "startTime"),
+                end_ms=_int(q, "endTime"),
+                limit=_limit(q, 500, 1000),
             )
         if endpoint == "klines":
             interval = q.get("interval")
             if not interval:
                 raise RestError(-1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
             return m.klines(
-                q.get("symbol"), interval, start_ms=_int(q, "startTime"), end_ms=_int(q, "endTime"),
+                q.get("symbol"),
+                interval,
+                start_ms=_int(q, "startTime"),
+                end_ms=_int(q, "endTime"),
                 limit=_limit(q, 500, m.venue.kline_limit),
             )
         if endpoint == "fundingRate" and kind != "spot":
             return m.funding_history(
-                q.get("symbol"), start_ms=_int(q, "startTime"), end_ms=_int(q, "endTime"),
+                q.get("symbol"),
+                start_ms=_int(q, "startTime"),
+                end_ms=_int(q, "endTime"),
                 limit=_limit(q, 100, 1000),
             )
         raise RestError(-5000, f"endpoint {endpoint} is not served by the loopback exchange")
@@ -417,7 +432,7 @@ def _limit(q: Any, default: int, maximum: int) -> int:
     if v is None:
         return default
     if v <= 0:
-        raise RestError(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-%d'." % maximum)
+        raise RestError(-1100, f"Illegal characters found in parameter 'limit'; legal range is '1-{maximum}'.")
     return min(v, maximum)
 
 

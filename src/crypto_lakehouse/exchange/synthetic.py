@@ -145,8 +145,17 @@ class _Kline:
 
 class _Symbol:
     __slots__ = (
-        "asks", "bids", "book_id", "candles", "index", "last_mark_s", "lower", "mid",
-        "name", "rng", "tape",
+        "asks",
+        "bids",
+        "book_id",
+        "candles",
+        "index",
+        "last_mark_s",
+        "lower",
+        "mid",
+        "name",
+        "rng",
+        "tape",
     )
 
     def __init__(self, name: str, index: int, seed: int):
@@ -266,8 +275,7 @@ class SyntheticMarket:
         a = ",".join(f'["{_price(p)}","{_qty(q)}"]' for p, q in asks)
         extra = f',"T":{now},"pu":{prev}' if self.venue.is_futures else ""
         payload = (
-            f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{first},'
-            f'"u":{sym.book_id},"b":[{b}],"a":[{a}]}}'
+            f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{first},"u":{sym.book_id},"b":[{b}],"a":[{a}]}}'
         )
         return (f"{sym.lower}@depth", payload.encode(), None)
 
@@ -383,30 +391,29 @@ class SyntheticMarket:
     def agg_trades(
         self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
     ) -> list[dict]:
-        """Binance ``aggTrades`` semantics: by id, by time (window < 1 h) or the most recent."""
+        """Binance ``aggTrades`` semantics: from ``fromId`` up; from ``startTime`` up (to
+        ``endTime``, which must be < 1 h later); the latest ``limit`` at or before ``endTime``
+        alone; or the most recent ``limit`` trades."""
         tape = self.tape(symbol)
         n = len(tape)
+        times = tape.time_ms
         if start_ms is not None and end_ms is not None and end_ms - start_ms > _HOUR_MS:
             raise RestError(-1127, "More than 1 hours between startTime and endTime.")
-        if start_ms is not None and end_ms is None and from_id is None:
-            end_ms = start_ms + _HOUR_MS
-        if end_ms is not None and start_ms is None and from_id is None:
-            start_ms = end_ms - _HOUR_MS
+        hi = bisect_right(times, end_ms) if end_ms is not None else n
         if from_id is not None:
             lo = max(0, from_id - tape.first_id)
+            if start_ms is not None:
+                lo = max(lo, bisect_left(times, start_ms))
         elif start_ms is not None:
-            lo = bisect_left(tape.time_ms, start_ms)
+            lo = bisect_left(times, start_ms)
+            if end_ms is None:
+                hi = bisect_right(times, start_ms + _HOUR_MS)
         else:
-            lo = max(0, n - limit)
-        hi = bisect_right(tape.time_ms, end_ms) if end_ms is not None else n
-        if start_ms is not None:
-            lo = max(lo, bisect_left(tape.time_ms, start_ms))
-        hi = min(hi, lo + limit, n)
+            lo = max(0, hi - limit)
+        hi = min(hi, lo + limit)
         return [tape.record(i) for i in range(lo, hi)]
 
-    def klines(
-        self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
-    ) -> list[list]:
+    def klines(self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[list]:
         """Binance ``klines`` from the ground truth; empty windows repeat the last close."""
         tape = self.tape(symbol)
         iv = _interval_ms(interval)
@@ -436,16 +443,25 @@ class SyntheticMarket:
             if k.trades == 0:
                 k.open = k.high = k.low = k.close = prev_close or 0
             prev_close = k.close
-            rows.append([
-                t, _price(k.open), _price(k.high), _price(k.low), _price(k.close), _qty(k.volume),
-                t + iv - 1, _fmt(k.quote, 5), k.trades, _qty(k.taker_buy),
-                _fmt(k.taker_buy_quote, 5), "0",
-            ])
+            rows.append(
+                [
+                    t,
+                    _price(k.open),
+                    _price(k.high),
+                    _price(k.low),
+                    _price(k.close),
+                    _qty(k.volume),
+                    t + iv - 1,
+                    _fmt(k.quote, 5),
+                    k.trades,
+                    _qty(k.taker_buy),
+                    _fmt(k.taker_buy_quote, 5),
+                    "0",
+                ]
+            )
         return rows
 
-    def funding_history(
-        self, symbol: str, *, start_ms: int | None, end_ms: int | None, limit: int
-    ) -> list[dict]:
+    def funding_history(self, symbol: str, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[dict]:
         """Settlements every 8 h from ``funding_history_days`` before the start up to now."""
         sym = self.symbol(symbol)
         first = self.start_ms - self.spec.funding_history_days * 86_400_000
@@ -484,9 +500,15 @@ class SyntheticMarket:
     def exchange_info(self, kind: str) -> dict:
         """exchangeInfo for ``kind`` (spot/linear/inverse); other kinds list no symbols."""
         symbols = [self._symbol_info(s) for s in self.symbols] if kind == self.venue.kind else []
-        info: dict = {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-        ], "exchangeFilters": [], "symbols": symbols}
+        info: dict = {
+            "timezone": "UTC",
+            "serverTime": self.now_ms,
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            ],
+            "exchangeFilters": [],
+            "symbols": symbols,
+        }
         if kind != "spot":
             info["assets"] = []
         return info
@@ -499,21 +521,37 @@ class SyntheticMarket:
             {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "100000.000", "stepSize": "0.001"},
         ]
         common = {
-            "symbol": name, "status": "TRADING", "baseAsset": base, "quoteAsset": quote,
-            "baseAssetPrecision": 8, "quotePrecision": 8, "filters": filters,
+            "symbol": name,
+            "status": "TRADING",
+            "baseAsset": base,
+            "quoteAsset": quote,
+            "baseAssetPrecision": 8,
+            "quotePrecision": 8,
+            "filters": filters,
             "orderTypes": ["LIMIT", "MARKET"],
         }
         if self.venue.kind == "spot":
             return common | {
-                "quoteAssetPrecision": 8, "icebergAllowed": True, "ocoAllowed": True,
-                "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-                "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+                "quoteAssetPrecision": 8,
+                "icebergAllowed": True,
+                "ocoAllowed": True,
+                "isSpotTradingAllowed": True,
+                "isMarginTradingAllowed": False,
+                "permissions": ["SPOT"],
+                "permissionSets": [["SPOT"]],
             }
         fut = common | {
-            "pair": f"{base}{quote}", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-            "onboardDate": 1569398400000, "pricePrecision": PRICE_DECIMALS,
-            "quantityPrecision": QTY_DECIMALS, "underlyingType": "COIN", "timeInForce": ["GTC", "IOC"],
-            "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+            "pair": f"{base}{quote}",
+            "contractType": "PERPETUAL",
+            "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000,
+            "pricePrecision": PRICE_DECIMALS,
+            "quantityPrecision": QTY_DECIMALS,
+            "underlyingType": "COIN",
+            "timeInForce": ["GTC", "IOC"],
+            "triggerProtect": "0.0500",
+            "liquidationFee": "0.012500",
+            "marketTakeBound": "0.05",
         }
         if self.venue.kind == "inverse":
             return fut | {"contractStatus": "TRADING", "contractSize": 100, "marginAsset": base}

@@ -175,6 +175,4 @@ async def start_ws_server(
                 await ws.close()
             reader_task.cancel()
 
-    return await asyncio.start_server(
-        on_connect, host, port, ssl=ssl_context, limit=_MAX_HEAD, reuse_address=True
-    )
+    return await asyncio.start_server(on_connect, host, port, ssl=ssl_context, limit=_MAX_HEAD, reuse_address=True)

@@ -1,0 +1,53 @@
+"""Run the real cryptofeed handler against a loopback exchange and collect its callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from typing import Any
+
+from cryptofeed.connection import connection_stats
+
+from crypto_lakehouse.exchange import LoopbackExchange, feed_class
+from crypto_lakehouse.exchange.clients import run_feeds
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.objects: dict[str, list] = defaultdict(list)
+        self.reconnects = 0
+
+    def callbacks(self, channels: list[str]) -> dict[str, Any]:
+        def make(channel: str) -> Any:
+            async def cb(obj: Any, receipt_ts: float) -> None:
+                self.counts[channel] += 1
+                self.objects[channel].append(obj)
+
+            return cb
+
+        return {c: make(c) for c in channels}
+
+
+async def stream_until_finished(
+    ex: LoopbackExchange,
+    symbols: list[str],
+    channels: list[str] | None = None,
+    *,
+    settle: float = 0.3,
+    timeout: float = 60,
+    **feed_kwargs: Any,
+) -> Collected:
+    """Stream ``symbols`` with the real cryptofeed class until the exchange has played out."""
+    got = Collected()
+    channels = channels or ex.venue.channels
+    cls = feed_class(ex.venue.exchange, ws_url=ex.ws_url, rest_url=ex.rest_url, cert_pem=ex.cert_pem)
+    feed = cls(symbols=symbols, channels=channels, callbacks=got.callbacks(channels), **feed_kwargs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_feeds([feed], stop=stop))
+    await asyncio.wait_for(ex.finished.wait(), timeout)
+    await asyncio.sleep(settle)
+    got.reconnects = sum(s.reconnects for s in connection_stats(ex.venue.exchange).values())
+    stop.set()
+    await task
+    return got
