@@ -3,6 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# Registries may sit behind a TLS proxy whose CA is only in the system store.
+export UV_SYSTEM_CERTS := 1
+ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
+export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
+endif
 
 VENV := .venv
 BIN := $(VENV)/bin
