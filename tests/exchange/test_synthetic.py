@@ -105,9 +105,9 @@ def test_rest_klines_aggregate_the_ground_truth_exactly() -> None:
 
 
 def test_stream_klines_close_with_the_rest_values() -> None:
-    m, events = _run(5_000, symbols=["ETHUSDT"], rate=200)
+    m, events = _run(5_000, symbols=["ETHUSDT"], rate=50)
     closed = [json.loads(p)["k"] for k, p, _ in events if k.endswith("@kline_1m") and b'"x":true' in p]
-    assert closed, "5000 rounds at 200 msgs/s span several minutes"
+    assert len(closed) >= 2, "5000 rounds of 30 ms span 2.5 minutes"
     rest = {r[0]: r for r in m.klines("ETHUSDT", "1m", start_ms=None, end_ms=None, limit=1000)}
     for k in closed:
         r = rest[k["t"]]

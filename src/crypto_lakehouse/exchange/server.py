@@ -236,11 +236,9 @@ class LoopbackExchange:
         finally:
             self._conns.discard(conn)
 
-    def _queue(self, conn: _Conn, key: str, payload: bytes) -> None:
-        name = conn.names[key]
-        conn.pending.append(encode_text_frame(b'{"stream":"' + name + b'","data":' + payload + b"}"))
-        f = self.faults
-        if f.malformed_every and (self.stats.messages_sent + len(conn.pending)) % f.malformed_every == 0:
+    def _maybe_malformed(self, conn: _Conn, name: bytes) -> None:
+        """After every ``malformed_every``-th message, queue one malformed frame on its stream."""
+        if (self.stats.messages_sent + len(conn.pending)) % self.faults.malformed_every == 0:
             conn.pending.append(encode_text_frame(self._malformed(name)))
 
     def _malformed(self, name: bytes) -> bytes:
@@ -314,9 +312,14 @@ class LoopbackExchange:
                             copies = 2
                             self.stats.trades_duplicated += 1
                     for conn in conns:
-                        if key in conn.names:
-                            for _ in range(copies):
-                                self._queue(conn, key, payload)
+                        name = conn.names.get(key)
+                        if name is None:
+                            continue
+                        frame = encode_text_frame(b'{"stream":"' + name + b'","data":' + payload + b"}")
+                        for _ in range(copies):
+                            conn.pending.append(frame)
+                            if faults.malformed_every:
+                                self._maybe_malformed(conn, name)
                 if market.finished:
                     break
             await self._flush()

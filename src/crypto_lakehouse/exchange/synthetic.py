@@ -72,6 +72,7 @@ class MarketSpec:
     start_ms: int | None = None  # exchange-time origin (UTC ms); None = now
     max_trades: int | None = None  # per symbol; the market ends after this many trades
     depth_levels: int = 20
+    depth_every: int = 4  # rounds between book changes (each sends a depth update + book ticker)
     liquidation_every: int = 250  # trades per symbol between forceOrder events (futures)
     funding_history_days: int = 30
 
@@ -114,7 +115,8 @@ Event = tuple[str, bytes, int | None]
 
 @dataclass(slots=True)
 class _Kline:
-    start: int
+    start: int  # window open time, UTC ms
+    upto: int = 0  # tape position of the next trade to fold in
     open: int = 0
     high: int = 0
     low: int = 0
@@ -127,20 +129,28 @@ class _Kline:
     first_id: int = -1
     last_id: int = -1
 
-    def add(self, tid: int, price: int, qty: int, buyer_maker: bool) -> None:
-        if self.trades == 0:
-            self.open = self.high = self.low = price
-            self.first_id = tid
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
-        self.close = price
-        self.volume += qty
-        self.quote += price * qty
-        if not buyer_maker:
-            self.taker_buy += qty
-            self.taker_buy_quote += price * qty
-        self.trades += 1
-        self.last_id = tid
+    def extend(self, tape: TradeTape, hi: int) -> None:
+        """Fold tape positions ``upto..hi-1`` into the candle."""
+        prices, qtys, makers = tape.price, tape.qty, tape.buyer_maker
+        for x in range(self.upto, hi):
+            price, qty = prices[x], qtys[x]
+            if self.trades == 0:
+                self.open = self.high = self.low = price
+                self.first_id = tape.first_id + x
+            elif price > self.high:
+                self.high = price
+            elif price < self.low:
+                self.low = price
+            self.close = price
+            self.volume += qty
+            self.quote += price * qty
+            if not makers[x]:
+                self.taker_buy += qty
+                self.taker_buy_quote += price * qty
+            self.trades += 1
+        if hi > self.upto:
+            self.last_id = tape.first_id + hi - 1
+            self.upto = hi
 
 
 class _Symbol:
@@ -154,6 +164,7 @@ class _Symbol:
         "lower",
         "mid",
         "name",
+        "next_kline_ms",
         "rng",
         "tape",
     )
@@ -172,6 +183,7 @@ class _Symbol:
         self.tape = TradeTape(first_id=1_000_000 * (index + 1))
         self.candles: dict[int, _Kline] = {}  # interval ms -> open candle
         self.last_mark_s: int = -1
+        self.next_kline_ms: int = 0  # no kline event is due before this exchange time
 
 
 class SyntheticMarket:
@@ -188,8 +200,11 @@ class SyntheticMarket:
             self.venue.split_symbol(s)  # validates
         self.start_ms = spec.start_ms if spec.start_ms is not None else int(time.time() * 1000)
         self.symbols = {s.upper(): _Symbol(s.upper(), i, spec.seed) for i, s in enumerate(spec.symbols)}
-        # per round: a depth update, a trade and a book ticker per symbol
-        self.step_us = 3 * len(self.symbols) * 1_000_000 / spec.rate
+        if spec.depth_every < 1:
+            raise LakehouseError(f"depth_every must be >= 1 round, got {spec.depth_every}")
+        # per round and symbol: a trade, and every `depth_every` rounds a depth update + book ticker
+        msgs_per_round = len(self.symbols) * (1 + 2 / spec.depth_every)
+        self.step_us = msgs_per_round * 1_000_000 / spec.rate
         self._clock_us = float(self.start_ms) * 1000
         self.rounds = 0
         self.kline_intervals: dict[str, int] = {}
@@ -220,20 +235,24 @@ class SyntheticMarket:
             sym.asks[sym.mid + k] = _rand(rng, 5_000)
 
     def step(self) -> list[Event]:
-        """One round: every symbol gets a depth update, a trade and a book ticker, plus the
-        klines, mark prices and liquidations that fall due. Returns the events in order."""
+        """One round: every symbol gets a trade; every ``depth_every`` rounds its book moves (a
+        depth update and a book ticker); plus the klines, mark prices and liquidations that fall
+        due. Returns the events in order."""
         self._clock_us += self.step_us
         self.rounds += 1
         now = int(self._clock_us // 1000)
         out: list[Event] = []
         futures = self.venue.is_futures
+        book_moves = self.rounds % self.spec.depth_every == 0
         for sym in self.symbols.values():
             if self.spec.max_trades is not None and len(sym.tape) >= self.spec.max_trades:
                 continue
-            out.append(self._depth_update(sym, now))
+            if book_moves:
+                out.append(self._depth_update(sym, now))
             out.append(self._trade(sym, now))
             out.extend(self._klines(sym, now))
-            out.append(self._book_ticker(sym, now))
+            if book_moves:
+                out.append(self._book_ticker(sym, now))
             if futures:
                 second = now // 1000
                 if second != sym.last_mark_s:
@@ -244,38 +263,41 @@ class SyntheticMarket:
         return out
 
     def _depth_update(self, sym: _Symbol, now: int) -> Event:
-        rng, levels = sym.rng, self.spec.depth_levels
+        rnd, levels = sym.rng.random, self.spec.depth_levels
+        bids_book, asks_book = sym.bids, sym.asks
         old = sym.mid
-        new = max(levels + 2, old + _rand(rng, 5) - 3)
+        new = max(levels + 2, old + int(rnd() * 5) - 2)
         sym.mid = new
-        bids: list[tuple[int, int]] = []
-        asks: list[tuple[int, int]] = []
+        bids: list[str] = []
+        asks: list[str] = []
         # keep the book uncrossed and bounded: levels stay within `levels` ticks of mid
-        for p in range(new, old) if new < old else range(old - levels, new - levels):
-            if sym.bids.pop(p, None) is not None:
-                bids.append((p, 0))
-        for p in range(old + 1, new + 1) if new > old else range(new + levels + 1, old + levels + 1):
-            if sym.asks.pop(p, None) is not None:
-                asks.append((p, 0))
-        for book, changes, p in ((sym.bids, bids, new - 1), (sym.asks, asks, new + 1)):
-            book[p] = _rand(rng, 5_000)
-            changes.append((p, book[p]))
-        deep = 1 + _rand(rng, levels - 1)
-        for book, changes, p in ((sym.bids, bids, new - deep), (sym.asks, asks, new + deep)):
-            if p in book and rng.random() < 0.3:
-                del book[p]
-                changes.append((p, 0))
-            else:
-                book[p] = _rand(rng, 5_000)
-                changes.append((p, book[p]))
-        first = sym.book_id + 1
+        if new != old:
+            for p in range(new, old) if new < old else range(old - levels, new - levels):
+                if bids_book.pop(p, None) is not None:
+                    bids.append(f'["{_price(p)}","0.000"]')
+            for p in range(old + 1, new + 1) if new > old else range(new + levels + 1, old + levels + 1):
+                if asks_book.pop(p, None) is not None:
+                    asks.append(f'["{_price(p)}","0.000"]')
+        q = bids_book[new - 1] = int(rnd() * 5_000) + 1
+        bids.append(f'["{_price(new - 1)}","{_QTY_TABLE[q]}"]')
+        q = asks_book[new + 1] = int(rnd() * 5_000) + 1
+        asks.append(f'["{_price(new + 1)}","{_QTY_TABLE[q]}"]')
+        # one deeper level on one side appears, changes or goes
+        book, changes, p = (bids_book, bids, new - 2 - int(rnd() * (levels - 1)))
+        if rnd() < 0.5:
+            book, changes, p = asks_book, asks, 2 * new - p
+        if p in book and rnd() < 0.3:
+            del book[p]
+            changes.append(f'["{_price(p)}","0.000"]')
+        else:
+            q = book[p] = int(rnd() * 5_000) + 1
+            changes.append(f'["{_price(p)}","{_QTY_TABLE[q]}"]')
         prev = sym.book_id
         sym.book_id += len(bids) + len(asks)
-        b = ",".join(f'["{_price(p)}","{_qty(q)}"]' for p, q in bids)
-        a = ",".join(f'["{_price(p)}","{_qty(q)}"]' for p, q in asks)
         extra = f',"T":{now},"pu":{prev}' if self.venue.is_futures else ""
         payload = (
-            f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{first},"u":{sym.book_id},"b":[{b}],"a":[{a}]}}'
+            f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{prev + 1},"u":{sym.book_id},'
+            f'"b":[{",".join(bids)}],"a":[{",".join(asks)}]}}'
         )
         return (f"{sym.lower}@depth", payload.encode(), None)
 
@@ -290,11 +312,6 @@ class SyntheticMarket:
         tape.price.append(price)
         tape.qty.append(qty)
         tape.buyer_maker.append(0 if buy else 1)
-        for iv_ms in self.kline_intervals.values():
-            k = sym.candles.get(iv_ms)
-            if k is None or now >= k.start + iv_ms:
-                continue  # opened/closed in _klines
-            k.add(tid, price, qty, not buy)
         m = "false" if buy else "true"
         if self.venue.is_futures:
             payload = (
@@ -309,23 +326,26 @@ class SyntheticMarket:
         return (f"{sym.lower}@aggTrade", payload.encode(), tid)
 
     def _klines(self, sym: _Symbol, now: int) -> list[Event]:
-        """Close candles the clock has passed (x=true), open new ones, and send an update of
-        each open candle once per exchange second (x=false), as Binance does."""
+        """Once per exchange second (at its first trade), as Binance does: close the candles
+        the clock has passed (x=true), open new ones, and send an update of each open candle
+        (x=false). Candles fold in trades from the tape lazily, so a trade costs nothing here."""
+        if now < sym.next_kline_ms:
+            return []
+        sym.next_kline_ms = now - now % 1000 + 1000
         out: list[Event] = []
         tape = sym.tape
-        i = len(tape) - 1
-        tid, price, qty, bm = tape.first_id + i, tape.price[i], tape.qty[i], bool(tape.buyer_maker[i])
+        n = len(tape)
         for name, iv_ms in self.kline_intervals.items():
             k = sym.candles.get(iv_ms)
             if k is not None and now >= k.start + iv_ms:
+                k.extend(tape, n - 1)  # all but the trade that opened the next window
                 out.append(self._kline_event(sym, name, iv_ms, k, now, closed=True))
                 k = None
             if k is None:
-                k = sym.candles[iv_ms] = _Kline(start=now - now % iv_ms)
-                k.add(tid, price, qty, bm)
-                continue
-            if (now - self.step_us / 1000) // 1000 != now // 1000:
-                out.append(self._kline_event(sym, name, iv_ms, k, now, closed=False))
+                start = now - now % iv_ms
+                k = sym.candles[iv_ms] = _Kline(start=start, upto=bisect_left(tape.time_ms, start))
+            k.extend(tape, n)
+            out.append(self._kline_event(sym, name, iv_ms, k, now, closed=False))
         return out
 
     def _kline_event(self, sym: _Symbol, name: str, iv_ms: int, k: _Kline, now: int, *, closed: bool) -> Event:
@@ -436,9 +456,8 @@ class SyntheticMarket:
             prev_close = tape.price[i - 1]
         for t in range(lo_open, hi_open + 1, iv):
             j = bisect_left(tape.time_ms, t + iv, lo=i)
-            k = _Kline(start=t)
-            for x in range(i, j):
-                k.add(tape.first_id + x, tape.price[x], tape.qty[x], bool(tape.buyer_maker[x]))
+            k = _Kline(start=t, upto=i)
+            k.extend(tape, j)
             i = j
             if k.trades == 0:
                 k.open = k.high = k.low = k.close = prev_close or 0
