@@ -15,9 +15,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.exchange.synthetic import MarketSpec, SyntheticMarket
 from crypto_lakehouse.exchange.venues import VENUES, venue
 
-__all__ = ["Frame", "Recording", "load_recording"]
+# stream key suffix -> (cryptofeed channel, subscribed stream suffix)
+_STREAMS = {
+    "aggTrade": ("trades", "aggTrade"),
+    "depth": ("l2_book", "depth@100ms"),
+    "bookTicker": ("ticker", "bookTicker"),
+    "kline_1m": ("candles", "kline_1m"),
+    "markPrice": ("funding", "markPrice"),
+    "forceOrder": ("liquidations", "forceOrder"),
+}
+
+__all__ = ["Frame", "Recording", "load_recording", "write_synthetic_recording"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +136,45 @@ def load_recording(path: str | Path) -> Recording:
     exchange = _exchange_of(urls, prefix.name)
     venue(exchange)
     return Recording(prefix.name, exchange, configuration, subscribed, frames, rest)
+
+
+def write_synthetic_recording(spec: MarketSpec, path: str | Path, *, rounds: int) -> Path:
+    """Record ``rounds`` of a synthetic market as cryptofeed would have recorded the live venue
+    (same file names and line formats as ``shared/data/cryptofeed-samples``), for any of the four
+    Binance-family exchanges. Returns the ``PATH/NAME`` prefix."""
+    market = SyntheticMarket(spec)
+    v = market.venue
+    prefix = Path(path)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    frames: list[str] = []
+    snapshots: dict[str, tuple[float, dict]] = {}
+    streams: dict[str, None] = {}
+    for _ in range(rounds):
+        for key, payload, _tid in market.step():
+            sym, chan = key.split("@", 1)
+            name = f"{sym}@{_STREAMS[chan][1]}"
+            streams.setdefault(name)
+            ts = market.now_ms / 1000
+            frames.append(f'{ts:.6f}: {{"stream":"{name}","data":{payload.decode()}}}')
+            if chan == "depth" and sym.upper() not in snapshots:
+                snapshots[sym.upper()] = (ts + 0.0005, market.depth_snapshot(sym.upper(), 1000))
+    config: dict[str, list[str]] = {}
+    for name in streams:
+        sym, suffix = name.split("@", 1)
+        channel = next(c for k, (c, sfx) in _STREAMS.items() if sfx == suffix)
+        config.setdefault(channel, []).append(v.std_symbol(sym.upper()))
+    start = market.start_ms / 1000
+    rest = f"https://{v.rest_host}{v.rest_prefix}"
+    info = json.dumps(market.exchange_info(v.kind), separators=(",", ":"))
+    prefix.with_name(prefix.name + ".0").write_text(
+        f"{rest}/exchangeInfo -> {start:.6f}: {info}\nconfiguration: {json.dumps(config)}\n"
+    )
+    prefix.with_name(prefix.name + ".http.0.0").write_text(
+        "".join(
+            f"{rest}/depth?symbol={sym}&limit=1000 -> {ts:.6f}: {json.dumps(body, separators=(',', ':'))}\n"
+            for sym, (ts, body) in snapshots.items()
+        )
+    )
+    header = f"wss://{v.ws_host}/stream?streams={'/'.join(streams)} <-> {start:.6f}"
+    prefix.with_name(prefix.name + ".ws.1.0").write_text("\n".join([header, *frames]) + "\n")
+    return prefix

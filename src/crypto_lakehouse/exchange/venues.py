@@ -18,6 +18,8 @@ class Venue:
     kind: str  # spot | linear | inverse
     ccxt_id: str  # ccxt class name
     kline_limit: int  # max klines per REST call
+    rest_host: str  # the live venue's hosts (used when writing recordings)
+    ws_host: str
 
     @property
     def is_futures(self) -> bool:
@@ -50,10 +52,10 @@ class Venue:
 VENUES: dict[str, Venue] = {
     v.exchange: v
     for v in (
-        Venue("BINANCE", "/api/v3", "spot", "binance", 1000),
-        Venue("BINANCE_US", "/api/v3", "spot", "binanceus", 1000),
-        Venue("BINANCE_FUTURES", "/fapi/v1", "linear", "binanceusdm", 1500),
-        Venue("BINANCE_DELIVERY", "/dapi/v1", "inverse", "binancecoinm", 1500),
+        Venue("BINANCE", "/api/v3", "spot", "binance", 1000, "api.binance.com", "stream.binance.com:9443"),
+        Venue("BINANCE_US", "/api/v3", "spot", "binanceus", 1000, "api.binance.us", "stream.binance.us:9443"),
+        Venue("BINANCE_FUTURES", "/fapi/v1", "linear", "binanceusdm", 1500, "fapi.binance.com", "fstream.binance.com"),
+        Venue("BINANCE_DELIVERY", "/dapi/v1", "inverse", "binancecoinm", 1500, "dapi.binance.com", "dstream.binance.com"),
     )
 }
 

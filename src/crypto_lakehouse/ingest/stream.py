@@ -1,0 +1,157 @@
+"""cryptofeed -> bronze: normalise callbacks into bronze rows and run feeds with the writer.
+
+The feed classes are cryptofeed's own, subclassed once more so that a frame the exchange
+handler cannot parse goes to ``bronze.dead_letter`` instead of killing the connection (cryptofeed
+3.0.1 reconnects on any handler error, which would lose the messages in between).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
+from cryptofeed.feed import Feed
+
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.exchange.clients import feed_class, run_feeds
+from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.ingest.writer import BronzeWriter
+
+__all__ = ["CHANNELS", "FeedTarget", "bronze_callbacks", "stream_to_bronze", "writer_feed"]
+
+LOG = logging.getLogger(__name__)
+CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
+
+
+def _s(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Any]:
+    """Async cryptofeed callbacks that append bronze rows to ``writer``."""
+    add = writer.add
+
+    async def trade(t: Any, receipt: float) -> None:
+        add("bronze.trades", (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, str(t.price),
+                              str(t.amount), t.type))
+
+    async def book(b: Any, receipt: float) -> None:
+        ts, seq = b.timestamp, b.sequence_number
+        if b.delta is None:  # a snapshot: every level
+            rows = [(b.exchange, b.symbol, ts, receipt, seq, True, "bid", str(p), str(q), )
+                    for p, q in b.book.bids.to_dict().items()]
+            rows += [(b.exchange, b.symbol, ts, receipt, seq, True, "ask", str(p), str(q))
+                     for p, q in b.book.asks.to_dict().items()]
+        else:
+            rows = [(b.exchange, b.symbol, ts, receipt, seq, False, "bid", str(p), str(q)) for p, q in b.delta[BID]]
+            rows += [(b.exchange, b.symbol, ts, receipt, seq, False, "ask", str(p), str(q)) for p, q in b.delta[ASK]]
+        writer.add_many("bronze.book", rows)
+
+    async def ticker(t: Any, receipt: float) -> None:
+        raw = t.raw if isinstance(t.raw, dict) else {}
+        add("bronze.ticker", (t.exchange, t.symbol, t.timestamp, receipt, raw.get("u"), str(t.bid),
+                              _s(raw.get("B")), str(t.ask), _s(raw.get("A"))))
+
+    async def funding(f: Any, receipt: float) -> None:
+        raw = f.raw if isinstance(f.raw, dict) else {}
+        add("bronze.funding", (f.exchange, f.symbol, f.timestamp, receipt, _s(f.mark_price), _s(raw.get("i")),
+                               _s(f.rate), _s(f.predicted_rate), f.next_funding_time))
+
+    async def liquidation(x: Any, receipt: float) -> None:
+        add("bronze.liquidations", (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, str(x.quantity),
+                                    str(x.price), x.status))
+
+    async def candle(c: Any, receipt: float) -> None:
+        add("bronze.candles", (c.exchange, c.symbol, c.timestamp, receipt, c.interval, c.start, c.stop,
+                               c.trades, str(c.open), str(c.high), str(c.low), str(c.close), str(c.volume),
+                               bool(c.closed)))
+
+    table = {TRADES: trade, L2_BOOK: book, TICKER: ticker, FUNDING: funding, LIQUIDATIONS: liquidation,
+             CANDLES: candle}
+    return {c: table[c] for c in channels}
+
+
+class _UnexpectedMessages(logging.Handler):
+    """cryptofeed's Binance handler logs frames with an unknown event type and drops them:
+    catch that log record and dead-letter the frame instead."""
+
+    def __init__(self, writers: dict[str, BronzeWriter]):
+        super().__init__(logging.WARNING)
+        self.writers = writers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Unexpected message received" in str(record.msg) and record.args and len(record.args) >= 2:
+            exchange, msg = record.args[0], record.args[1]
+            writer = self.writers.get(exchange)
+            if writer is not None:
+                writer.dead_letter(exchange=exchange, channel=None, error="unexpected message type", payload=msg)
+
+
+def writer_feed(base: type[Feed], writer: BronzeWriter) -> type[Feed]:
+    """``base`` with a message handler that dead-letters frames it cannot handle."""
+
+    async def message_handler(self: Feed, msg: str, conn: Any, timestamp: float) -> None:
+        try:
+            await base.message_handler(self, msg, conn, timestamp)
+        except Exception as exc:  # a malformed or unexpected frame: keep it, keep the connection
+            writer.dead_letter(exchange=self.id, channel=getattr(conn, "address", None),
+                               error=f"{type(exc).__name__}: {exc}", payload=msg)
+
+    return type(f"Bronze{base.__name__}", (base,), {"message_handler": message_handler})
+
+
+@dataclass(slots=True)
+class FeedTarget:
+    """One exchange to stream: endpoint addresses (None = the exchange's own) and what to take."""
+
+    exchange: str
+    symbols: list[str]
+    channels: list[str]
+    ws_url: str | None = None
+    rest_url: str | None = None
+    cert_pem: bytes | None = None
+    subscription: dict[str, list[str]] | None = None  # per-channel symbols, instead of symbols x channels
+
+
+def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
+    v = venue(target.exchange)
+    unknown = set(target.channels) - set(CHANNELS)
+    if target.subscription:
+        unknown |= set(target.subscription) - set(CHANNELS)
+    if unknown:
+        raise LakehouseError(f"unknown channel(s) {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
+    channels = [c for c in target.channels if c in v.channels]
+    skipped = set(target.channels) - set(channels)
+    if skipped:
+        LOG.info("%s does not stream %s: skipped", v.exchange, sorted(skipped))
+    base = feed_class(v.exchange, ws_url=target.ws_url, rest_url=target.rest_url, cert_pem=target.cert_pem)
+    cls = writer_feed(base, writer)
+    if target.subscription:
+        sub = {c: s for c, s in target.subscription.items() if c in v.channels}
+        return cls(subscription=sub, callbacks=bronze_callbacks(writer, sub), candle_closed_only=False)
+    return cls(symbols=target.symbols, channels=channels, callbacks=bronze_callbacks(writer, channels),
+               candle_closed_only=False)
+
+
+async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, stop: asyncio.Event) -> None:
+    """Stream every target through one FeedHandler into ``writer`` until ``stop``; then flush.
+
+    The writer's spool is drained before the feeds start, so old batches commit first.
+    """
+    feeds = [_make_feed(t, writer) for t in targets]
+    await writer.start()
+    handler = _UnexpectedMessages({f.id: writer for f in feeds})
+    cf_logger = logging.getLogger("cryptofeed.exchanges")
+    cf_logger.addHandler(handler)
+    writer_stop = asyncio.Event()
+    flusher = asyncio.create_task(writer.run(writer_stop))
+    try:
+        await run_feeds(feeds, stop=stop)
+    finally:
+        writer_stop.set()
+        await flusher
+        cf_logger.removeHandler(handler)

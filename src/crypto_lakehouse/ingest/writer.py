@@ -1,0 +1,297 @@
+"""The bronze streaming writer: cryptofeed callbacks -> per-table buffers -> ACID Delta appends.
+
+* Callbacks append one tuple per row (nothing else on the hot path); a flusher turns a buffer
+  into an Arrow table and appends it as **one commit per table** when it holds ``max_rows`` rows
+  or its oldest row is ``max_age`` old.
+* Every commit carries a Delta application transaction ``(writer_id, batch_id)``; ``batch_id``
+  increases per table, so a batch is committed at most once (an ambiguous failure is checked
+  before any retry).
+* A commit that still fails after its retries goes to a local **spool** (Arrow IPC, fsynced)
+  and the table stays in spool mode (later batches queue behind it, order kept) until the spool
+  drains, which is tried periodically and at every start. A spooled batch whose transaction is
+  already in the table is dropped, not appended again: exactly once.
+* Frames that cannot be normalised land in ``bronze.dead_letter`` verbatim with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from crypto_lakehouse.schemas import BRONZE, TableSpec
+from crypto_lakehouse.storage import Catalog, CommitError
+
+__all__ = ["BronzeWriter", "TableStats", "default_writer_id"]
+
+LOG = logging.getLogger(__name__)
+
+# Row layouts appended by the callbacks (see crypto_lakehouse.ingest.normalize); the flusher
+# adds `date`, `writer_id` and `batch_id`. Timestamps arrive as float epoch seconds.
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bronze.trades": ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "price", "amount", "type"),
+    "bronze.book": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "snapshot", "side", "price", "size"),
+    "bronze.ticker": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "bid", "bid_size", "ask", "ask_size"),
+    "bronze.funding": (
+        "exchange", "symbol", "ts", "receipt_ts", "mark_price", "index_price", "rate", "predicted_rate",
+        "next_funding_time",
+    ),
+    "bronze.liquidations": ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "quantity", "price", "status"),
+    "bronze.candles": (
+        "exchange", "symbol", "ts", "receipt_ts", "interval", "start", "stop", "trades", "open", "high", "low",
+        "close", "volume", "closed",
+    ),
+    "bronze.dead_letter": ("received_at", "exchange", "channel", "error", "payload"),
+}
+_SECONDS_COLUMNS = {"ts", "receipt_ts", "next_funding_time", "start", "stop", "received_at"}
+
+
+def default_writer_id() -> str:
+    """Stable across restarts of the same deployment (the spool and exactly-once rely on it)."""
+    return socket.gethostname()
+
+
+@dataclass(slots=True)
+class TableStats:
+    rows_buffered: int = 0
+    rows_committed: int = 0
+    commits: int = 0
+    rows_spooled: int = 0
+    batches_spooled: int = 0
+    spool_replayed: int = 0
+    spool_skipped: int = 0
+    commit_seconds: list[float] = field(default_factory=list)
+
+
+class _Buffer:
+    __slots__ = ("first_at", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.first_at = 0.0
+
+
+def _to_arrow(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writer_id: str, batch_id: int) -> pa.Table:
+    """Rows of tuples -> an Arrow table in ``spec``'s schema (vectorised conversions)."""
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    arrays: dict[str, pa.Array] = {}
+    for name, values in zip(columns, cols, strict=True):
+        typ = spec.schema.field(name).type
+        if name in _SECONDS_COLUMNS:
+            secs = pa.array(values, type=pa.float64())
+            micros = pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64())
+            arrays[name] = micros.cast(typ)
+        else:
+            arrays[name] = pa.array(values, type=typ)
+    when = arrays.get("ts", arrays.get("received_at"))
+    if "receipt_ts" in arrays:
+        when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
+    arrays["date"] = pc.cast(when, pa.date32())
+    arrays["writer_id"] = pa.array([writer_id] * n, type=pa.string())
+    arrays["batch_id"] = pa.array([batch_id] * n, type=pa.int64())
+    return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
+
+
+class BronzeWriter:
+    """Buffers rows per bronze table and appends them as Delta commits (see module doc)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        writer_id: str | None = None,
+        max_rows: int = 50_000,
+        max_age_s: float = 1.0,
+        retries: int = 5,
+        backoff_s: float = 0.2,
+        spool_dir: str | Path = "./lakehouse_spool",
+        spool_retry_s: float = 10.0,
+    ):
+        self.catalog = catalog
+        self.writer_id = writer_id or default_writer_id()
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.spool_dir = Path(spool_dir) / self.writer_id.replace("/", "_")
+        self.spool_retry_s = spool_retry_s
+        self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
+        self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in BRONZE}
+        self._next_batch: dict[str, int] = {}
+        self._inflight: dict[str, asyncio.Task] = {}
+        self._wake = asyncio.Event()
+        self._last_spool_try = 0.0
+        self._spool_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ hot path
+    def add(self, table: str, row: tuple) -> None:
+        """Buffer one row (a tuple in ``ROW_COLUMNS[table]`` order)."""
+        buf = self._buffers[table]
+        if not buf.rows:
+            buf.first_at = time.monotonic()
+        buf.rows.append(row)
+        if len(buf.rows) >= self.max_rows:
+            self._wake.set()
+
+    def add_many(self, table: str, rows: list[tuple]) -> None:
+        if rows:
+            buf = self._buffers[table]
+            if not buf.rows:
+                buf.first_at = time.monotonic()
+            buf.rows.extend(rows)
+            if len(buf.rows) >= self.max_rows:
+                self._wake.set()
+
+    def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: Any) -> None:
+        """Keep a frame or record that could not be normalised, verbatim, with the reason."""
+        if isinstance(payload, bytes):
+            payload = payload.decode("utf-8", "replace")
+        self.add("bronze.dead_letter", (time.time(), exchange, channel, error, str(payload)))
+
+    def buffered(self, table: str) -> list[tuple]:
+        """Rows received but not yet committed (oldest first): the live buffer."""
+        return list(self._buffers[table].rows)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Learn each table's next batch id and re-append what a previous run spooled."""
+        await asyncio.to_thread(self._init_batches)
+        await asyncio.to_thread(self._drain_spool)
+
+    def _init_batches(self) -> None:
+        for name in BRONZE:
+            committed = self.catalog.committed_version(name, self.writer_id) or 0
+            spooled = [int(p.stem) for p in self._spooled(name)]
+            self._next_batch[name] = max([committed, *spooled]) + 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush due buffers until ``stop`` is set, then flush everything and return."""
+        tick = max(0.01, min(0.1, self.max_age_s / 4))
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), tick)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._flush_due(force=False)
+            if self._has_spool() and time.monotonic() - self._last_spool_try >= self.spool_retry_s:
+                self._last_spool_try = time.monotonic()
+                await asyncio.to_thread(self._drain_spool)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Commit every non-empty buffer now and wait for all commits (SIGTERM path)."""
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        self._flush_due(force=True)
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _flush_due(self, *, force: bool) -> None:
+        now = time.monotonic()
+        for name, buf in self._buffers.items():
+            if not buf.rows or name in self._inflight:
+                continue
+            if force or len(buf.rows) >= self.max_rows or now - buf.first_at >= self.max_age_s:
+                rows, buf.rows = buf.rows, []
+                batch = self._next_batch.setdefault(name, 1)
+                self._next_batch[name] = batch + 1
+                task = asyncio.create_task(asyncio.to_thread(self._commit, name, rows, batch))
+                self._inflight[name] = task
+                task.add_done_callback(lambda _t, n=name: self._inflight.pop(n, None))
+
+    # ------------------------------------------------------------------ commits (worker threads)
+    def _commit(self, name: str, rows: list[tuple], batch: int) -> None:
+        spec = BRONZE[name]
+        data = _to_arrow(spec, ROW_COLUMNS[name], rows, self.writer_id, batch)
+        st = self.stats[name]
+        with self._spool_lock:  # spool mode: commits keep their order, so drain first or queue behind
+            if self._spooled(name) and not self._drain_table(name):
+                self._spool(name, batch, data)
+                return
+        started = time.perf_counter()
+        try:
+            self.catalog.append(name, data, app_id=self.writer_id, version=batch,
+                                retries=self.retries, backoff_s=self.backoff_s)
+        except CommitError as exc:
+            LOG.error("%s; spooling batch %d (%d rows) to %s", exc, batch, data.num_rows, self.spool_dir)
+            self._spool(name, batch, data)
+            return
+        st.commit_seconds.append(time.perf_counter() - started)
+        st.rows_committed += data.num_rows
+        st.commits += 1
+
+    def _spool_path(self, name: str) -> Path:
+        return self.spool_dir / name
+
+    def _spooled(self, name: str) -> list[Path]:
+        d = self._spool_path(name)
+        return sorted(d.glob("*.arrow")) if d.is_dir() else []
+
+    def _has_spool(self) -> bool:
+        return any(self._spooled(n) for n in BRONZE)
+
+    def _spool(self, name: str, batch: int, data: pa.Table) -> None:
+        d = self._spool_path(name)
+        d.mkdir(parents=True, exist_ok=True)
+        final = d / f"{batch:012d}.arrow"
+        tmp = final.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, data.schema) as w:
+            w.write_table(data)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        st = self.stats[name]
+        st.rows_spooled += data.num_rows
+        st.batches_spooled += 1
+
+    def _drain_spool(self) -> None:
+        with self._spool_lock:
+            for name in BRONZE:
+                self._drain_table(name)
+
+    def _drain_table(self, name: str) -> bool:
+        """Append spooled batches in order, skipping those whose transaction already committed.
+        Returns True when the table's spool is empty. Caller holds the spool lock."""
+        st = self.stats[name]
+        for path in self._spooled(name):
+            batch = int(path.stem)
+            try:
+                done = self.catalog.committed_version(name, self.writer_id)
+                if done is not None and done >= batch:
+                    st.spool_skipped += 1
+                    LOG.warning("spooled %s batch %d is already committed: dropping it", name, batch)
+                else:
+                    data = ipc.open_file(str(path)).read_all()
+                    self.catalog.append(name, data, app_id=self.writer_id, version=batch)
+                    st.spool_replayed += 1
+                    st.rows_committed += data.num_rows
+                    st.commits += 1
+            except Exception as exc:  # still failing: keep the spool for the next try
+                LOG.warning("spool of %s not drained yet: %s", name, exc)
+                return False
+            path.unlink()
+        return True
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {
+                "rows_committed": st.rows_committed,
+                "commits": st.commits,
+                "rows_buffered": len(self._buffers[name].rows),
+                "rows_spooled": st.rows_spooled,
+                "spool_replayed": st.spool_replayed,
+            }
+            for name, st in self.stats.items()
+        }
+

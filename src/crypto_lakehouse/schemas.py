@@ -1,0 +1,182 @@
+"""Every table's Arrow schema, partition columns and natural key, in one place.
+
+Bronze keeps what the exchange said. Prices and quantities are stored as the **decimal strings
+the exchange sent** (``"60001.43"``, ``"0.00100000"``): exact, with no scale limit and no float
+rounding, and cheap on the hot path; trailing zeros survive, so the value is byte-for-byte what
+was received. Silver parses them into typed decimals. Timestamps are timezone-aware UTC with
+microsecond precision (Delta's ``timestamp`` type; tz-naive would need ``timestampNtz`` and a
+newer protocol that Spark/Trino readers may lack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from crypto_lakehouse.errors import LakehouseError
+
+__all__ = ["BRONZE", "TABLES", "UTC_US", "TableSpec", "table_spec"]
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table: ``layer.kind`` name, schema, partition columns and natural key."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    key: tuple[str, ...]
+    description: str
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def kind(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+def _f(name: str, typ: pa.DataType, nullable: bool = True, doc: str = "") -> pa.Field:
+    return pa.field(name, typ, nullable=nullable, metadata={"doc": doc} if doc else None)
+
+
+_WHERE = [
+    _f("exchange", pa.string(), False, "cryptofeed exchange id, e.g. BINANCE_FUTURES"),
+    _f("symbol", pa.string(), False, "cryptofeed normalised symbol, e.g. BTC-USDT-PERP"),
+    _f("date", pa.date32(), False, "UTC date of ts (of receipt_ts when the exchange sent no time)"),
+]
+_WHEN = [
+    _f("ts", UTC_US, True, "exchange event time, UTC"),
+    _f("receipt_ts", UTC_US, False, "time this process received the message, UTC"),
+]
+_INGEST = [
+    _f("writer_id", pa.string(), False, "id of the writer process that appended the row"),
+    _f("batch_id", pa.int64(), False, "writer's batch sequence number = Delta txn version of the commit"),
+]
+_PARTITIONS = ("exchange", "symbol", "date")
+
+
+def _bronze(kind: str, fields: list[pa.Field], key: tuple[str, ...], description: str) -> TableSpec:
+    return TableSpec(
+        name=f"bronze.{kind}",
+        schema=pa.schema([*_WHERE, *_WHEN, *fields, *_INGEST]),
+        partition_by=_PARTITIONS,
+        key=key,
+        description=description,
+    )
+
+
+_S = pa.string()
+BRONZE: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        _bronze(
+            "trades",
+            [
+                _f("id", _S, True, "exchange trade id (Binance: aggregate trade id)"),
+                _f("side", _S, False, "taker side: buy | sell"),
+                _f("price", _S, False, "as sent"),
+                _f("amount", _S, False, "base quantity, as sent"),
+                _f("type", _S, True, "trade type when the exchange gives one"),
+            ],
+            ("exchange", "symbol", "id"),
+            "every trade received",
+        ),
+        _bronze(
+            "book",
+            [
+                _f("sequence", pa.int64(), True, "exchange update id after this message (Binance u / lastUpdateId)"),
+                _f("snapshot", pa.bool_(), False, "true: a full-book snapshot level; false: a delta"),
+                _f("side", _S, False, "bid | ask"),
+                _f("price", _S, False, "level price, as sent"),
+                _f("size", _S, False, "new size at the level, as sent; 0 removes it"),
+            ],
+            ("exchange", "symbol", "sequence", "snapshot", "side", "price"),
+            "L2 book: one row per level of each snapshot and each delta",
+        ),
+        _bronze(
+            "ticker",
+            [
+                _f("sequence", pa.int64(), True, "exchange update id (Binance u)"),
+                _f("bid", _S, False),
+                _f("bid_size", _S, True),
+                _f("ask", _S, False),
+                _f("ask_size", _S, True),
+            ],
+            ("exchange", "symbol", "sequence", "ts"),
+            "best bid/ask updates",
+        ),
+        _bronze(
+            "funding",
+            [
+                _f("mark_price", _S, True),
+                _f("index_price", _S, True),
+                _f("rate", _S, True, "current funding rate estimate"),
+                _f("predicted_rate", _S, True),
+                _f("next_funding_time", UTC_US, True),
+            ],
+            ("exchange", "symbol", "ts"),
+            "mark price / funding rate updates (futures)",
+        ),
+        _bronze(
+            "liquidations",
+            [
+                _f("id", _S, True),
+                _f("side", _S, False),
+                _f("quantity", _S, False),
+                _f("price", _S, False),
+                _f("status", _S, True),
+            ],
+            ("exchange", "symbol", "ts", "side", "price", "quantity"),
+            "forced liquidation orders (futures)",
+        ),
+        _bronze(
+            "candles",
+            [
+                _f("interval", _S, False, "exchange interval, e.g. 1m"),
+                _f("start", UTC_US, False, "window open time"),
+                _f("stop", UTC_US, False, "window close time (inclusive end, as the exchange sends)"),
+                _f("trades", pa.int64(), True),
+                _f("open", _S, False),
+                _f("high", _S, False),
+                _f("low", _S, False),
+                _f("close", _S, False),
+                _f("volume", _S, False),
+                _f("closed", pa.bool_(), False, "true once the window is final"),
+            ],
+            ("exchange", "symbol", "interval", "start", "ts"),
+            "the exchange's own klines, updates and closes",
+        ),
+        TableSpec(
+            name="bronze.dead_letter",
+            schema=pa.schema(
+                [
+                    _f("date", pa.date32(), False),
+                    _f("received_at", UTC_US, False),
+                    _f("exchange", _S, True),
+                    _f("channel", _S, True, "stream/channel the payload came from, when known"),
+                    _f("error", _S, False, "why it could not be normalised"),
+                    _f("payload", _S, False, "the raw frame or record, verbatim"),
+                    *_INGEST,
+                ]
+            ),
+            partition_by=("date",),
+            key=(),
+            description="frames and records that could not be normalised, kept verbatim",
+        ),
+    )
+}
+
+TABLES: dict[str, TableSpec] = {**BRONZE}
+
+
+def table_spec(name: str) -> TableSpec:
+    """The spec of ``layer.kind``; a clear error naming the known tables otherwise."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise LakehouseError(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}") from None
