@@ -23,7 +23,7 @@ from crypto_lakehouse.errors import LakehouseError
 __all__ = ["app", "main"]
 
 console = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)
 
 app = typer.Typer(
     name="lakehouse",
@@ -53,6 +53,26 @@ DEFAULT_RECORDING = Path("../shared/data/cryptofeed-samples/BINANCE_FUTURES")
 
 def _settings(config: Path | None, root: str | None) -> Settings:
     return load_settings(config, root=root)
+
+
+def _writer(settings: Settings) -> Any:
+    from crypto_lakehouse.ingest import BronzeWriter
+    from crypto_lakehouse.storage import Catalog
+
+    w = settings.writer
+    return BronzeWriter(
+        Catalog(settings.root, storage_options=settings.storage_options),
+        writer_id=w.id,
+        max_rows=w.max_rows,
+        max_age_s=w.max_age.total_seconds(),
+        retries=w.retries,
+        backoff_s=w.retry_backoff.total_seconds(),
+        spool_dir=w.spool_dir,
+    )
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
 def _run_until_signal(coro_factory: Any) -> Any:
@@ -161,9 +181,37 @@ def exchange_serve(
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
-            out.print(json.dumps(ex.status()))
+            print(json.dumps(ex.status()))
 
     _run_until_signal(serve)
+
+
+@exchange_app.command("record")
+def exchange_record(
+    out_path: Annotated[Path, typer.Argument(help="PATH/NAME prefix of the recording files to write.")],
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")
+    ] = None,
+    symbols: Annotated[str | None, typer.Option(help="Exchange symbols, comma-separated.")] = None,
+    rounds: Annotated[int, typer.Option(help="Rounds of the synthetic market (one trade per symbol each).")] = 2_000,
+    seed: Annotated[int | None, typer.Option(help="Seed of the synthetic market.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Messages per second (sets the exchange-time step).")] = None,
+) -> None:
+    """Write a synthetic session in cryptofeed's recording format (for replay and tests)."""
+    s = _settings(config, root).loopback
+    from crypto_lakehouse.exchange import MarketSpec
+    from crypto_lakehouse.exchange.recording import write_synthetic_recording
+
+    spec = MarketSpec(
+        exchange=(exchange or s.exchange).upper(),
+        symbols=_csv(symbols) or s.symbols,
+        seed=s.seed if seed is None else seed,
+        rate=rate or s.rate,
+    )
+    prefix = write_synthetic_recording(spec, out_path, rounds=rounds)
+    out.print(f"wrote {prefix}.0, {prefix}.http.0.0, {prefix}.ws.1.0")
 
 
 def _id_range(text: str) -> tuple[int, int]:
@@ -179,17 +227,108 @@ def _id_range(text: str) -> tuple[int, int]:
 
 
 @app.command()
+def stream(
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    exchange: Annotated[
+        list[str] | None, typer.Option("--exchange", "-e", help="Exchange to stream (repeatable); default: config.")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="cryptofeed symbols, comma-separated (BTC-USDT-PERP,...).")
+    ] = None,
+    channels: Annotated[
+        str | None, typer.Option(help="Channels, comma-separated: trades,l2_book,ticker,funding,liquidations,candles.")
+    ] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A loopback exchange's REST base (http://127.0.0.1:PORT) or a wss:// base; "
+            "EXCHANGE=URL to set one per exchange. Default: the exchange's own addresses."
+        ),
+    ] = None,
+    rest_endpoint: Annotated[str | None, typer.Option(help="REST base to use with a wss:// endpoint.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="PEM certificate to trust for a wss:// endpoint.")] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Live progress table on the terminal.")] = True,
+) -> None:
+    """Stream exchanges through cryptofeed into the bronze Delta tables (SIGINT/SIGTERM flush and stop)."""
+    settings = _settings(config, root)
+    from crypto_lakehouse.ingest.progress import live_progress
+    from crypto_lakehouse.ingest.stream import resolve_endpoint, stream_to_bronze
+
+    exchanges = [e.upper() for e in (exchange or settings.stream.exchanges)]
+    per_exchange: dict[str, str] = {}
+    for e in endpoint or []:
+        name, sep, url = e.partition("=")
+        if sep and not name.startswith(("http", "wss")):
+            per_exchange[name.upper()] = url
+        elif len(exchanges) == 1:
+            per_exchange[exchanges[0]] = e
+        else:
+            raise LakehouseError("with several exchanges, give --endpoint as EXCHANGE=URL")
+    targets = []
+    for ex_name in exchanges:
+        t = resolve_endpoint(
+            ex_name,
+            per_exchange.get(ex_name) or settings.stream.ws_endpoint,
+            rest_endpoint=rest_endpoint or settings.stream.rest_endpoint,
+            ca_file=str(ca_file) if ca_file else None,
+        )
+        t.symbols = _csv(symbols) or settings.stream.symbols
+        t.channels = _csv(channels) or settings.stream.channels
+        targets.append(t)
+    writer = _writer(settings)
+
+    async def run(stop: asyncio.Event) -> None:
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        view = None
+        if progress and out.is_terminal:
+            view = asyncio.create_task(
+                live_progress(writer, stop, console=out, title=f"bronze <- {', '.join(exchanges)}")
+            )
+        await stream_to_bronze(targets, writer, stop=stop)
+        if view is not None:
+            await view
+
+    _run_until_signal(run)
+    print(json.dumps({"writer_id": writer.writer_id, "root": settings.root, "tables": writer.summary()}))
+
+
+@app.command("ingest-recording")
+def ingest_recording_cmd(
+    recording: Annotated[Path, typer.Argument(help="The recording as PATH/NAME (files NAME.0, NAME.ws.*, ...).")],
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    timeout: Annotated[
+        float, typer.Option(help="Give up if the replay has not finished after this many seconds.")
+    ] = 600,
+) -> None:
+    """Replay a recorded session through the loopback exchange and cryptofeed into bronze; print a JSON summary."""
+    settings = _settings(config, root)
+    from crypto_lakehouse.exchange import load_recording
+    from crypto_lakehouse.ingest import ingest_recording
+
+    rec = load_recording(recording)
+    writer = _writer(settings)
+    summary = asyncio.run(ingest_recording(rec, writer, timeout=timeout))
+    print(json.dumps(summary))
+
+
+@app.command()
 def demo(
     config: ConfigOpt = None,
     root: RootOpt = None,
     recording: Annotated[Path, typer.Option(help="Recording to replay first (PATH/NAME).")] = DEFAULT_RECORDING,
-    seconds: Annotated[float, typer.Option(help="How long to stream the synthetic market.")] = 10.0,
+    seconds: Annotated[float, typer.Option(help="How long to stream the synthetic market.")] = 30.0,
 ) -> None:
     """Run the main job on embedded defaults and print what it did."""
     settings = _settings(config, root)
     from crypto_lakehouse.demo import run_demo
 
-    run_demo(settings, recording=recording, seconds=seconds, console=out)
+    run_demo(settings, _writer(settings), recording=recording, seconds=seconds, console=out)
 
 
 def main() -> None:

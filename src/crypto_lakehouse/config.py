@@ -82,9 +82,11 @@ class StreamSettings(_Section):
 class WriterSettings(_Section):
     """Bronze writer buffering: a table flushes when it holds ``max_rows`` or is ``max_age`` old."""
 
+    id: str | None = Field(None, description="writer id, stable across restarts; None = host name")
     max_rows: int = Field(50_000, gt=0)
     max_age: Duration = "1s"  # type: ignore[assignment]
     retries: int = Field(5, ge=0)
+    retry_backoff: Duration = "200ms"  # type: ignore[assignment]
     spool_dir: str = "./lakehouse_spool"
 
 

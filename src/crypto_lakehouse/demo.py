@@ -1,15 +1,16 @@
 """``lakehouse demo``: the main job on embedded defaults, printing what it did.
 
-Today: the loopback exchange replays the recorded BINANCE_FUTURES session, then streams a
-synthetic market, both through the real cryptofeed handler; ccxt reads the same market's REST
-ground truth. Later stages (bronze, silver, gold, queries) extend this.
+1. the loopback exchange replays the recorded BINANCE_FUTURES session, streamed by the real
+   cryptofeed handler into the bronze Delta tables;
+2. then a synthetic market with a few symbols for ``seconds``, with a live progress table;
+3. a summary per table: rows, Delta version, files, bytes and location.
+Later stages (silver, gold, queries) extend this.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,98 +18,60 @@ from rich.console import Console
 from rich.table import Table
 
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec, ccxt_client, feed_class, load_recording
-from crypto_lakehouse.exchange.clients import run_feeds
+from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec, load_recording
+from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, ingest_recording, stream_to_bronze
+from crypto_lakehouse.ingest.progress import live_progress
+from crypto_lakehouse.schemas import BRONZE
 
 __all__ = ["run_demo"]
 
-_CHANNELS = ("trades", "l2_book", "ticker", "candles", "funding", "liquidations")
 
-
-def _counting_callbacks(counts: Counter, channels: list[str], trade_ids: dict[str, set]) -> dict[str, Any]:
-    def make(channel: str) -> Any:
-        async def cb(obj: Any, receipt_ts: float) -> None:
-            counts[channel] += 1
-            if channel == "trades":
-                trade_ids.setdefault(obj.symbol, set()).add(int(obj.id))
-
-        return cb
-
-    return {c: make(c) for c in channels}
-
-
-async def _stream(ex: LoopbackExchange, symbols: list[str], *, until: asyncio.Event) -> tuple[Counter, dict]:
-    counts: Counter = Counter()
-    ids: dict[str, set] = {}
-    channels = ex.venue.channels
-    cls = feed_class(ex.venue.exchange, ws_url=ex.ws_url, rest_url=ex.rest_url, cert_pem=ex.cert_pem)
-    feed = cls(
-        symbols=symbols,
-        channels=channels,
-        callbacks=_counting_callbacks(counts, channels, ids),
-        candle_closed_only=False,
-    )
-    await run_feeds([feed], stop=until)
-    return counts, ids
-
-
-async def _demo(settings: Settings, recording: Path, seconds: float, console: Console) -> None:
-    table = Table(title="crypto-lakehouse demo: callbacks from the real cryptofeed handler")
-    table.add_column("source")
-    for c in _CHANNELS:
-        table.add_column(c, justify="right")
-
+async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, seconds: float, console: Console) -> None:
+    started = time.monotonic()
     if Path(f"{recording}.0").is_file():
         rec = load_recording(recording)
-        async with LoopbackExchange(recording=rec) as ex:
-            console.print(f"replaying recording {rec.name} ({len(rec.frames)} frames) on {ex.ws_url}")
-            v = ex.venue
-            syms = sorted({v.std_symbol(s.split("@")[0]) for s in rec.streams})
-            done = asyncio.Event()
-            task = asyncio.create_task(_stream(ex, syms, until=done))
-            await asyncio.wait_for(ex.finished.wait(), 60)
-            await asyncio.sleep(0.3)
-            done.set()
-            counts, _ = await task
-            table.add_row(f"recording {rec.name}", *(str(counts[c]) for c in _CHANNELS))
+        console.print(f"[bold]1.[/] replaying the recorded {rec.exchange} session {rec.name} ({len(rec.frames)} frames)")
+        summary = await ingest_recording(rec, writer)
+        console.print(f"   rows: { {k: v for k, v in summary['rows'].items() if v} }")
     else:
-        console.print(f"[yellow]recording {recording} not found: skipping the replay part[/]")
+        console.print(f"[yellow]recording {recording} not found: skipping the replay step[/]")
 
     lb = settings.loopback
     spec = MarketSpec(exchange=lb.exchange, symbols=lb.symbols, seed=lb.seed, rate=lb.rate)
     async with LoopbackExchange(market=spec) as ex:
         console.print(
-            f"synthetic {lb.exchange} market {lb.symbols} at {lb.rate:g} msgs/s for {seconds:g} s on {ex.ws_url}"
+            f"[bold]2.[/] synthetic {lb.exchange} market {', '.join(lb.symbols)} at {lb.rate:g} msgs/s for "
+            f"{seconds:g} s ({ex.ws_url})"
         )
-        done = asyncio.Event()
-        started = time.monotonic()
-        task = asyncio.create_task(_stream(ex, [ex.venue.std_symbol(s) for s in lb.symbols], until=done))
-        await asyncio.sleep(seconds)
-        done.set()
-        counts, ids = await task
-        elapsed = time.monotonic() - started
-        table.add_row(f"synthetic ({elapsed:.0f} s)", *(str(counts[c]) for c in _CHANNELS))
-        console.print(table)
-        # ccxt reads the same market's ground truth over REST
-        client = ccxt_client(lb.exchange, rest_url=ex.rest_url, asynchronous=True)
-        try:
-            sym0 = lb.symbols[0]
-            streamed = ids.get(ex.venue.std_symbol(sym0), set())
-            first = min(streamed) if streamed else ex.market.tape(sym0).first_id
-            await client.load_markets()
-            market = next(m for m in client.markets.values() if m["id"] == sym0)
-            trades = await client.fetch_trades(market["symbol"], params={"fromId": first}, limit=1000)
-            rest_ids = {int(t["id"]) for t in trades}
-            overlap = len(rest_ids & streamed)
-            console.print(
-                f"ccxt {client.id}.fetch_trades({market['symbol']}, fromId={first}): {len(trades)} trades, "
-                f"{overlap} of them also streamed to cryptofeed (same ids)"
-            )
-        finally:
-            await client.close()
-        console.print(f"exchange stats: {ex.status()}")
+        v = ex.venue
+        target = FeedTarget(v.exchange, symbols=[v.std_symbol(s) for s in lb.symbols], channels=v.channels,
+                            ws_url=ex.ws_url, rest_url=ex.rest_url, cert_pem=ex.cert_pem)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        view = asyncio.create_task(live_progress(writer, stop, console=console, title="bronze <- synthetic market"))
+        await stream_to_bronze([target], writer, stop=stop)
+        await view
+        sent = ex.stats.messages_sent
+    console.print()
+
+    table = Table(title=f"bronze tables under {settings.root}")
+    for col in ("table", "rows", "version", "files", "MB", "location"):
+        table.add_column(col, justify="left" if col in ("table", "location") else "right", overflow="fold")
+    catalog = writer.catalog
+    for name in BRONZE:
+        s: dict[str, Any] = await asyncio.to_thread(catalog.summary, name)
+        if s["exists"]:
+            table.add_row(name, f"{s['rows']:,}", str(s["version"]), str(s["files"]), f"{s['bytes'] / 1e6:.2f}", s["uri"])
+        else:
+            table.add_row(name, "-", "-", "-", "-", "(not created: nothing to write)")
+    console.print(table)
+    console.print(
+        f"synthetic exchange sent {sent:,} messages; writer {writer.writer_id!r} committed "
+        f"{sum(st.commits for st in writer.stats.values()):,} Delta commits in {time.monotonic() - started:.0f} s. "
+        "Read them with polars.scan_delta(...), deltalake.DeltaTable(...) or DuckDB."
+    )
 
 
-def run_demo(settings: Settings, *, recording: Path, seconds: float, console: Console) -> None:
-    """Run the demo end to end (a few seconds plus ``seconds``)."""
-    asyncio.run(_demo(settings, recording, seconds, console))
+def run_demo(settings: Settings, writer: BronzeWriter, *, recording: Path, seconds: float, console: Console) -> None:
+    """Run the demo end to end (about ``seconds`` + 10 s)."""
+    asyncio.run(_demo(settings, writer, recording, seconds, console))

@@ -55,7 +55,9 @@ VENUES: dict[str, Venue] = {
         Venue("BINANCE", "/api/v3", "spot", "binance", 1000, "api.binance.com", "stream.binance.com:9443"),
         Venue("BINANCE_US", "/api/v3", "spot", "binanceus", 1000, "api.binance.us", "stream.binance.us:9443"),
         Venue("BINANCE_FUTURES", "/fapi/v1", "linear", "binanceusdm", 1500, "fapi.binance.com", "fstream.binance.com"),
-        Venue("BINANCE_DELIVERY", "/dapi/v1", "inverse", "binancecoinm", 1500, "dapi.binance.com", "dstream.binance.com"),
+        Venue(
+            "BINANCE_DELIVERY", "/dapi/v1", "inverse", "binancecoinm", 1500, "dapi.binance.com", "dstream.binance.com"
+        ),
     )
 }
 

@@ -43,8 +43,15 @@ async def ingest_recording(recording: str | Path | Recording, writer: BronzeWrit
     sub = recording_subscription(rec)
     started = time.time()
     async with LoopbackExchange(recording=rec) as ex:
-        target = FeedTarget(rec.exchange, symbols=[], channels=list(sub), ws_url=ex.ws_url, rest_url=ex.rest_url,
-                            cert_pem=ex.cert_pem, subscription=sub)
+        target = FeedTarget(
+            rec.exchange,
+            symbols=[],
+            channels=list(sub),
+            ws_url=ex.ws_url,
+            rest_url=ex.rest_url,
+            cert_pem=ex.cert_pem,
+            subscription=sub,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(stream_to_bronze([target], writer, stop=stop))
         finished = asyncio.create_task(ex.finished.wait())

@@ -21,7 +21,7 @@ from crypto_lakehouse.exchange.clients import feed_class, run_feeds
 from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.writer import BronzeWriter
 
-__all__ = ["CHANNELS", "FeedTarget", "bronze_callbacks", "stream_to_bronze", "writer_feed"]
+__all__ = ["CHANNELS", "FeedTarget", "bronze_callbacks", "resolve_endpoint", "stream_to_bronze", "writer_feed"]
 
 LOG = logging.getLogger(__name__)
 CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
@@ -36,16 +36,32 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
     add = writer.add
 
     async def trade(t: Any, receipt: float) -> None:
-        add("bronze.trades", (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, str(t.price),
-                              str(t.amount), t.type))
+        add(
+            "bronze.trades",
+            (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, str(t.price), str(t.amount), t.type),
+        )
 
     async def book(b: Any, receipt: float) -> None:
         ts, seq = b.timestamp, b.sequence_number
         if b.delta is None:  # a snapshot: every level
-            rows = [(b.exchange, b.symbol, ts, receipt, seq, True, "bid", str(p), str(q), )
-                    for p, q in b.book.bids.to_dict().items()]
-            rows += [(b.exchange, b.symbol, ts, receipt, seq, True, "ask", str(p), str(q))
-                     for p, q in b.book.asks.to_dict().items()]
+            rows = [
+                (
+                    b.exchange,
+                    b.symbol,
+                    ts,
+                    receipt,
+                    seq,
+                    True,
+                    "bid",
+                    str(p),
+                    str(q),
+                )
+                for p, q in b.book.bids.to_dict().items()
+            ]
+            rows += [
+                (b.exchange, b.symbol, ts, receipt, seq, True, "ask", str(p), str(q))
+                for p, q in b.book.asks.to_dict().items()
+            ]
         else:
             rows = [(b.exchange, b.symbol, ts, receipt, seq, False, "bid", str(p), str(q)) for p, q in b.delta[BID]]
             rows += [(b.exchange, b.symbol, ts, receipt, seq, False, "ask", str(p), str(q)) for p, q in b.delta[ASK]]
@@ -53,25 +69,66 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
 
     async def ticker(t: Any, receipt: float) -> None:
         raw = t.raw if isinstance(t.raw, dict) else {}
-        add("bronze.ticker", (t.exchange, t.symbol, t.timestamp, receipt, raw.get("u"), str(t.bid),
-                              _s(raw.get("B")), str(t.ask), _s(raw.get("A"))))
+        add(
+            "bronze.ticker",
+            (
+                t.exchange,
+                t.symbol,
+                t.timestamp,
+                receipt,
+                raw.get("u"),
+                str(t.bid),
+                _s(raw.get("B")),
+                str(t.ask),
+                _s(raw.get("A")),
+            ),
+        )
 
     async def funding(f: Any, receipt: float) -> None:
         raw = f.raw if isinstance(f.raw, dict) else {}
-        add("bronze.funding", (f.exchange, f.symbol, f.timestamp, receipt, _s(f.mark_price), _s(raw.get("i")),
-                               _s(f.rate), _s(f.predicted_rate), f.next_funding_time))
+        add(
+            "bronze.funding",
+            (
+                f.exchange,
+                f.symbol,
+                f.timestamp,
+                receipt,
+                _s(f.mark_price),
+                _s(raw.get("i")),
+                _s(f.rate),
+                _s(f.predicted_rate),
+                f.next_funding_time,
+            ),
+        )
 
     async def liquidation(x: Any, receipt: float) -> None:
-        add("bronze.liquidations", (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, str(x.quantity),
-                                    str(x.price), x.status))
+        add(
+            "bronze.liquidations",
+            (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, str(x.quantity), str(x.price), x.status),
+        )
 
     async def candle(c: Any, receipt: float) -> None:
-        add("bronze.candles", (c.exchange, c.symbol, c.timestamp, receipt, c.interval, c.start, c.stop,
-                               c.trades, str(c.open), str(c.high), str(c.low), str(c.close), str(c.volume),
-                               bool(c.closed)))
+        add(
+            "bronze.candles",
+            (
+                c.exchange,
+                c.symbol,
+                c.timestamp,
+                receipt,
+                c.interval,
+                c.start,
+                c.stop,
+                c.trades,
+                str(c.open),
+                str(c.high),
+                str(c.low),
+                str(c.close),
+                str(c.volume),
+                bool(c.closed),
+            ),
+        )
 
-    table = {TRADES: trade, L2_BOOK: book, TICKER: ticker, FUNDING: funding, LIQUIDATIONS: liquidation,
-             CANDLES: candle}
+    table = {TRADES: trade, L2_BOOK: book, TICKER: ticker, FUNDING: funding, LIQUIDATIONS: liquidation, CANDLES: candle}
     return {c: table[c] for c in channels}
 
 
@@ -98,8 +155,12 @@ def writer_feed(base: type[Feed], writer: BronzeWriter) -> type[Feed]:
         try:
             await base.message_handler(self, msg, conn, timestamp)
         except Exception as exc:  # a malformed or unexpected frame: keep it, keep the connection
-            writer.dead_letter(exchange=self.id, channel=getattr(conn, "address", None),
-                               error=f"{type(exc).__name__}: {exc}", payload=msg)
+            writer.dead_letter(
+                exchange=self.id,
+                channel=getattr(conn, "address", None),
+                error=f"{type(exc).__name__}: {exc}",
+                payload=msg,
+            )
 
     return type(f"Bronze{base.__name__}", (base,), {"message_handler": message_handler})
 
@@ -133,8 +194,12 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
     if target.subscription:
         sub = {c: s for c, s in target.subscription.items() if c in v.channels}
         return cls(subscription=sub, callbacks=bronze_callbacks(writer, sub), candle_closed_only=False)
-    return cls(symbols=target.symbols, channels=channels, callbacks=bronze_callbacks(writer, channels),
-               candle_closed_only=False)
+    return cls(
+        symbols=target.symbols,
+        channels=channels,
+        callbacks=bronze_callbacks(writer, channels),
+        candle_closed_only=False,
+    )
 
 
 async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, stop: asyncio.Event) -> None:
@@ -155,3 +220,45 @@ async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, s
         writer_stop.set()
         await flusher
         cf_logger.removeHandler(handler)
+
+
+def resolve_endpoint(
+    exchange: str, endpoint: str | None, *, rest_endpoint: str | None = None, ca_file: str | None = None
+) -> FeedTarget:
+    """Addresses for ``exchange``: ``endpoint`` is a loopback exchange's REST base
+    (``http://127.0.0.1:PORT``: its wss address and certificate are discovered from
+    ``/_loopback/status``), or a ``wss://`` base (then ``rest_endpoint``/``ca_file`` as needed),
+    or None for the exchange's own public addresses."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    v = venue(exchange)
+    target = FeedTarget(v.exchange, symbols=[], channels=[])
+    if endpoint is None:
+        return target
+    if endpoint.startswith(("http://", "https://")):
+        base = endpoint.rstrip("/")
+        try:
+            with urllib.request.urlopen(base + "/_loopback/status", timeout=10) as r:
+                status = json.load(r)
+            with urllib.request.urlopen(base + "/_loopback/cert.pem", timeout=10) as r:
+                cert = r.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise LakehouseError(
+                f"no loopback exchange answers at {base} ({exc}); start one with `lakehouse exchange serve` "
+                "or pass a wss:// endpoint"
+            ) from None
+        if status["exchange"] != v.exchange:
+            raise LakehouseError(f"the loopback exchange at {base} speaks {status['exchange']}, not {v.exchange}")
+        target.ws_url, target.rest_url, target.cert_pem = status["ws_url"], base, cert
+        return target
+    if not endpoint.startswith("wss://"):
+        raise LakehouseError(f"endpoint {endpoint!r} must start with wss:// or http(s)://")
+    target.ws_url = endpoint
+    target.rest_url = rest_endpoint
+    if ca_file is not None:
+        from pathlib import Path
+
+        target.cert_pem = Path(ca_file).read_bytes()
+    return target

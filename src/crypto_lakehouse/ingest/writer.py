@@ -43,13 +43,32 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "bronze.book": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "snapshot", "side", "price", "size"),
     "bronze.ticker": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "bid", "bid_size", "ask", "ask_size"),
     "bronze.funding": (
-        "exchange", "symbol", "ts", "receipt_ts", "mark_price", "index_price", "rate", "predicted_rate",
+        "exchange",
+        "symbol",
+        "ts",
+        "receipt_ts",
+        "mark_price",
+        "index_price",
+        "rate",
+        "predicted_rate",
         "next_funding_time",
     ),
     "bronze.liquidations": ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "quantity", "price", "status"),
     "bronze.candles": (
-        "exchange", "symbol", "ts", "receipt_ts", "interval", "start", "stop", "trades", "open", "high", "low",
-        "close", "volume", "closed",
+        "exchange",
+        "symbol",
+        "ts",
+        "receipt_ts",
+        "interval",
+        "start",
+        "stop",
+        "trades",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "closed",
     ),
     "bronze.dead_letter": ("received_at", "exchange", "channel", "error", "payload"),
 }
@@ -221,8 +240,9 @@ class BronzeWriter:
                 return
         started = time.perf_counter()
         try:
-            self.catalog.append(name, data, app_id=self.writer_id, version=batch,
-                                retries=self.retries, backoff_s=self.backoff_s)
+            self.catalog.append(
+                name, data, app_id=self.writer_id, version=batch, retries=self.retries, backoff_s=self.backoff_s
+            )
         except CommitError as exc:
             LOG.error("%s; spooling batch %d (%d rows) to %s", exc, batch, data.num_rows, self.spool_dir)
             self._spool(name, batch, data)
@@ -294,4 +314,3 @@ class BronzeWriter:
             }
             for name, st in self.stats.items()
         }
-
