@@ -256,8 +256,10 @@ def stream(
     """Stream exchanges through cryptofeed into the bronze Delta tables (SIGINT/SIGTERM flush and stop)."""
     settings = _settings(config, root)
     from crypto_lakehouse.ingest.progress import live_progress
-    from crypto_lakehouse.ingest.stream import resolve_endpoint, stream_to_bronze
+    from crypto_lakehouse.ingest.stream import loopback_exchange, resolve_endpoint, stream_to_bronze
 
+    if not exchange and endpoint and len(endpoint) == 1 and endpoint[0].startswith("http"):
+        exchange = [loopback_exchange(endpoint[0])]  # a loopback exchange says which protocol it speaks
     exchanges = [e.upper() for e in (exchange or settings.stream.exchanges)]
     per_exchange: dict[str, str] = {}
     for e in endpoint or []:

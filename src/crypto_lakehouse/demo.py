@@ -30,7 +30,9 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
     started = time.monotonic()
     if Path(f"{recording}.0").is_file():
         rec = load_recording(recording)
-        console.print(f"[bold]1.[/] replaying the recorded {rec.exchange} session {rec.name} ({len(rec.frames)} frames)")
+        console.print(
+            f"[bold]1.[/] replaying the recorded {rec.exchange} session {rec.name} ({len(rec.frames)} frames)"
+        )
         summary = await ingest_recording(rec, writer)
         console.print(f"   rows: { {k: v for k, v in summary['rows'].items() if v} }")
     else:
@@ -44,8 +46,14 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
             f"{seconds:g} s ({ex.ws_url})"
         )
         v = ex.venue
-        target = FeedTarget(v.exchange, symbols=[v.std_symbol(s) for s in lb.symbols], channels=v.channels,
-                            ws_url=ex.ws_url, rest_url=ex.rest_url, cert_pem=ex.cert_pem)
+        target = FeedTarget(
+            v.exchange,
+            symbols=[v.std_symbol(s) for s in lb.symbols],
+            channels=v.channels,
+            ws_url=ex.ws_url,
+            rest_url=ex.rest_url,
+            cert_pem=ex.cert_pem,
+        )
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
         view = asyncio.create_task(live_progress(writer, stop, console=console, title="bronze <- synthetic market"))
@@ -61,7 +69,9 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
     for name in BRONZE:
         s: dict[str, Any] = await asyncio.to_thread(catalog.summary, name)
         if s["exists"]:
-            table.add_row(name, f"{s['rows']:,}", str(s["version"]), str(s["files"]), f"{s['bytes'] / 1e6:.2f}", s["uri"])
+            table.add_row(
+                name, f"{s['rows']:,}", str(s["version"]), str(s["files"]), f"{s['bytes'] / 1e6:.2f}", s["uri"]
+            )
         else:
             table.add_row(name, "-", "-", "-", "-", "(not created: nothing to write)")
     console.print(table)

@@ -14,7 +14,7 @@ from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.stream import CHANNELS, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
 
-__all__ = ["ingest_recording", "recording_subscription"]
+__all__ = ["ingest_recording", "recording_subscription", "stream_until_finished"]
 
 
 def recording_subscription(rec: Recording) -> dict[str, list[str]]:
@@ -36,12 +36,40 @@ def recording_subscription(rec: Recording) -> dict[str, list[str]]:
     return sub
 
 
+async def stream_until_finished(
+    ex: LoopbackExchange, targets: list[FeedTarget], writer: BronzeWriter, *, timeout: float = 300
+) -> None:
+    """Stream ``targets`` into ``writer`` until the loopback exchange has played out its
+    recording or market and every message it sent has reached the handler; then flush."""
+    started = time.time()
+    stop = asyncio.Event()
+    task = asyncio.create_task(stream_to_bronze(targets, writer, stop=stop))
+    finished = asyncio.create_task(ex.finished.wait())
+    await asyncio.wait({task, finished}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        finished.cancel()
+        task.result()  # the stream failed: raise its error
+    if not finished.done():
+        finished.cancel()
+        stop.set()
+        await task
+        raise TimeoutError(f"the loopback exchange did not finish within {timeout:g} s")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        received = sum(s.received for s in connection_stats(ex.venue.exchange, since=started).values())
+        if received >= ex.stats.messages_sent:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the last messages' callbacks
+    stop.set()
+    await task
+
+
 async def ingest_recording(recording: str | Path | Recording, writer: BronzeWriter, *, timeout: float = 300) -> dict:
     """Replay ``recording`` through the real cryptofeed handler into bronze; returns a summary
     with the rows committed per bronze table."""
     rec = recording if isinstance(recording, Recording) else load_recording(recording)
     sub = recording_subscription(rec)
-    started = time.time()
     async with LoopbackExchange(recording=rec) as ex:
         target = FeedTarget(
             rec.exchange,
@@ -52,23 +80,7 @@ async def ingest_recording(recording: str | Path | Recording, writer: BronzeWrit
             cert_pem=ex.cert_pem,
             subscription=sub,
         )
-        stop = asyncio.Event()
-        task = asyncio.create_task(stream_to_bronze([target], writer, stop=stop))
-        finished = asyncio.create_task(ex.finished.wait())
-        await asyncio.wait({task, finished}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            finished.cancel()
-            task.result()  # the stream failed: raise its error
-        # everything the server sent has reached the handler
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            received = sum(s.received for s in connection_stats(rec.exchange, since=started).values())
-            if received >= ex.stats.messages_sent:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
-        stop.set()
-        await task
+        await stream_until_finished(ex, [target], writer, timeout=timeout)
         frames = ex.stats.messages_sent
     return {
         "recording": rec.name,

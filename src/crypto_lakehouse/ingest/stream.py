@@ -222,6 +222,29 @@ async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, s
         cf_logger.removeHandler(handler)
 
 
+def _loopback_status(base: str) -> tuple[dict, bytes]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + "/_loopback/status", timeout=10) as r:
+            status = json.load(r)
+        with urllib.request.urlopen(base + "/_loopback/cert.pem", timeout=10) as r:
+            cert = r.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise LakehouseError(
+            f"no loopback exchange answers at {base} ({exc}); start one with `lakehouse exchange serve` "
+            "or pass a wss:// endpoint"
+        ) from None
+    return status, cert
+
+
+def loopback_exchange(endpoint: str) -> str:
+    """The exchange protocol a loopback exchange at ``endpoint`` (its REST base) speaks."""
+    return _loopback_status(endpoint.rstrip("/"))[0]["exchange"]
+
+
 def resolve_endpoint(
     exchange: str, endpoint: str | None, *, rest_endpoint: str | None = None, ca_file: str | None = None
 ) -> FeedTarget:
@@ -229,26 +252,13 @@ def resolve_endpoint(
     (``http://127.0.0.1:PORT``: its wss address and certificate are discovered from
     ``/_loopback/status``), or a ``wss://`` base (then ``rest_endpoint``/``ca_file`` as needed),
     or None for the exchange's own public addresses."""
-    import json
-    import urllib.error
-    import urllib.request
-
     v = venue(exchange)
     target = FeedTarget(v.exchange, symbols=[], channels=[])
     if endpoint is None:
         return target
     if endpoint.startswith(("http://", "https://")):
         base = endpoint.rstrip("/")
-        try:
-            with urllib.request.urlopen(base + "/_loopback/status", timeout=10) as r:
-                status = json.load(r)
-            with urllib.request.urlopen(base + "/_loopback/cert.pem", timeout=10) as r:
-                cert = r.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise LakehouseError(
-                f"no loopback exchange answers at {base} ({exc}); start one with `lakehouse exchange serve` "
-                "or pass a wss:// endpoint"
-            ) from None
+        status, cert = _loopback_status(base)
         if status["exchange"] != v.exchange:
             raise LakehouseError(f"the loopback exchange at {base} speaks {status['exchange']}, not {v.exchange}")
         target.ws_url, target.rest_url, target.cert_pem = status["ws_url"], base, cert

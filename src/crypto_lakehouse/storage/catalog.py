@@ -82,8 +82,6 @@ class Catalog:
         committed (nothing written). Retries with exponential backoff, checking the
         transaction before each retry so an ambiguous failure never commits twice."""
         spec = table_spec(table)
-        if self.is_local:
-            Path(self.uri(table)).parent.mkdir(parents=True, exist_ok=True)
         delay = backoff_s
         for attempt in range(retries + 1):
             try:
@@ -102,6 +100,8 @@ class Catalog:
         raise AssertionError("unreachable")
 
     def _write(self, spec: TableSpec, data: pa.Table, app_id: str | None, version: int | None) -> None:
+        if self.is_local:
+            Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
         commit = None
         if app_id is not None:
             commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)])
