@@ -53,6 +53,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/exchange.py
+	$(BIN)/python benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) .tools lakehouse_data .pytest_cache
+	rm -rf $(VENV) .tools lakehouse_data lakehouse_spool .pytest_cache

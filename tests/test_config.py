@@ -58,3 +58,9 @@ def test_missing_or_broken_files_are_config_errors(tmp_path: Path) -> None:
     broken.write_text("root: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(broken)
+
+
+def test_docs_tables_page_matches_the_schemas() -> None:
+    from crypto_lakehouse.schemas import markdown
+
+    assert (ROOT / "docs" / "tables.md").read_text() == markdown(), "regenerate: python -m crypto_lakehouse.schemas"

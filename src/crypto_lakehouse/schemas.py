@@ -78,7 +78,7 @@ BRONZE: dict[str, TableSpec] = {
             "trades",
             [
                 _f("id", _S, True, "exchange trade id (Binance: aggregate trade id)"),
-                _f("side", _S, False, "taker side: buy | sell"),
+                _f("side", _S, False, "taker side: buy or sell"),
                 _f("price", _S, False, "as sent"),
                 _f("amount", _S, False, "base quantity, as sent"),
                 _f("type", _S, True, "trade type when the exchange gives one"),
@@ -91,7 +91,7 @@ BRONZE: dict[str, TableSpec] = {
             [
                 _f("sequence", pa.int64(), True, "exchange update id after this message (Binance u / lastUpdateId)"),
                 _f("snapshot", pa.bool_(), False, "true: a full-book snapshot level; false: a delta"),
-                _f("side", _S, False, "bid | ask"),
+                _f("side", _S, False, "bid or ask"),
                 _f("price", _S, False, "level price, as sent"),
                 _f("size", _S, False, "new size at the level, as sent; 0 removes it"),
             ],
@@ -180,3 +180,23 @@ def table_spec(name: str) -> TableSpec:
         return TABLES[name]
     except KeyError:
         raise LakehouseError(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}") from None
+
+
+def markdown() -> str:
+    """Every table's columns as Markdown (docs/tables.md is this text; a test keeps them equal)."""
+    lines = ["# Tables", "", "Generated from `crypto_lakehouse/schemas.py` (`python -m crypto_lakehouse.schemas`).", ""]
+    for spec in TABLES.values():
+        lines += [f"## `{spec.name}`", "", spec.description + ".", ""]
+        lines += [f"Partitioned by `{', '.join(spec.partition_by)}`." if spec.partition_by else "Not partitioned."]
+        if spec.key:
+            lines += [f"Natural key: `{', '.join(spec.key)}`."]
+        lines += ["", "| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+        for f in spec.schema:
+            doc = (f.metadata or {}).get(b"doc", b"").decode()
+            lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
