@@ -89,3 +89,18 @@ def test_exchange_serve_prints_addresses_serves_rest_and_stops_on_sigterm(tmp_pa
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert '"mode": "synthetic"' in out
+
+
+def test_ingest_recording_prints_a_json_summary(samples: Path, tmp_path: Path) -> None:
+    res = _run(
+        "ingest-recording",
+        str(samples / "BINANCE_FUTURES"),
+        "--root",
+        str(tmp_path / "lake"),
+        env={"LAKEHOUSE_WRITER__SPOOL_DIR": str(tmp_path / "spool")},
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["exchange"] == "BINANCE_FUTURES" and summary["frames"] == 1535
+    assert summary["rows"]["bronze.trades"] == 91 and summary["rows"]["bronze.ticker"] == 613
+    assert (tmp_path / "lake" / "bronze" / "trades" / "_delta_log").is_dir()

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from crypto_lakehouse.exchange import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
-from crypto_lakehouse.ingest import BronzeWriter, FeedTarget
+from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.replay import stream_until_finished
 from crypto_lakehouse.storage import Catalog
 
@@ -77,3 +77,26 @@ def test_duplicates_and_skips_are_kept_as_received(tmp_path: Path) -> None:
     assert len(ids) == 1_000 - len(skipped) + len(doubled)
     assert not skipped & set(ids)
     assert {i for i in ids if ids.count(i) == 2} == doubled
+
+
+def test_several_exchanges_in_one_process_write_concurrently(tmp_path: Path) -> None:
+    """One FeedHandler, two feeds (spot and USD-M futures), one writer: both land in full."""
+    spot = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500)
+    perp = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500)
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="multi", spool_dir=tmp_path / "spool", max_age_s=0.2)
+
+    async def go() -> None:
+        async with LoopbackExchange(market=spot) as a, LoopbackExchange(market=perp) as b:
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                stream_to_bronze([_target(a, spot.symbols), _target(b, perp.symbols)], writer, stop=stop)
+            )
+            await asyncio.wait_for(asyncio.gather(a.finished.wait(), b.finished.wait()), 60)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await task
+
+    asyncio.run(go())
+    trades = pl.read_delta(str(tmp_path / "bronze" / "trades"))
+    per = trades.group_by("exchange", "symbol").agg(pl.col("id").n_unique().alias("ids"), pl.len()).sort("exchange")
+    assert per.rows() == [("BINANCE", "BTC-USDT", 1_500, 1_500), ("BINANCE_FUTURES", "BTC-USDT-PERP", 1_500, 1_500)]
