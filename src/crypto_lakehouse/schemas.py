@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from crypto_lakehouse.errors import LakehouseError
 
-__all__ = ["BRONZE", "TABLES", "UTC_US", "TableSpec", "table_spec"]
+__all__ = ["BRONZE", "SILVER", "TABLES", "UTC_US", "TableSpec", "markdown", "table_spec"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -171,7 +171,160 @@ BRONZE: dict[str, TableSpec] = {
     )
 }
 
-TABLES: dict[str, TableSpec] = {**BRONZE}
+_F = pa.float64()
+_SOURCE = _f("source", _S, False, "stream, backfill or archive")
+
+
+def _silver(kind: str, fields: list[pa.Field], key: tuple[str, ...], description: str) -> TableSpec:
+    return TableSpec(
+        name=f"silver.{kind}",
+        schema=pa.schema([*_WHERE, *_WHEN, *fields, _SOURCE]),
+        partition_by=_PARTITIONS,
+        key=key,
+        description=description,
+    )
+
+
+SILVER: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        _silver(
+            "trades",
+            [
+                _f("id", pa.int64(), False, "exchange trade id (Binance aggregate trade id; contiguous)"),
+                _f("side", _S, False, "taker side: buy or sell"),
+                _f("price", _F, False, "> 0"),
+                _f("amount", _F, False, "base quantity, > 0"),
+            ],
+            ("exchange", "symbol", "id"),
+            "validated, deduplicated, gap-filled trades",
+        ),
+        _silver(
+            "book",
+            [
+                _f("sequence", pa.int64(), True, "exchange update id"),
+                _f("snapshot", pa.bool_(), False, "true: a snapshot level; false: a delta"),
+                _f("side", _S, False, "bid or ask"),
+                _f("price", _F, False, "> 0"),
+                _f("size", _F, False, ">= 0; 0 removes the level"),
+            ],
+            ("exchange", "symbol", "sequence", "snapshot", "side", "price"),
+            "validated, deduplicated L2 book snapshots and deltas",
+        ),
+        _silver(
+            "ticker",
+            [
+                _f("sequence", pa.int64(), True),
+                _f("bid", _F, False),
+                _f("bid_size", _F, True),
+                _f("ask", _F, False, "> bid (a crossed quote is quarantined)"),
+                _f("ask_size", _F, True),
+            ],
+            ("exchange", "symbol", "sequence", "ts"),
+            "validated, deduplicated best bid/ask",
+        ),
+        _silver(
+            "funding",
+            [
+                _f("mark_price", _F, True),
+                _f("index_price", _F, True),
+                _f("rate", _F, True, "funding rate (stream: current estimate; backfill: the settled rate)"),
+                _f("predicted_rate", _F, True),
+                _f("next_funding_time", UTC_US, True),
+            ],
+            ("exchange", "symbol", "ts"),
+            "mark price and funding rate updates; backfilled rows are settlements",
+        ),
+        _silver(
+            "liquidations",
+            [
+                _f("id", _S, True),
+                _f("side", _S, False),
+                _f("quantity", _F, False),
+                _f("price", _F, False),
+                _f("status", _S, True),
+            ],
+            ("exchange", "symbol", "ts", "side", "price", "quantity"),
+            "validated, deduplicated liquidations",
+        ),
+        _silver(
+            "candles",
+            [
+                _f("interval", _S, False),
+                _f("start", UTC_US, False),
+                _f("stop", UTC_US, False),
+                _f("trades", pa.int64(), True, "null for backfilled candles (REST omits it)"),
+                _f("open", _F, False),
+                _f("high", _F, False),
+                _f("low", _F, False),
+                _f("close", _F, False),
+                _f("volume", _F, False),
+            ],
+            ("exchange", "symbol", "interval", "start"),
+            "the exchange's own final (closed) candles; updates of open candles are superseded",
+        ),
+        TableSpec(
+            name="silver.quarantine",
+            schema=pa.schema(
+                [
+                    _f("table", _S, False, "silver table the row was meant for"),
+                    _f("rule", _S, False, "the first validation rule it failed"),
+                    _f("exchange", _S, True),
+                    _f("symbol", _S, True),
+                    _f("raw", _S, False, "the bronze row, as JSON"),
+                    _f("row_hash", pa.uint64(), False, "hash of raw (keeps reprocessing idempotent)"),
+                    _f("detected_at", UTC_US, False),
+                ]
+            ),
+            partition_by=("table",),
+            key=("table", "row_hash"),
+            description="rows that failed validation, with the rule, never silently dropped",
+        ),
+        TableSpec(
+            name="silver.gaps",
+            schema=pa.schema(
+                [
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("table", _S, False, "silver.trades, silver.candles or silver.funding"),
+                    _f("interval", _S, True, "candles: the interval"),
+                    _f("first_id", pa.int64(), True, "trades: first missing id"),
+                    _f("last_id", pa.int64(), True, "trades: last missing id"),
+                    _f("start", UTC_US, True, "first missing time (inclusive)"),
+                    _f("end", UTC_US, True, "end of the missing time range (exclusive)"),
+                    _f("detected_at", UTC_US, False),
+                    _f("status", _S, False, "open or filled"),
+                    _f("reason", _S, True, "why it is still open, or how it was filled"),
+                    _f("attempts", pa.int64(), False, "backfill attempts so far"),
+                    _f("rows_filled", pa.int64(), False),
+                    _f("filled_at", UTC_US, True),
+                ]
+            ),
+            partition_by=(),
+            key=("exchange", "symbol", "table", "interval", "first_id", "start"),
+            description="missing ranges found by promote-silver, and what backfill did about them",
+        ),
+        TableSpec(
+            name="silver.dq_report",
+            schema=pa.schema(
+                [
+                    _f("run_id", _S, False),
+                    _f("run_at", UTC_US, False),
+                    _f("table", _S, False),
+                    _f("exchange", _S, True),
+                    _f("symbol", _S, True),
+                    _f("metric", _S, False, "rows_in, rows_out, duplicates, quarantined:<rule>, gaps_found, ..."),
+                    _f("value", pa.int64(), False),
+                ]
+            ),
+            partition_by=(),
+            key=("run_id", "table", "exchange", "symbol", "metric"),
+            description="data-quality report of every promote-silver run (long format)",
+        ),
+    )
+}
+
+TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER}
 
 
 def table_spec(name: str) -> TableSpec:

@@ -99,6 +99,33 @@ class Catalog:
                 delay *= 2
         raise AssertionError("unreachable")
 
+    def overwrite(self, table: str, data: pa.Table) -> None:
+        """Replace a small table's content in one commit (used for state tables like silver.gaps)."""
+        spec = table_spec(table)
+        if self.is_local:
+            Path(self.uri(table)).parent.mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            self.uri(table),
+            data,
+            mode="overwrite",
+            partition_by=list(spec.partition_by) or None,
+            configuration=TABLE_PROPERTIES,
+            storage_options=self.storage_options,
+            writer_properties=_WRITER,
+        )
+
+    def changes(self, table: str, *, after: int | None, upto: int) -> pa.Table:
+        """Rows appended by commits ``after`` < version <= ``upto`` (all rows if ``after`` is None).
+
+        Reads only the files those commits added (compaction adds no rows here)."""
+        if after is None:
+            return self.open(table, version=upto).to_pyarrow_table()
+        reader = self.open(table).load_cdf(starting_version=after + 1, ending_version=upto)
+        data = pa.table(reader.read_all())
+        return data.drop_columns(
+            [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in data.column_names]
+        )
+
     def _write(self, spec: TableSpec, data: pa.Table, app_id: str | None, version: int | None) -> None:
         if self.is_local:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +136,7 @@ class Catalog:
             self.uri(spec.name),
             data,
             mode="append",
-            partition_by=list(spec.partition_by),
+            partition_by=list(spec.partition_by) or None,
             configuration=TABLE_PROPERTIES,
             storage_options=self.storage_options,
             writer_properties=_WRITER,

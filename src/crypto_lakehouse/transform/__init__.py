@@ -1,0 +1,1 @@
+"""Transforms: bronze -> silver (validate, deduplicate, fill gaps) -> gold."""
