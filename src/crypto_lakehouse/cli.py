@@ -34,7 +34,9 @@ app = typer.Typer(
 )
 exchange_app = typer.Typer(help="The loopback Binance-protocol exchange.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+promote_app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).", no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
+app.add_typer(promote_app, name="promote")
 app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[
@@ -317,6 +319,75 @@ def ingest_recording_cmd(
     writer = _writer(settings)
     summary = asyncio.run(ingest_recording(rec, writer, timeout=timeout))
     print(json.dumps(summary))
+
+
+WindowOpt = Annotated[
+    str | None, typer.Option(help="Exchange-time bound: 2024-01-01, 2024-01-01T12:00:00Z or -2h (ago).")
+]
+
+
+@promote_app.command("silver")
+def promote_silver_cmd(
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    start: WindowOpt = None,
+    end: WindowOpt = None,
+    tables: Annotated[str | None, typer.Option(help="Only these tables (trades,book,...), comma-separated.")] = None,
+) -> None:
+    """bronze -> silver: validate, quarantine, deduplicate, fill gaps (ccxt). Only new bronze commits,
+    unless --start/--end reprocess a window (idempotent either way). Prints a JSON summary."""
+    settings = _settings(config, root)
+    from crypto_lakehouse.transform.silver import parse_window, promote_from_settings
+
+    result = promote_from_settings(settings, start=parse_window(start), end=parse_window(end), tables=_csv(tables))
+    gaps = result.gaps
+    open_gaps = 0 if gaps is None or gaps.is_empty() else gaps.filter(gaps["status"] == "open").height
+    print(
+        json.dumps(
+            {
+                "run_id": result.run_id,
+                "tables": result.totals(),
+                "open_gaps": open_gaps,
+                "bronze_versions": result.bronze_versions,
+            }
+        )
+    )
+
+
+@app.command()
+def backfill(
+    exchange: Annotated[str, typer.Option(help="BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")],
+    symbol: Annotated[str, typer.Option(help="cryptofeed symbol, e.g. BTC-USDT-PERP.")],
+    start: Annotated[str, typer.Option(help="2024-01-01T00:00:00Z or -2h (ago).")],
+    end: Annotated[str | None, typer.Option(help="Default: now.")] = None,
+    rest: Annotated[
+        str | None, typer.Option(help="REST base (a loopback exchange); default: config / the exchange's own.")
+    ] = None,
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
+    """Fetch one symbol's trades for a time range over REST (ccxt) into silver, validated and deduplicated."""
+    settings = _settings(config, root)
+    from datetime import UTC, datetime
+
+    from crypto_lakehouse.ingest.backfill import Backfiller
+    from crypto_lakehouse.storage import Catalog
+    from crypto_lakehouse.transform.silver import SilverOptions, parse_window
+    from crypto_lakehouse.transform.silver import backfill as run_backfill
+
+    urls = dict(settings.silver.backfill_rest)
+    if rest:
+        urls[exchange.upper()] = rest
+    added = run_backfill(
+        Catalog(settings.root, storage_options=settings.storage_options),
+        Backfiller(urls),
+        exchange=exchange.upper(),
+        symbol=symbol,
+        start=parse_window(start),
+        end=parse_window(end) or datetime.now(UTC),
+        options=SilverOptions.from_settings(settings.silver),
+    )
+    print(json.dumps({"exchange": exchange.upper(), "symbol": symbol, "rows_added": added}))
 
 
 @app.command()

@@ -29,6 +29,7 @@ __all__ = [
     "GoldSettings",
     "LoopbackSettings",
     "Settings",
+    "SilverSettings",
     "StreamSettings",
     "WriterSettings",
     "load_settings",
@@ -90,6 +91,18 @@ class WriterSettings(_Section):
     spool_dir: str = "./lakehouse_spool"
 
 
+class SilverSettings(_Section):
+    """promote-silver: validation bounds, gap thresholds and where backfill asks."""
+
+    max_future_skew: Duration = "10s"  # type: ignore[assignment]
+    funding_gap: Duration = "1m"  # type: ignore[assignment]
+    symbols: list[str] | None = Field(None, description="allow-list of symbols; None: any well-formed one")
+    backfill: bool = True
+    backfill_rest: dict[str, str] = Field(
+        default_factory=dict, description="exchange -> REST base for ccxt; missing: the exchange's own"
+    )
+
+
 class GoldSettings(_Section):
     """Gold OHLCV intervals: any fixed Polars-style duration."""
 
@@ -113,6 +126,7 @@ class Settings(BaseSettings):
     loopback: LoopbackSettings = Field(default_factory=LoopbackSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
+    silver: SilverSettings = Field(default_factory=SilverSettings)
     gold: GoldSettings = Field(default_factory=GoldSettings)
 
     @classmethod

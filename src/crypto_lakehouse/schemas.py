@@ -272,7 +272,7 @@ SILVER: dict[str, TableSpec] = {
                     _f("exchange", _S, True),
                     _f("symbol", _S, True),
                     _f("raw", _S, False, "the bronze row, as JSON"),
-                    _f("row_hash", pa.uint64(), False, "hash of raw (keeps reprocessing idempotent)"),
+                    _f("row_hash", pa.int64(), False, "hash of raw (keeps reprocessing idempotent)"),
                     _f("detected_at", UTC_US, False),
                 ]
             ),

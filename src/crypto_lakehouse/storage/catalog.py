@@ -120,8 +120,12 @@ class Catalog:
         Reads only the files those commits added (compaction adds no rows here)."""
         if after is None:
             return self.open(table, version=upto).to_pyarrow_table()
-        reader = self.open(table).load_cdf(starting_version=after + 1, ending_version=upto)
-        data = pa.table(reader.read_all())
+        try:
+            reader = self.open(table).load_cdf(starting_version=after + 1, ending_version=upto)
+            data = pa.table(reader.read_all())
+        except Exception as exc:  # e.g. log files past retention: fall back to the whole snapshot
+            LOG.warning("reading %s changes %d..%d failed (%s); reading the whole table", table, after + 1, upto, exc)
+            return self.open(table, version=upto).to_pyarrow_table()
         return data.drop_columns(
             [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in data.column_names]
         )

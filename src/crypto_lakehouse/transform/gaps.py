@@ -159,6 +159,8 @@ def fill_gaps(
         pl.lit(0, pl.Int64).alias("rows_filled"),
         pl.lit(None, _UTC).alias("filled_at"),
     )
+    if new.is_empty() and closed.is_empty() and still_open.is_empty():
+        return previous  # nothing changed: no commit
     for row in new.iter_rows(named=True):
         report.add(row["table"], "gaps_found", value=1, exchange=row["exchange"], symbol=row["symbol"])
     columns = [f.name for f in table_spec("silver.gaps").schema]

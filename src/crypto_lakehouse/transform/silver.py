@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from crypto_lakehouse.config import Settings, SilverSettings
 from crypto_lakehouse.durations import parse_duration
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.schemas import SILVER, table_spec
 from crypto_lakehouse.storage import Catalog
 
-__all__ = ["PromoteResult", "SilverOptions", "backfill", "promote_silver"]
+__all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_from_settings", "promote_silver"]
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ class SilverOptions:
     funding_gap: timedelta = timedelta(minutes=1)
     symbols: frozenset[str] | None = None  # allow-list; None: any well-formed symbol
     backfill: bool = True
+
+    @classmethod
+    def from_settings(cls, s: SilverSettings) -> SilverOptions:
+        return cls(
+            max_future_skew=s.max_future_skew,
+            funding_gap=s.funding_gap,
+            symbols=frozenset(s.symbols) if s.symbols else None,
+            backfill=s.backfill,
+        )
 
 
 Rule = tuple[str, Callable[[], pl.Expr]]  # (name, expression that is TRUE for a bad row)
@@ -219,7 +229,10 @@ def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions)
         pl.col("exchange"),
         pl.col("symbol"),
         pl.struct(raw_cols).struct.json_encode().alias("raw"),
-    ).with_columns(pl.col("raw").hash(seed=0).alias("row_hash"), pl.lit(now).cast(_UTC).alias("detected_at"))
+    ).with_columns(
+        pl.col("raw").hash(seed=0).reinterpret(signed=True).alias("row_hash"),
+        pl.lit(now).cast(_UTC).alias("detected_at"),
+    )
     good = parsed.filter(pl.col("__rule").is_null()).with_columns(
         [pl.col(f"__{c}").alias(c) for c in (*plan.floats, *plan.nullable_floats)]
     )
@@ -454,3 +467,17 @@ def parse_window(text: str | None) -> datetime | None:
         return datetime.now(UTC) - parse_duration(text[1:])
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def promote_from_settings(
+    settings: Settings,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tables: list[str] | None = None,
+) -> PromoteResult:
+    """:func:`promote_silver` with the catalog, backfill endpoints and options of ``settings``."""
+    catalog = Catalog(settings.root, storage_options=settings.storage_options)
+    opts = SilverOptions.from_settings(settings.silver)
+    backfiller = Backfiller(settings.silver.backfill_rest) if opts.backfill else None
+    return promote_silver(catalog, tables=tables, start=start, end=end, backfiller=backfiller, options=opts)
