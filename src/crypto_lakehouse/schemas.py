@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from crypto_lakehouse.errors import LakehouseError
 
-__all__ = ["BRONZE", "SILVER", "TABLES", "UTC_US", "TableSpec", "markdown", "table_spec"]
+__all__ = ["BRONZE", "GOLD", "SILVER", "TABLES", "UTC_US", "TableSpec", "markdown", "table_spec"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -324,7 +324,57 @@ SILVER: dict[str, TableSpec] = {
     )
 }
 
-TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER}
+GOLD: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        TableSpec(
+            name="gold.ohlcv",
+            schema=pa.schema(
+                [
+                    _f("source", _S, False, "trades: built from silver.trades; exchange: the exchange's own candles"),
+                    _f("interval", _S, False, "bar length, e.g. 1m, 4h, 3m"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("window_start", UTC_US, False, "bar open time (UTC), inclusive"),
+                    _f("open", _F, False, "first trade by exchange time, ties by trade id"),
+                    _f("high", _F, False),
+                    _f("low", _F, False),
+                    _f("close", _F, False, "last trade by exchange time, ties by trade id"),
+                    _f("volume", _F, False, "base volume"),
+                    _f("quote_volume", _F, True, "sum(price * amount)"),
+                    _f("trades", pa.int64(), True, "number of trades"),
+                    _f("buy_volume", _F, True, "taker-buy base volume"),
+                    _f("sell_volume", _F, True, "taker-sell base volume"),
+                    _f("vwap", _F, True, "quote_volume / volume"),
+                ]
+            ),
+            partition_by=("source", "interval", "exchange", "symbol"),
+            key=("source", "interval", "exchange", "symbol", "window_start"),
+            description="OHLCV bars at every configured interval; windows without trades are absent",
+        ),
+        TableSpec(
+            name="gold.funding",
+            schema=pa.schema(
+                [
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("funding_time", UTC_US, False, "settlement time"),
+                    _f("rate", _F, False, "funding rate of that settlement"),
+                    _f("mark_price", _F, True, "mark price at (or just before) the settlement"),
+                    _f("source", _S, False, "settlement (exchange history) or stream (last estimate before it)"),
+                    _f("rate_avg_1d", _F, False, "mean rate of the last 3 settlements (8 h apart)"),
+                    _f("rate_avg_7d", _F, False, "mean rate of the last 21 settlements"),
+                    _f("annualized_rate", _F, False, "rate * 3 * 365"),
+                ]
+            ),
+            partition_by=(),
+            key=("exchange", "symbol", "funding_time"),
+            description="funding per settlement with rolling averages",
+        ),
+    )
+}
+
+TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER, **GOLD}
 
 
 def table_spec(name: str) -> TableSpec:

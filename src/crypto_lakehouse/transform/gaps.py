@@ -55,16 +55,20 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta) -> pl.DataFrame:
     if trades is not None:
         frames.append(
             trades.select("exchange", "symbol", "id")
-            .sort("exchange", "symbol", "id")
-            .with_columns(pl.col("id").shift(1).over("exchange", "symbol").alias("prev"))
-            .filter(pl.col("id") - pl.col("prev") > 1)
+            .group_by("exchange", "symbol")
+            .agg(  # sort each symbol's integer ids (cheaper than sorting the frame by string keys)
+                (ids := pl.col("id").sort()).shift(1).filter(ids.diff() > 1).add(1).alias("first_id"),
+                ids.filter(ids.diff() > 1).sub(1).alias("last_id"),
+            )
+            .explode("first_id", "last_id")
+            .drop_nulls("first_id")
             .select(
                 "exchange",
                 "symbol",
                 pl.lit("silver.trades").alias("table"),
                 pl.lit(None, pl.String).alias("interval"),
-                (pl.col("prev") + 1).alias("first_id"),
-                (pl.col("id") - 1).alias("last_id"),
+                "first_id",
+                "last_id",
                 pl.lit(None, _UTC).alias("start"),
                 pl.lit(None, _UTC).alias("end"),
             )

@@ -257,7 +257,12 @@ def _dedup(plan: _Plan, catalog: Catalog, rows: pl.DataFrame) -> tuple[pl.DataFr
     """Drop duplicates within ``rows`` (first received wins) and rows whose key silver holds."""
     key = list(plan.key)
     before = rows.height
-    rows = rows.sort("receipt_ts", maintain_order=True).unique(subset=key, keep="first", maintain_order=True)
+    # only rows whose key repeats need ordering: of those, the first received wins
+    repeated = rows.select(pl.len().over(key) > 1).to_series()
+    dups = rows.filter(repeated)
+    if dups.height:
+        dups = dups.sort("receipt_ts").unique(subset=key, keep="first")
+        rows = pl.concat([rows.filter(~repeated), dups])
     if rows.height and catalog.exists(plan.silver):
         dates = rows.get_column("date")
         existing = (
@@ -373,6 +378,8 @@ def _bronze_frame(
         if end is not None:
             lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
         return lf.collect()
+    if after is None:  # the whole table: Polars reads a snapshot fastest
+        return pl.read_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
     return pl.from_arrow(catalog.changes(plan.bronze, after=after, upto=upto))  # type: ignore[return-value]
 
 
