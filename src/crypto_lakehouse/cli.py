@@ -354,6 +354,27 @@ def promote_silver_cmd(
     )
 
 
+@promote_app.command("gold")
+def promote_gold_cmd(config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """silver -> gold: OHLCV at every configured interval, exchange candles, funding. Incremental;
+    rerunning with nothing new writes nothing. Prints a JSON summary."""
+    settings = _settings(config, root)
+    from crypto_lakehouse.storage import Catalog
+    from crypto_lakehouse.transform.gold import build_gold
+
+    r = build_gold(Catalog(settings.root, storage_options=settings.storage_options), intervals=settings.gold.intervals)
+    print(
+        json.dumps(
+            {
+                "bars_written": r.bars_written,
+                "exchange_candles": r.exchange_candles,
+                "funding_rows": r.funding_rows,
+                "silver_versions": r.silver_versions,
+            }
+        )
+    )
+
+
 @app.command()
 def backfill(
     exchange: Annotated[str, typer.Option(help="BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")],

@@ -3,8 +3,9 @@
 1. the loopback exchange replays the recorded BINANCE_FUTURES session, streamed by the real
    cryptofeed handler into the bronze Delta tables;
 2. then a synthetic market with a few symbols for ``seconds``, with a live progress table;
-3. a summary per table: rows, Delta version, files, bytes and location.
-Later stages (silver, gold, queries) extend this.
+3. promote-silver (validation, dedup, gaps backfilled with ccxt from the same exchange) and
+   build-gold (OHLCV at every configured interval);
+4. a summary per table (rows, Delta version, files, location) and the last 1m bars of a symbol.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec, load_recording
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, ingest_recording, stream_to_bronze
+from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.ingest.progress import live_progress
-from crypto_lakehouse.schemas import BRONZE
+from crypto_lakehouse.schemas import BRONZE, GOLD, SILVER
+from crypto_lakehouse.transform.gold import build_gold
+from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
 __all__ = ["run_demo"]
 
@@ -60,13 +65,26 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
         await stream_to_bronze([target], writer, stop=stop)
         await view
         sent = ex.stats.messages_sent
-    console.print()
+        console.print()
+        console.print(
+            "[bold]3.[/] promote-silver (gaps backfilled over REST by ccxt from this exchange) and build-gold"
+        )
+        silver = await asyncio.to_thread(
+            promote_silver,
+            writer.catalog,
+            backfiller=Backfiller({v.exchange: ex.rest_url}),
+            options=SilverOptions.from_settings(settings.silver),
+        )
+    gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
+    for table, metrics in silver.totals().items():
+        console.print(f"   {table}: {metrics}")
+    console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
 
-    table = Table(title=f"bronze tables under {settings.root}")
+    table = Table(title=f"tables under {settings.root}")
     for col in ("table", "rows", "version", "files", "MB", "location"):
         table.add_column(col, justify="left" if col in ("table", "location") else "right", overflow="fold")
     catalog = writer.catalog
-    for name in BRONZE:
+    for name in (*BRONZE, *SILVER, *GOLD):
         s: dict[str, Any] = await asyncio.to_thread(catalog.summary, name)
         if s["exists"]:
             table.add_row(
@@ -75,6 +93,18 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
         else:
             table.add_row(name, "-", "-", "-", "-", "(not created: nothing to write)")
     console.print(table)
+    sym = v.std_symbol(lb.symbols[0])
+    bars = (
+        pl.scan_delta(catalog.uri("gold.ohlcv"), storage_options=catalog.storage_options)
+        .filter((pl.col("source") == "trades") & (pl.col("interval") == "1m") & (pl.col("symbol") == sym))
+        .sort("window_start")
+        .tail(5)
+        .select("window_start", "open", "high", "low", "close", "volume", "trades", "vwap")
+        .collect()
+    )
+    with pl.Config(tbl_rows=10, tbl_cols=10, tbl_width_chars=140):
+        console.print(f"last 1m bars of {sym} (gold.ohlcv):")
+        console.print(str(bars), markup=False, highlight=False)
     console.print(
         f"synthetic exchange sent {sent:,} messages; writer {writer.writer_id!r} committed "
         f"{sum(st.commits for st in writer.stats.values()):,} Delta commits in {time.monotonic() - started:.0f} s. "

@@ -1,0 +1,279 @@
+"""silver -> gold: OHLCV bars at any fixed interval (+ VWAP, buy/sell volume), the exchange's own
+candles kept apart, and funding per settlement with rolling averages.
+
+Incremental and idempotent: each gold commit carries the Delta application transaction
+``("gold:<silver table>", <silver version>)``. A run reads only the silver rows appended since
+(late backfilled trades included), finds the bars they touch per interval, recomputes exactly
+those bars from all of silver and replaces them in **one** commit (``overwrite`` with a
+predicate covering only those windows). Rerunning with nothing new writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import polars as pl
+
+from crypto_lakehouse.durations import format_duration
+from crypto_lakehouse.schemas import GOLD
+from crypto_lakehouse.storage import Catalog
+
+__all__ = ["GoldResult", "build_gold", "ohlcv"]
+
+LOG = logging.getLogger(__name__)
+_UTC = pl.Datetime("us", "UTC")
+_MAX_CLUSTERS = 64  # per (interval, exchange, symbol): beyond this, one range is recomputed
+
+
+@dataclass(slots=True)
+class GoldResult:
+    bars_written: dict[str, int] = field(default_factory=dict)  # interval -> bars (re)written
+    exchange_candles: int = 0
+    funding_rows: int = 0
+    silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+
+
+def ohlcv(trades: pl.LazyFrame, every: str) -> pl.LazyFrame:
+    """Bars of ``every`` from silver-shaped trades. Open/close follow exchange time with ties
+    broken by trade id (Delta keeps no row order)."""
+    by = ["ts", "id"]
+    buy = pl.col("side") == "buy"
+    return (
+        trades.with_columns(pl.col("ts").dt.truncate(every).alias("window_start"))
+        .group_by("exchange", "symbol", "window_start")
+        .agg(
+            pl.col("price").bottom_k_by(by, 1).first().alias("open"),
+            pl.col("price").max().alias("high"),
+            pl.col("price").min().alias("low"),
+            pl.col("price").top_k_by(by, 1).first().alias("close"),
+            pl.col("amount").sum().alias("volume"),
+            (pl.col("price") * pl.col("amount")).sum().alias("quote_volume"),
+            pl.len().cast(pl.Int64).alias("trades"),
+            pl.col("amount").filter(buy).sum().alias("buy_volume"),
+            pl.col("amount").filter(~buy).sum().alias("sell_volume"),
+        )
+        .with_columns(
+            (pl.col("quote_volume") / pl.col("volume")).alias("vwap"),
+            pl.lit("trades").alias("source"),
+            pl.lit(every).alias("interval"),
+        )
+        .select(GOLD["gold.ohlcv"].schema.names)
+    )
+
+
+def _clusters(touched: pl.DataFrame, step: timedelta) -> pl.DataFrame:
+    """Touched windows -> contiguous runs per (exchange, symbol): columns lo, hi (exclusive)."""
+    runs = (
+        touched.sort("exchange", "symbol", "window_start")
+        .with_columns(
+            ((pl.col("window_start").diff().over("exchange", "symbol") != step).fill_null(True).cum_sum()).alias("run")
+        )
+        .group_by("exchange", "symbol", "run")
+        .agg(pl.col("window_start").min().alias("lo"), (pl.col("window_start").max() + step).alias("hi"))
+    )
+    many = runs.group_by("exchange", "symbol").len().filter(pl.col("len") > _MAX_CLUSTERS)
+    if many.height:  # too many scattered windows: recompute one covering range instead (same result)
+        wide = (
+            runs.join(many, on=["exchange", "symbol"])
+            .group_by("exchange", "symbol")
+            .agg(pl.col("lo").min(), pl.col("hi").max())
+        )
+        runs = pl.concat([runs.join(many, on=["exchange", "symbol"], how="anti").drop("run"), wide], how="diagonal")
+    return runs.select("exchange", "symbol", "lo", "hi")
+
+
+def _lit(v: object) -> str:
+    if hasattr(v, "isoformat"):
+        return f"'{v.isoformat()}'"
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _predicate(source: str, interval: str, clusters: pl.DataFrame, column: str = "window_start") -> list[str]:
+    return [
+        f'("source" = {_lit(source)} AND "interval" = {_lit(interval)} AND exchange = {_lit(e)} '
+        f"AND symbol = {_lit(s)} AND {column} >= {_lit(lo)} AND {column} < {_lit(hi)})"
+        for e, s, lo, hi in clusters.iter_rows()
+    ]
+
+
+def _silver_scan(catalog: Catalog, table: str) -> pl.LazyFrame:
+    return pl.scan_delta(catalog.uri(table), storage_options=catalog.storage_options)
+
+
+def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame | None, int | None, int]:
+    """Rows appended to ``table`` since gold last consumed it (None: nothing new)."""
+    upto = catalog.open(table).version()
+    after = catalog.committed_version("gold.ohlcv" if table != "silver.funding" else "gold.funding", app_id)
+    if after is not None and after >= upto:
+        return None, after, upto
+    if after is None:
+        return pl.read_delta(catalog.uri(table), version=upto, storage_options=catalog.storage_options), after, upto
+    return pl.from_arrow(catalog.changes(table, after=after, upto=upto)), after, upto  # type: ignore[return-value]
+
+
+def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from crypto_lakehouse.storage.catalog import _WRITER, TABLE_PROPERTIES
+
+    spec = GOLD[table]
+    arrow = data.select(spec.schema.names).to_arrow().cast(spec.schema)
+    commit = CommitProperties(app_transactions=[Transaction(app_id=app[0], version=app[1])])
+    exists = catalog.exists(table)
+    write_deltalake(
+        catalog.uri(table),
+        arrow,
+        mode="overwrite" if exists else "append",
+        predicate=" OR ".join(predicates) if exists and predicates else None,
+        partition_by=list(spec.partition_by) or None,
+        configuration=TABLE_PROPERTIES,
+        storage_options=catalog.storage_options,
+        writer_properties=_WRITER,
+        commit_properties=commit,
+    )
+
+
+def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: GoldResult) -> None:
+    app_id = "gold:silver.trades"
+    new, after, upto = _new_rows(catalog, "silver.trades", app_id)
+    result.silver_versions["silver.trades"] = (after, upto)
+    if new is None:
+        return
+    frames, predicates = [], []
+    for step in intervals:
+        every = format_duration(step)
+        touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
+        if touched.is_empty():
+            continue
+        clusters = _clusters(touched, step)
+        cond = pl.lit(False)
+        for e, s, lo, hi in clusters.iter_rows():
+            cond = cond | (
+                (pl.col("exchange") == e) & (pl.col("symbol") == s) & (pl.col("ts") >= lo) & (pl.col("ts") < hi)
+            )
+        dates = (clusters["lo"].min().date(), clusters["hi"].max().date())
+        source = _silver_scan(catalog, "silver.trades").filter(pl.col("date").is_between(*dates) & cond)
+        bars = ohlcv(source, every).collect()
+        frames.append(bars)
+        predicates += _predicate("trades", every, clusters)
+        result.bars_written[every] = bars.height
+    if frames:
+        _replace(catalog, "gold.ohlcv", pl.concat(frames), predicates, (app_id, upto))
+
+
+def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
+    app_id = "gold:silver.candles"
+    new, after, upto = _new_rows(catalog, "silver.candles", app_id)
+    result.silver_versions["silver.candles"] = (after, upto)
+    if new is None or new.is_empty():
+        if new is not None:  # consumed an empty batch: record the progress
+            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+        return
+    bars = new.select(
+        pl.lit("exchange").alias("source"),
+        "interval",
+        "exchange",
+        "symbol",
+        pl.col("start").alias("window_start"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        pl.lit(None, pl.Float64).alias("quote_volume"),
+        "trades",
+        pl.lit(None, pl.Float64).alias("buy_volume"),
+        pl.lit(None, pl.Float64).alias("sell_volume"),
+        pl.lit(None, pl.Float64).alias("vwap"),
+    )
+    predicates = []
+    for (interval,), part in bars.group_by("interval"):
+        step = _interval_step(str(interval))
+        touched = part.select("exchange", "symbol", "window_start").unique()
+        predicates += _predicate("exchange", str(interval), _clusters(touched, step))
+    _replace(catalog, "gold.ohlcv", bars, predicates, (app_id, upto))
+    result.exchange_candles = bars.height
+
+
+def _interval_step(interval: str) -> timedelta:
+    from crypto_lakehouse.durations import parse_duration
+
+    return parse_duration(interval)
+
+
+def _ohlcv_schema() -> pl.Schema:
+    return pl.from_arrow(GOLD["gold.ohlcv"].schema.empty_table()).schema  # type: ignore[union-attr]
+
+
+def _build_funding(catalog: Catalog, result: GoldResult) -> None:
+    """Funding per settlement: the exchange's settlements (backfilled history) where silver has
+    them, else the last streamed estimate before each settlement time; then rolling means."""
+    app_id = "gold:silver.funding"
+    new, after, upto = _new_rows(catalog, "silver.funding", app_id)
+    result.silver_versions["silver.funding"] = (after, upto)
+    if new is None:
+        return
+    f = pl.read_delta(catalog.uri("silver.funding"), version=upto, storage_options=catalog.storage_options)
+    settled = f.filter(pl.col("source") != "stream").select(
+        "exchange",
+        "symbol",
+        pl.col("ts").alias("funding_time"),
+        "rate",
+        "mark_price",
+        pl.lit("settlement").alias("source"),
+    )
+    estimates = (
+        f.filter(
+            (pl.col("source") == "stream") & pl.col("next_funding_time").is_not_null() & pl.col("rate").is_not_null()
+        )
+        .sort("ts")
+        .group_by("exchange", "symbol", "next_funding_time")
+        .agg(pl.col("rate").last(), pl.col("mark_price").last())
+        .select(
+            "exchange",
+            "symbol",
+            pl.col("next_funding_time").alias("funding_time"),
+            "rate",
+            "mark_price",
+            pl.lit("stream").alias("source"),
+        )
+    )
+    estimates = estimates.join(settled, on=["exchange", "symbol", "funding_time"], how="anti")
+    out = (
+        pl.concat([settled, estimates])
+        .sort("exchange", "symbol", "funding_time")
+        .with_columns(
+            pl.col("rate").rolling_mean(3, min_samples=1).over("exchange", "symbol").alias("rate_avg_1d"),
+            pl.col("rate").rolling_mean(21, min_samples=1).over("exchange", "symbol").alias("rate_avg_7d"),
+            (pl.col("rate") * 3 * 365).alias("annualized_rate"),
+        )
+    )
+    spec = GOLD["gold.funding"]
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from crypto_lakehouse.storage.catalog import _WRITER, TABLE_PROPERTIES
+
+    write_deltalake(
+        catalog.uri("gold.funding"),
+        out.select(spec.schema.names).to_arrow().cast(spec.schema),
+        mode="overwrite",
+        configuration=TABLE_PROPERTIES,
+        storage_options=catalog.storage_options,
+        writer_properties=_WRITER,
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=upto)]),
+    )
+    result.funding_rows = out.height
+
+
+def build_gold(catalog: Catalog, *, intervals: list[timedelta]) -> GoldResult:
+    """Bring gold up to date with silver (see module doc)."""
+    result = GoldResult()
+    if catalog.exists("silver.trades"):
+        _build_trade_bars(catalog, intervals, result)
+    if catalog.exists("silver.candles"):
+        _build_exchange_candles(catalog, result)
+    if catalog.exists("silver.funding"):
+        _build_funding(catalog, result)
+    return result
