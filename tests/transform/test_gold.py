@@ -64,7 +64,12 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         market.step()
     root = tmp_path_factory.mktemp("gold")
     catalog = Catalog(root)
-    trades = _silver_trades(market)
+    trades = _silver_trades(market).sort("symbol", "id")
+    # every 3rd trade shares the previous trade's millisecond: open/close ties broken by id
+    trades = trades.with_columns(
+        pl.when(pl.int_range(pl.len()) % 3 == 1).then(pl.col("ts").shift(1)).otherwise(pl.col("ts")).alias("ts")
+    ).with_columns(pl.col("ts").dt.date().alias("date"))
+    assert trades.group_by("symbol", "ts").len()["len"].max() > 1
     # rows land in an order unrelated to time, as Delta does not keep row order
     _write_silver(catalog, trades.sample(fraction=1.0, shuffle=True, seed=3))
     build_gold(catalog, intervals=list(INTERVALS.values()))

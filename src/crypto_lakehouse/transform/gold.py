@@ -20,7 +20,7 @@ from crypto_lakehouse.durations import format_duration
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
 
-__all__ = ["GoldResult", "build_gold", "ohlcv"]
+__all__ = ["GoldResult", "build_gold", "ohlcv", "rollup"]
 
 LOG = logging.getLogger(__name__)
 _UTC = pl.Datetime("us", "UTC")
@@ -35,24 +35,71 @@ class GoldResult:
     silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
 
 
-def ohlcv(trades: pl.LazyFrame, every: str) -> pl.LazyFrame:
+_KEYS = ["exchange", "symbol", "window_start"]
+
+
+def _in_trade_order(trades: pl.DataFrame) -> pl.DataFrame:
+    """Trades ordered by (ts, id) within each (exchange, symbol); parts that already are (silver
+    files are written in time order) are not sorted again."""
+    parts = []
+    for part in trades.partition_by("exchange", "symbol"):
+        d_ts, d_id = pl.col("ts").diff(), pl.col("id").diff()
+        if not part.select(((d_ts > 0) | ((d_ts == 0) & (d_id > 0))).fill_null(True).all()).item():
+            part = part.sort("ts", "id")
+        parts.append(part)
+    return pl.concat(parts) if parts else trades
+
+
+def ohlcv(trades: pl.LazyFrame | pl.DataFrame, every: str) -> pl.DataFrame:
     """Bars of ``every`` from silver-shaped trades. Open/close follow exchange time with ties
-    broken by trade id (Delta keeps no row order)."""
-    by = ["ts", "id"]
+    broken by trade id (Delta keeps no row order): each bar's first and last trade in (ts, id)
+    order."""
+    df = trades.collect() if isinstance(trades, pl.LazyFrame) else trades
     buy = pl.col("side") == "buy"
     return (
-        trades.with_columns(pl.col("ts").dt.truncate(every).alias("window_start"))
-        .group_by("exchange", "symbol", "window_start")
+        _in_trade_order(df)
+        .lazy()
+        .with_columns(
+            pl.col("ts").dt.truncate(every).alias("window_start"),
+            (pl.col("price") * pl.col("amount")).alias("_quote"),
+            pl.when(buy).then(pl.col("amount")).otherwise(0.0).alias("_buy"),
+            pl.when(buy).then(0.0).otherwise(pl.col("amount")).alias("_sell"),
+        )
+        .group_by(_KEYS)
         .agg(
-            pl.col("price").bottom_k_by(by, 1).first().alias("open"),
+            pl.col("price").first().alias("open"),
             pl.col("price").max().alias("high"),
             pl.col("price").min().alias("low"),
-            pl.col("price").top_k_by(by, 1).first().alias("close"),
+            pl.col("price").last().alias("close"),
             pl.col("amount").sum().alias("volume"),
-            (pl.col("price") * pl.col("amount")).sum().alias("quote_volume"),
+            pl.col("_quote").sum().alias("quote_volume"),
             pl.len().cast(pl.Int64).alias("trades"),
-            pl.col("amount").filter(buy).sum().alias("buy_volume"),
-            pl.col("amount").filter(~buy).sum().alias("sell_volume"),
+            pl.col("_buy").sum().alias("buy_volume"),
+            pl.col("_sell").sum().alias("sell_volume"),
+        )
+        .with_columns(
+            (pl.col("quote_volume") / pl.col("volume")).alias("vwap"),
+            pl.lit("trades").alias("source"),
+            pl.lit(every).alias("interval"),
+        )
+        .select(GOLD["gold.ohlcv"].schema.names)
+        .collect()
+    )
+
+
+def rollup(bars: pl.LazyFrame, every: str) -> pl.LazyFrame:
+    """Bars of a multiple ``every`` from finer bars: exact for every column (open of the first
+    sub-bar, close of the last, sums of volumes and counts, VWAP from the summed quote volume)."""
+    return (
+        bars.sort("window_start")
+        .with_columns(pl.col("window_start").dt.truncate(every))
+        .group_by("exchange", "symbol", "window_start")
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            *(pl.col(c).sum() for c in ("volume", "quote_volume", "trades", "buy_volume", "sell_volume")),
         )
         .with_columns(
             (pl.col("quote_volume") / pl.col("volume")).alias("vwap"),
@@ -135,32 +182,76 @@ def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[
     )
 
 
+def _in_clusters(clusters: pl.DataFrame, column: str) -> pl.Expr:
+    cond = pl.lit(False)
+    for e, sym, lo, hi in clusters.iter_rows():
+        cond = cond | (
+            (pl.col("exchange") == e) & (pl.col("symbol") == sym) & (pl.col(column) >= lo) & (pl.col(column) < hi)
+        )
+    return cond
+
+
 def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: GoldResult) -> None:
+    """The finest interval is computed from trades; every multiple of it is rolled up from those
+    bars (the fresh ones plus those gold already holds), so a late trade in a day costs one
+    fine bar and a roll-up, not a re-read of the day's trades. Intervals that are not multiples
+    of the finest are computed from trades."""
     app_id = "gold:silver.trades"
     new, after, upto = _new_rows(catalog, "silver.trades", app_id)
     result.silver_versions["silver.trades"] = (after, upto)
-    if new is None:
+    if new is None or new.is_empty() or not intervals:
+        if new is not None and catalog.exists("gold.ohlcv"):
+            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
         return
-    frames, predicates = [], []
-    for step in intervals:
+    steps = sorted(set(intervals))
+    base = steps[0]
+    rolled = [s for s in steps[1:] if s % base == timedelta(0)]
+    direct = [base, *(s for s in steps[1:] if s % base != timedelta(0))]
+    first_build = not catalog.exists("gold.ohlcv")
+    silver = _silver_scan(catalog, "silver.trades")
+    frames: list[pl.DataFrame] = []
+    predicates: list[str] = []
+    touched_base: pl.DataFrame | None = None
+    for step in direct:
         every = format_duration(step)
-        touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
-        if touched.is_empty():
-            continue
-        clusters = _clusters(touched, step)
-        cond = pl.lit(False)
-        for e, s, lo, hi in clusters.iter_rows():
-            cond = cond | (
-                (pl.col("exchange") == e) & (pl.col("symbol") == s) & (pl.col("ts") >= lo) & (pl.col("ts") < hi)
-            )
-        dates = (clusters["lo"].min().date(), clusters["hi"].max().date())
-        source = _silver_scan(catalog, "silver.trades").filter(pl.col("date").is_between(*dates) & cond)
-        bars = ohlcv(source, every).collect()
+        if first_build:
+            bars = ohlcv(new.lazy(), every)
+            clusters = None
+        else:
+            touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
+            clusters = _clusters(touched, step)
+            dates = (clusters["lo"].min().date(), clusters["hi"].max().date())
+            source = silver.filter(pl.col("date").is_between(*dates) & _in_clusters(clusters, "ts"))
+            bars = ohlcv(source, every)
+            predicates += _predicate("trades", every, clusters)
         frames.append(bars)
-        predicates += _predicate("trades", every, clusters)
         result.bars_written[every] = bars.height
-    if frames:
-        _replace(catalog, "gold.ohlcv", pl.concat(frames), predicates, (app_id, upto))
+        if step == base:
+            touched_base = bars
+    base_every = format_duration(base)
+    for step in rolled:
+        every = format_duration(step)
+        if first_build:
+            fine = touched_base.lazy()
+        else:
+            touched = touched_base.select("exchange", "symbol", pl.col("window_start").dt.truncate(every)).unique()
+            clusters = _clusters(touched, step)
+            kept = (
+                _silver_scan(catalog, "gold.ohlcv")
+                .filter(
+                    (pl.col("source") == "trades")
+                    & (pl.col("interval") == base_every)
+                    & _in_clusters(clusters, "window_start")
+                )
+                .collect()
+                .join(touched_base, on=["exchange", "symbol", "window_start"], how="anti")
+            )
+            fine = pl.concat([kept, touched_base]).lazy()
+            predicates += _predicate("trades", every, clusters)
+        bars = rollup(fine, every).collect()
+        frames.append(bars)
+        result.bars_written[every] = bars.height
+    _replace(catalog, "gold.ohlcv", pl.concat(frames), predicates, (app_id, upto))
 
 
 def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
