@@ -54,6 +54,8 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/exchange.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/silver.py
+	$(BIN)/python benchmarks/gold.py
 
 clean:
 	rm -rf $(VENV) .tools lakehouse_data lakehouse_spool .pytest_cache
