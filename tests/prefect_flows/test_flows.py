@@ -76,6 +76,13 @@ def test_promote_silver_flow_runs_and_publishes_the_dq_report(harness, tmp_path:
     assert found and found[0].type == "table"
     assert "price_not_positive" in json.dumps(found[0].data)
 
+    from flows.gold import build_gold_flow
+
+    gold = build_gold_flow(root=str(root))
+    assert gold["bars_written"]["1d"] == 1  # the four good trades fall in one day...
+    bars = pl.read_delta(str(root / "gold" / "ohlcv")).filter(pl.col("interval") == "1d")
+    assert bars["trades"].to_list() == [4] and bars["volume"].to_list() == [4.0]  # ...as one daily bar
+
 
 def test_promote_silver_cli_prints_a_summary(tmp_path: Path) -> None:
     root = tmp_path / "lake"
