@@ -1,0 +1,23 @@
+"""crypto-lakehouse: a Delta Lake medallion lakehouse for crypto market data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crypto_lakehouse.config import Settings, load_settings
+from crypto_lakehouse.errors import ConfigError, LakehouseError
+
+if TYPE_CHECKING:
+    from crypto_lakehouse.query import Lakehouse
+
+__all__ = ["ConfigError", "Lakehouse", "LakehouseError", "Settings", "load_settings"]
+
+
+def __getattr__(name: str) -> Any:
+    # the read API pulls in Polars, delta-rs and DuckDB: loaded on first use, so that CLI commands
+    # that never read (config, exchange serve) start quickly
+    if name == "Lakehouse":
+        from crypto_lakehouse.query import Lakehouse
+
+        return Lakehouse
+    raise AttributeError(name)

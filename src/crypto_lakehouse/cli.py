@@ -34,9 +34,11 @@ app = typer.Typer(
 )
 exchange_app = typer.Typer(help="The loopback Binance-protocol exchange.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+tag_app = typer.Typer(help="Named versions for reproducible backtests.", no_args_is_help=True)
 promote_app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).", no_args_is_help=True)
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(promote_app, name="promote")
+app.add_typer(tag_app, name="tag")
 app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[
@@ -409,6 +411,95 @@ def backfill(
         options=SilverOptions.from_settings(settings.silver),
     )
     print(json.dumps({"exchange": exchange.upper(), "symbol": symbol, "rows_added": added}))
+
+
+def _lakehouse(config: Path | None, root: str | None) -> Any:
+    from crypto_lakehouse.query import Lakehouse
+
+    settings = _settings(config, root)
+    return Lakehouse(settings.root, config=settings)
+
+
+def _as_of(text: str | None) -> Any:
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def _emit(df: Any, fmt: str, output: Path | None) -> None:
+    fmt = fmt.lower()
+    if fmt == "parquet":
+        if output is None:
+            raise LakehouseError("--format parquet needs --output FILE")
+        df.write_parquet(output)
+        return
+    if fmt == "csv":
+        text = df.write_csv()
+    elif fmt == "json":
+        text = df.write_json()
+    elif fmt == "table":
+        import polars as pl
+
+        with pl.Config(tbl_rows=50, tbl_cols=30, tbl_width_chars=200):
+            text = str(df)
+    else:
+        raise LakehouseError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
+    if output is not None:
+        output.write_text(text)
+    else:
+        print(text)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; tables are bronze.trades, silver.trades, gold.ohlcv, ...")],
+    as_of: Annotated[str | None, typer.Option(help="Delta version, RFC 3339 time or tag name.")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
+    """Run SQL over the lakehouse (DuckDB). Bad SQL prints DuckDB's message and exits with 2."""
+    _emit(_lakehouse(config, root).sql(sql, as_of=_as_of(as_of)), format, output)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="e.g. silver.trades")],
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
+    """Commits of a table, newest first."""
+    _emit(_lakehouse(config, root).history(table), "table", None)
+
+
+@app.command()
+def tables(config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Tables that exist under the root, with rows, version, files and location."""
+    _emit(_lakehouse(config, root).tables(), "table", None)
+
+
+@tag_app.command("create")
+def tag_create(
+    name: Annotated[str, typer.Argument(help="Tag name.")],
+    table: Annotated[list[str] | None, typer.Option(help="Only this table (repeatable); default: all.")] = None,
+    note: Annotated[str | None, typer.Option(help="Free text kept with the tag.")] = None,
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
+    """Pin the current version of every (or the given) table under NAME."""
+    _emit(_lakehouse(config, root).tag(name, tables=table, note=note), "table", None)
+
+
+@tag_app.command("list")
+def tag_list(config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Every tag with the versions it pins."""
+    _emit(_lakehouse(config, root).tags(), "table", None)
+
+
+@tag_app.command("delete")
+def tag_delete(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Delete a tag (the data stays)."""
+    _lakehouse(config, root).untag(name)
+    print(f"deleted tag {name}")
 
 
 @app.command()

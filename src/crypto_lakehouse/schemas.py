@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from crypto_lakehouse.errors import LakehouseError
 
-__all__ = ["BRONZE", "GOLD", "SILVER", "TABLES", "UTC_US", "TableSpec", "markdown", "table_spec"]
+__all__ = ["BRONZE", "GOLD", "META", "SILVER", "TABLES", "TIME_COLUMN", "UTC_US", "TableSpec", "markdown", "table_spec"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -374,7 +374,37 @@ GOLD: dict[str, TableSpec] = {
     )
 }
 
-TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER, **GOLD}
+META: dict[str, TableSpec] = {
+    "meta.tags": TableSpec(
+        name="meta.tags",
+        schema=pa.schema(
+            [
+                _f("name", _S, False, "tag name, e.g. backtest-2026-11"),
+                _f("table", _S, False, "table the tag pins"),
+                _f("version", pa.int64(), False, "Delta version of that table"),
+                _f("created_at", UTC_US, False),
+                _f("note", _S, True),
+            ]
+        ),
+        partition_by=(),
+        key=("name", "table"),
+        description="named versions pinned for reproducible reads (Lakehouse.tag)",
+    )
+}
+
+TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER, **GOLD, **META}
+
+# the exchange-time column reads filter on (start/end) and replay orders by
+TIME_COLUMN: dict[str, str] = {
+    **{name: "ts" for name in (*BRONZE, *SILVER)},
+    "bronze.dead_letter": "received_at",
+    "silver.quarantine": "detected_at",
+    "silver.gaps": "detected_at",
+    "silver.dq_report": "run_at",
+    "gold.ohlcv": "window_start",
+    "gold.funding": "funding_time",
+    "meta.tags": "created_at",
+}
 
 
 def table_spec(name: str) -> TableSpec:

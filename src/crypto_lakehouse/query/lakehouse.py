@@ -1,0 +1,345 @@
+"""The ``Lakehouse`` read API: Polars scans with pruning, DuckDB SQL, history, time travel by
+version / time / tag, tags for reproducible backtests, and event-ordered replay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from crypto_lakehouse.config import Settings, load_settings
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.schemas import TABLES, TIME_COLUMN, table_spec
+from crypto_lakehouse.storage import Catalog
+
+__all__ = ["AsOf", "Lakehouse"]
+
+LOG = logging.getLogger(__name__)
+
+AsOf = int | datetime | str | None
+"""A Delta version (int), a point in time (datetime or RFC 3339 string), or a tag name."""
+
+# replay tie-break after exchange time: the order of `tables` given, then symbol, then these
+_REPLAY_ORDER = {"trades": "id", "book": "sequence", "ticker": "sequence", "candles": "start"}
+
+
+def _utc(t: datetime | str) -> datetime:
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class Lakehouse:
+    """Read access to every table under one storage root.
+
+    >>> lh = Lakehouse("./lakehouse_data")
+    >>> lh.scan("silver.trades", symbols=["BTC-USDT-PERP"], start="2026-11-22T10:00:00Z").collect()
+    """
+
+    def __init__(self, root: str | Path | None = None, *, config: Settings | None = None):
+        self.settings = config or load_settings()
+        self.catalog = Catalog(root or self.settings.root, storage_options=self.settings.storage_options)
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> Lakehouse:
+        return cls(config=load_settings(path))
+
+    def __repr__(self) -> str:
+        return f"Lakehouse({self.catalog.root!r})"
+
+    # ------------------------------------------------------------------ catalog
+    def tables(self) -> pl.DataFrame:
+        """Existing tables with rows, version, files and location."""
+        rows = [self.catalog.summary(name) for name in TABLES if self.catalog.exists(name)]
+        return pl.DataFrame(
+            rows,
+            schema={
+                "table": pl.String,
+                "exists": pl.Boolean,
+                "uri": pl.String,
+                "version": pl.Int64,
+                "rows": pl.Int64,
+                "files": pl.Int64,
+                "bytes": pl.Int64,
+            },
+        ).drop("exists")
+
+    def history(self, table: str) -> pl.DataFrame:
+        """Commits of ``table``, newest first: version, timestamp (UTC), operation, parameters."""
+        dt = self._open(table)
+        rows = [
+            {
+                "version": h.get("version"),
+                "timestamp": datetime.fromtimestamp(h["timestamp"] / 1000, UTC) if h.get("timestamp") else None,
+                "operation": h.get("operation"),
+                "parameters": str(h.get("operationParameters", "")),
+            }
+            for h in dt.history()
+        ]
+        return pl.DataFrame(
+            rows,
+            schema={
+                "version": pl.Int64,
+                "timestamp": pl.Datetime("us", "UTC"),
+                "operation": pl.String,
+                "parameters": pl.String,
+            },
+        )
+
+    def _open(self, table: str) -> Any:
+        table_spec(table)  # clear error for an unknown name
+        return self.catalog.open(table)
+
+    # ------------------------------------------------------------------ time travel
+    def version_at(self, table: str, as_of: AsOf) -> int | None:
+        """The Delta version of ``table`` that ``as_of`` designates (None: the latest).
+
+        A version that does not exist, a time before the table's first commit or an unknown tag
+        is an error: never a silent fallback to version 0 or to the latest."""
+        if as_of is None:
+            return None
+        dt = self._open(table)
+        latest = dt.version()
+        if isinstance(as_of, bool):
+            raise LakehouseError(f"as_of must be a version, a time or a tag name, not {as_of!r}")
+        if isinstance(as_of, int):
+            if not 0 <= as_of <= latest:
+                raise LakehouseError(f"{table} has versions 0..{latest}; version {as_of} does not exist")
+            return as_of
+        if isinstance(as_of, str):
+            try:
+                when = _utc(as_of)
+            except ValueError:
+                return self._tag_version(as_of, table)
+        else:
+            when = _utc(as_of)
+        commits = sorted((h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None)
+        ms = when.timestamp() * 1000
+        eligible = [v for v, ts in commits if ts <= ms]
+        if not eligible:
+            first = datetime.fromtimestamp(commits[0][1] / 1000, UTC) if commits else None
+            raise LakehouseError(f"{table} did not exist at {when.isoformat()} (its first commit is {first})")
+        return max(eligible)
+
+    # ------------------------------------------------------------------ tags
+    def tag(self, name: str, *, tables: Sequence[str] | None = None, note: str | None = None) -> pl.DataFrame:
+        """Pin the current version of every (or the given) table under ``name``."""
+        if not name or name != name.strip() or any(c in name for c in "'\"\\"):
+            raise LakehouseError(f"invalid tag name {name!r}")
+        if name in self.tags().get_column("name").to_list():
+            raise LakehouseError(f"tag {name!r} exists already; delete it first (lakehouse tag delete {name})")
+        names = list(tables) if tables else [t for t in TABLES if not t.startswith("meta.") and self.catalog.exists(t)]
+        now = datetime.now(UTC)
+        rows = [
+            {"name": name, "table": t, "version": self._open(t).version(), "created_at": now, "note": note}
+            for t in names
+        ]
+        if not rows:
+            raise LakehouseError("nothing to tag: no table exists yet")
+        spec = table_spec("meta.tags")
+        self.catalog.append("meta.tags", pa.Table.from_pylist(rows, schema=spec.schema))
+        return pl.DataFrame(rows)
+
+    def tags(self) -> pl.DataFrame:
+        """Every tag: name, table, version, created_at, note."""
+        spec = table_spec("meta.tags")
+        if not self.catalog.exists("meta.tags"):
+            return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
+        return pl.read_delta(self.catalog.uri("meta.tags"), storage_options=self.catalog.storage_options)
+
+    def untag(self, name: str) -> None:
+        if name not in self.tags().get_column("name").to_list():
+            raise LakehouseError(f"no tag named {name!r}")
+        self.catalog.open("meta.tags").delete(f"name = '{name}'")
+
+    def _tag_version(self, name: str, table: str) -> int:
+        t = self.tags().filter((pl.col("name") == name) & (pl.col("table") == table))
+        if t.is_empty():
+            known = sorted(set(self.tags().get_column("name").to_list()))
+            raise LakehouseError(
+                f"{name!r} is neither a time nor a tag of {table} (tags: {', '.join(known) or 'none'})"
+            )
+        return int(t.get_column("version")[0])
+
+    # ------------------------------------------------------------------ reads
+    def scan(
+        self,
+        table: str,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        exchange: str | None = None,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        as_of: AsOf = None,
+    ) -> pl.LazyFrame:
+        """A lazy scan of ``table`` (``"silver.trades"``) with partition pruning (exchange,
+        symbol, date) and predicate pushdown; ``start`` inclusive, ``end`` exclusive, in exchange
+        time (UTC)."""
+        spec = table_spec(table)
+        version = self.version_at(table, as_of)
+        self._open(table)
+        lf = pl.scan_delta(self.catalog.uri(table), version=version, storage_options=self.catalog.storage_options)
+        names = spec.schema.names
+        tcol = TIME_COLUMN.get(table)
+        if exchange is not None and "exchange" in names:
+            lf = lf.filter(pl.col("exchange") == exchange.upper())
+        if symbols is not None and "symbol" in names:
+            lf = lf.filter(pl.col("symbol").is_in(list(symbols)))
+        if start is not None:
+            s = _utc(start)
+            if "date" in spec.partition_by:
+                lf = lf.filter(pl.col("date") >= s.date())
+            lf = lf.filter(pl.col(tcol) >= s)
+        if end is not None:
+            e = _utc(end)
+            if "date" in spec.partition_by:
+                lf = lf.filter(pl.col("date") <= e.date())
+            lf = lf.filter(pl.col(tcol) < e)
+        if columns is not None:
+            unknown = set(columns) - set(names)
+            if unknown:
+                raise LakehouseError(f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(names)}")
+            lf = lf.select(list(columns))
+        return lf
+
+    def read(self, table: str, **kwargs: Any) -> pl.DataFrame:
+        """``scan(...).collect()``; ``.to_pandas()`` / ``.to_arrow()`` on the result for the others."""
+        return self.scan(table, **kwargs).collect()
+
+    def sql(self, query: str, *, as_of: AsOf = None) -> pl.DataFrame:
+        """Run DuckDB SQL with every table available as ``bronze.trades``, ``silver.trades``,
+        ``gold.ohlcv``, ... (at ``as_of`` for each). Uses DuckDB's delta extension when it is
+        installed, else Arrow datasets from delta-rs (same results, partition pruning either way)."""
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
+        use_ext = self.catalog.is_local and as_of is None and _delta_extension(con)
+        for name in TABLES:
+            if not self.catalog.exists(name):
+                continue
+            layer, kind = name.split(".")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+            if use_ext:
+                uri = self.catalog.uri(name)
+                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
+                continue
+            if isinstance(as_of, str) and not _is_time(as_of):  # a tag: tables it does not pin are hidden
+                version = self._tag_version_or_none(as_of, name)
+                if version is None:
+                    continue
+            else:
+                version = self.version_at(name, as_of)
+            ds = self.catalog.open(name, version=version).to_pyarrow_dataset()
+            alias = f"__{layer}_{kind}"
+            con.register(alias, ds)
+            con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
+        try:
+            return con.sql(query).pl()
+        except duckdb.Error as exc:
+            raise LakehouseError(str(exc).strip()) from None
+        finally:
+            con.close()
+
+    def _tag_version_or_none(self, tag: str, table: str) -> int | None:
+        t = self.tags().filter(pl.col("name") == tag)
+        if t.is_empty():
+            raise LakehouseError(f"no tag named {tag!r}")
+        row = t.filter(pl.col("table") == table)
+        return None if row.is_empty() else int(row.get_column("version")[0])
+
+    # ------------------------------------------------------------------ replay
+    def replay_batches(
+        self,
+        tables: Sequence[str],
+        *,
+        start: datetime | str,
+        end: datetime | str,
+        symbols: Sequence[str] | None = None,
+        as_of: AsOf = None,
+        chunk: timedelta = timedelta(minutes=1),
+    ) -> Iterator[pa.RecordBatch]:
+        """Events of ``tables`` in [start, end) merged in exchange-time order, as Arrow record
+        batches with columns ``table, ts, symbol`` + each table's columns (nulls where a table
+        lacks one). Memory stays bounded: one ``chunk`` of exchange time is read at a time.
+
+        Tie-break (deterministic): exchange time, then the position of the table in ``tables``,
+        then symbol, then the table's own order key (trade id, book/ticker sequence), then the
+        order rows were stored in."""
+        s, e = _utc(start), _utc(end)
+        if e <= s:
+            raise LakehouseError(f"replay end {e.isoformat()} is not after start {s.isoformat()}")
+        names = [t if "." in t else f"silver.{t}" for t in tables]
+        versions = {t: self.version_at(t, as_of) for t in names}
+        # one schema for every batch: the union of the tables' columns (supertypes where they clash)
+        template = pl.concat(
+            [pl.DataFrame(schema={"table": pl.String, "event_ts": pl.Datetime("us", "UTC"), "symbol": pl.String})]
+            + [pl.from_arrow(table_spec(t).schema.empty_table()) for t in names],  # type: ignore[list-item]
+            how="diagonal_relaxed",
+        )
+        t0 = s
+        while t0 < e:
+            t1 = min(t0 + chunk, e)
+            frames = []
+            for rank, t in enumerate(names):
+                tcol = TIME_COLUMN[t]
+                df = self.scan(t, start=t0, end=t1, symbols=symbols, as_of=versions[t]).collect()
+                if df.is_empty():
+                    continue
+                order = _REPLAY_ORDER.get(t.split(".")[1])
+                frames.append(
+                    df.with_columns(
+                        pl.lit(t).alias("table"),
+                        pl.lit(rank, pl.Int32).alias("__rank"),
+                        pl.col(tcol).alias("__ts"),
+                        (
+                            pl.col(order).cast(pl.Int64, strict=False)
+                            if order and order in df.columns
+                            else pl.lit(None, pl.Int64)
+                        ).alias("__order"),
+                        pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"),
+                    )
+                )
+            if frames:
+                merged = pl.concat(frames, how="diagonal_relaxed").sort(
+                    ["__ts", "__rank", "symbol", "__order", "__row"], nulls_last=True
+                )
+                merged = merged.drop("__rank", "__order", "__row").rename({"__ts": "event_ts"})
+                merged = pl.concat([template, merged], how="diagonal_relaxed").select(template.columns)
+                yield from merged.cast(template.schema).to_arrow().to_batches()
+            t0 = t1
+
+    def replay(
+        self,
+        tables: Sequence[str],
+        *,
+        start: datetime | str,
+        end: datetime | str,
+        symbols: Sequence[str] | None = None,
+        as_of: AsOf = None,
+    ) -> Iterator[dict]:
+        """Like :meth:`replay_batches`, one event (a dict) at a time."""
+        for batch in self.replay_batches(tables, start=start, end=end, symbols=symbols, as_of=as_of):
+            yield from batch.to_pylist()
+
+
+def _is_time(text: str) -> bool:
+    try:
+        _utc(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _delta_extension(con: Any) -> bool:
+    try:
+        con.execute("LOAD delta")
+        return True
+    except Exception:  # not installed (offline): use the Arrow route
+        return False
