@@ -295,7 +295,7 @@ def stream(
             view = asyncio.create_task(
                 live_progress(writer, stop, console=out, title=f"bronze <- {', '.join(exchanges)}")
             )
-        await stream_to_bronze(targets, writer, stop=stop)
+        await stream_to_bronze(targets, writer, stop=stop, live_port=settings.writer.live_port)
         if view is not None:
             await view
 

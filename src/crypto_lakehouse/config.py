@@ -89,6 +89,7 @@ class WriterSettings(_Section):
     retries: int = Field(5, ge=0)
     retry_backoff: Duration = "200ms"  # type: ignore[assignment]
     spool_dir: str = "./lakehouse_spool"
+    live_port: int | None = Field(0, ge=0, le=65535, description="live-buffer endpoint; 0 = a free port, None = off")
 
 
 class SilverSettings(_Section):

@@ -202,13 +202,21 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
     )
 
 
-async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, stop: asyncio.Event) -> None:
+async def stream_to_bronze(
+    targets: list[FeedTarget], writer: BronzeWriter, *, stop: asyncio.Event, live_port: int | None = None
+) -> None:
     """Stream every target through one FeedHandler into ``writer`` until ``stop``; then flush.
 
-    The writer's spool is drained before the feeds start, so old batches commit first.
+    The writer's spool is drained before the feeds start, so old batches commit first. With
+    ``live_port`` (0: any free port) the live buffer is served for ``Lakehouse(live=True)`` reads.
     """
+    from crypto_lakehouse.ingest.live import LiveServer
+
     feeds = [_make_feed(t, writer) for t in targets]
     await writer.start()
+    live = None
+    if live_port is not None:
+        live = await LiveServer(writer, spool_dir=writer.spool_dir.parent, port=live_port).start()
     handler = _UnexpectedMessages({f.id: writer for f in feeds})
     cf_logger = logging.getLogger("cryptofeed.exchanges")
     cf_logger.addHandler(handler)
@@ -220,6 +228,8 @@ async def stream_to_bronze(targets: list[FeedTarget], writer: BronzeWriter, *, s
         writer_stop.set()
         await flusher
         cf_logger.removeHandler(handler)
+        if live is not None:
+            await live.stop()
 
 
 def _loopback_status(base: str) -> tuple[dict, bytes]:

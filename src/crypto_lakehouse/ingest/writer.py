@@ -149,6 +149,7 @@ class BronzeWriter:
         self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in BRONZE}
         self._next_batch: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Task] = {}
+        self._inflight_rows: dict[str, tuple[list[tuple], int]] = {}  # rows being committed (live view)
         self._wake = asyncio.Event()
         self._last_spool_try = 0.0
         self._spool_lock = threading.Lock()
@@ -181,7 +182,13 @@ class BronzeWriter:
 
     def buffered(self, table: str) -> list[tuple]:
         """Rows received but not yet committed (oldest first): the live buffer."""
-        return list(self._buffers[table].rows)
+        inflight = self._inflight_rows.get(table)
+        return (list(inflight[0]) if inflight else []) + list(self._buffers[table].rows)
+
+    def live_arrow(self, table: str) -> pa.Table:
+        """The live buffer of ``table`` (in-flight commit + buffer) in the table's schema
+        (``batch_id`` -1: not committed yet)."""
+        return _to_arrow(BRONZE[table], ROW_COLUMNS[table], self.buffered(table), self.writer_id, -1)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -225,9 +232,14 @@ class BronzeWriter:
                 rows, buf.rows = buf.rows, []
                 batch = self._next_batch.setdefault(name, 1)
                 self._next_batch[name] = batch + 1
+                self._inflight_rows[name] = (rows, batch)
                 task = asyncio.create_task(asyncio.to_thread(self._commit, name, rows, batch))
                 self._inflight[name] = task
-                task.add_done_callback(lambda _t, n=name: self._inflight.pop(n, None))
+                task.add_done_callback(lambda _t, n=name: self._done(n))
+
+    def _done(self, name: str) -> None:
+        self._inflight.pop(name, None)
+        self._inflight_rows.pop(name, None)
 
     # ------------------------------------------------------------------ commits (worker threads)
     def _commit(self, name: str, rows: list[tuple], batch: int) -> None:

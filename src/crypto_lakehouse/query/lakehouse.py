@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.schemas import TABLES, TIME_COLUMN, table_spec
+from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, table_spec
 from crypto_lakehouse.storage import Catalog
 
 __all__ = ["AsOf", "Lakehouse"]
@@ -177,14 +177,40 @@ class Lakehouse:
         symbols: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
         as_of: AsOf = None,
+        live: bool = False,
     ) -> pl.LazyFrame:
         """A lazy scan of ``table`` (``"silver.trades"``) with partition pruning (exchange,
         symbol, date) and predicate pushdown; ``start`` inclusive, ``end`` exclusive, in exchange
-        time (UTC)."""
+        time (UTC). ``live=True`` (bronze tables) adds the rows running writers have received but
+        not committed yet, without duplicates; with no writer running it is Delta alone."""
         spec = table_spec(table)
-        version = self.version_at(table, as_of)
-        self._open(table)
-        lf = pl.scan_delta(self.catalog.uri(table), version=version, storage_options=self.catalog.storage_options)
+        if columns is not None:
+            unknown = set(columns) - set(spec.schema.names)
+            if unknown:
+                raise LakehouseError(
+                    f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}"
+                )
+        filters = dict(start=start, end=end, exchange=exchange, symbols=symbols)
+        parts: list[pl.LazyFrame] = []
+        if not live or self.catalog.exists(table):
+            version = self.version_at(table, as_of)
+            self._open(table)
+            lf = pl.scan_delta(self.catalog.uri(table), version=version, storage_options=self.catalog.storage_options)
+            parts.append(self._filtered(lf, table, **filters))
+        if live:
+            parts += self._live(table, as_of=as_of, **filters)
+            if not parts:  # no table yet and no writer running
+                parts = [pl.from_arrow(spec.schema.empty_table()).lazy()]  # type: ignore[union-attr]
+            key = list(spec.key) or [c for c in spec.schema.names if c != "batch_id"]
+            lf = pl.concat(parts, how="vertical_relaxed").unique(subset=key, keep="first", maintain_order=True)
+        else:
+            lf = parts[0]
+        return lf.select(list(columns)) if columns is not None else lf
+
+    def _filtered(
+        self, lf: pl.LazyFrame, table: str, *, start: Any, end: Any, exchange: Any, symbols: Any
+    ) -> pl.LazyFrame:
+        spec = table_spec(table)
         names = spec.schema.names
         tcol = TIME_COLUMN.get(table)
         if exchange is not None and "exchange" in names:
@@ -201,18 +227,25 @@ class Lakehouse:
             if "date" in spec.partition_by:
                 lf = lf.filter(pl.col("date") <= e.date())
             lf = lf.filter(pl.col(tcol) < e)
-        if columns is not None:
-            unknown = set(columns) - set(names)
-            if unknown:
-                raise LakehouseError(f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(names)}")
-            lf = lf.select(list(columns))
         return lf
+
+    def _live(self, table: str, *, as_of: AsOf, **filters: Any) -> list[pl.LazyFrame]:
+        from crypto_lakehouse.ingest.live import fetch_live
+
+        if table not in BRONZE:
+            raise LakehouseError(f"live reads cover the bronze tables (the writers' buffers), not {table}")
+        if as_of is not None:
+            raise LakehouseError("live=True reads the present; it cannot be combined with as_of")
+        return [
+            self._filtered(pl.from_arrow(t).lazy(), table, **filters)  # type: ignore[union-attr]
+            for t in fetch_live(self.settings.writer.spool_dir, table)
+        ]
 
     def read(self, table: str, **kwargs: Any) -> pl.DataFrame:
         """``scan(...).collect()``; ``.to_pandas()`` / ``.to_arrow()`` on the result for the others."""
         return self.scan(table, **kwargs).collect()
 
-    def sql(self, query: str, *, as_of: AsOf = None) -> pl.DataFrame:
+    def sql(self, query: str, *, as_of: AsOf = None, live: bool = False) -> pl.DataFrame:
         """Run DuckDB SQL with every table available as ``bronze.trades``, ``silver.trades``,
         ``gold.ohlcv``, ... (at ``as_of`` for each). Uses DuckDB's delta extension when it is
         installed, else Arrow datasets from delta-rs (same results, partition pruning either way)."""
@@ -220,12 +253,17 @@ class Lakehouse:
 
         con = duckdb.connect()
         con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-        use_ext = self.catalog.is_local and as_of is None and _delta_extension(con)
+        use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
         for name in TABLES:
-            if not self.catalog.exists(name):
+            if not self.catalog.exists(name) and not (live and name in BRONZE):
                 continue
             layer, kind = name.split(".")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+            if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
+                alias = f"__{layer}_{kind}"
+                con.register(alias, self.scan(name, live=True).collect().to_arrow())
+                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
+                continue
             if use_ext:
                 uri = self.catalog.uri(name)
                 con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
