@@ -59,14 +59,17 @@ def _settings(config: Path | None, root: str | None) -> Settings:
     return load_settings(config, root=root)
 
 
-def _writer(settings: Settings) -> Any:
+def _writer(settings: Settings, *, role: str | None = None) -> Any:
+    """The bronze writer of ``settings``; ``role`` distinguishes the default id of writers that
+    may run beside ``lakehouse stream`` on the same host (each id is one process)."""
     from crypto_lakehouse.ingest import BronzeWriter
+    from crypto_lakehouse.ingest.writer import default_writer_id
     from crypto_lakehouse.storage import Catalog
 
     w = settings.writer
     return BronzeWriter(
         Catalog(settings.root, storage_options=settings.storage_options),
-        writer_id=w.id,
+        writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
         max_rows=w.max_rows,
         max_age_s=w.max_age.total_seconds(),
         retries=w.retries,
@@ -318,7 +321,7 @@ def ingest_recording_cmd(
     from crypto_lakehouse.ingest import ingest_recording
 
     rec = load_recording(recording)
-    writer = _writer(settings)
+    writer = _writer(settings, role="replay")
     summary = asyncio.run(ingest_recording(rec, writer, timeout=timeout))
     print(json.dumps(summary))
 
@@ -513,7 +516,7 @@ def demo(
     settings = _settings(config, root)
     from crypto_lakehouse.demo import run_demo
 
-    run_demo(settings, _writer(settings), recording=recording, seconds=seconds, console=out)
+    run_demo(settings, _writer(settings, role="demo"), recording=recording, seconds=seconds, console=out)
 
 
 def main() -> None:

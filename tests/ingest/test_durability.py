@@ -199,3 +199,39 @@ def test_stream_stops_cleanly_on_signals(tmp_path: Path, signame: str) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert json.loads(out.strip().splitlines()[-1])["tables"]["bronze.trades"]["rows_committed"] > 0
+
+
+def test_rows_that_do_not_fit_the_schema_go_to_dead_letter_not_the_spool(tmp_path: Path) -> None:
+    root, spool = tmp_path / "lake", tmp_path / "spool"
+
+    async def run() -> None:
+        w = BronzeWriter(Catalog(root), writer_id="w", spool_dir=spool)
+        await w.start()
+        w.add_many("bronze.trades", [_trade_row(1), ("BINANCE", "BTC-USDT", 1.0, 2.0, "2", None, "1", "1", None)])
+        await w.flush()
+        w.add("bronze.trades", _trade_row(3))  # the table is not blocked afterwards
+        await w.flush()
+
+    asyncio.run(run())
+    dead = pl.read_delta(str(root / "bronze" / "dead_letter"))
+    assert dead.height == 2 and dead["error"].str.contains("non-nullable column side").all()
+    assert pl.read_delta(str(root / "bronze" / "trades"))["id"].to_list() == ["3"]
+    assert not (spool / "w" / "bronze.trades").exists()
+
+
+def test_a_writer_id_is_held_by_one_process(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys, time\n"
+        "from crypto_lakehouse.ingest import BronzeWriter\n"
+        "from crypto_lakehouse.storage import Catalog\n"
+        f"w = BronzeWriter(Catalog({str(tmp_path / 'lake')!r}), writer_id='w', spool_dir={str(tmp_path / 'spool')!r})\n"
+        "asyncio.run(w.start()); print('locked', flush=True); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(Exception, match="in use by another process"):
+            asyncio.run(BronzeWriter(Catalog(tmp_path / "lake"), writer_id="w", spool_dir=tmp_path / "spool").start())
+    finally:
+        holder.kill()
+        holder.wait()

@@ -236,3 +236,41 @@ def test_exchange_candles_are_kept_apart_and_funding_gets_rolling_means(tmp_path
     assert f["rate_avg_1d"].to_list()[2] == pytest.approx((0.0001 + 0.0003 - 0.0001) / 3)
     assert f["annualized_rate"].to_list()[0] == pytest.approx(0.0001 * 3 * 365)
     assert build_gold(catalog, intervals=[timedelta(minutes=1)]).funding_rows == 0  # nothing new
+
+
+def test_many_backfilled_candle_holes_do_not_erase_other_candles(tmp_path: Path) -> None:
+    """More than 64 separate touched windows in one rebuild: exchange candles are replaced window
+    by window, never by a covering range (that would delete the candles in between)."""
+    catalog = Catalog(tmp_path)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    spec = SILVER["silver.candles"]
+
+    def candles(minutes: list[int], source: str) -> None:
+        df = (
+            pl.DataFrame({"start": [t0 + timedelta(minutes=m) for m in minutes]})
+            .with_columns(
+                pl.col("start").dt.cast_time_unit("us"),
+                pl.lit("BINANCE").alias("exchange"),
+                pl.lit("BTC-USDT").alias("symbol"),
+                pl.lit("1m").alias("interval"),
+                pl.lit(3, pl.Int64).alias("trades"),
+                *(
+                    pl.lit(v).alias(c)
+                    for c, v in (("open", 1.0), ("high", 2.0), ("low", 0.5), ("close", 1.5), ("volume", 3.0))
+                ),
+                pl.lit(source).alias("source"),
+            )
+            .with_columns((pl.col("start") + timedelta(seconds=59)).alias("stop"))
+            .with_columns(
+                pl.col("stop").alias("ts"), pl.col("stop").alias("receipt_ts"), pl.col("start").dt.date().alias("date")
+            )
+        )
+        catalog.append("silver.candles", df.select(spec.schema.names).to_arrow().cast(spec.schema))
+
+    holes = list(range(2, 300, 4))[:70]
+    candles([m for m in range(300) if m not in holes], "stream")
+    build_gold(catalog, intervals=[timedelta(minutes=1)])
+    candles(holes, "backfill")
+    build_gold(catalog, intervals=[timedelta(minutes=1)])
+    bars = pl.read_delta(catalog.uri("gold.ohlcv")).filter(pl.col("source") == "exchange")
+    assert bars.height == 300 and bars["window_start"].n_unique() == 300

@@ -289,3 +289,19 @@ def test_sigkilled_writer_outage_becomes_a_gap_that_is_filled(tmp_path: Path) ->
         assert silver["price"].to_list() == [tape.price[i] / 100 for i in range(len(ids))]
         assert result.totals()["silver.trades"]["gaps_filled"] >= 1
         assert silver.filter(pl.col("source") == "backfill").height > 0
+
+
+def test_backfill_by_time_walks_every_hour_of_a_sparse_market(tmp_path: Path) -> None:
+    market = SyntheticMarket(
+        MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=0.5, start_ms=1_700_000_000_000)
+    )  # one trade every 3 s
+    for _ in range(3_600):  # 3 hours
+        market.step()
+    with running_exchange(market=market) as ex:
+        got = Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5).trades_by_time(
+            "BINANCE",
+            "BTC-USDT",
+            datetime.fromtimestamp(1_700_000_000, UTC),
+            datetime.fromtimestamp(1_700_000_000 + 4 * 3600, UTC),
+        )
+    assert got["id"].cast(pl.Int64).to_list() == _truth_ids(market, "BTCUSDT")  # all 3 hours, not just the first

@@ -89,19 +89,17 @@ class Backfiller:
         s_ms, e_ms = _ms(start), _ms(end)
         rows: list[dict] = []
         cursor = s_ms
-        page: list[dict] = []
-        while cursor < e_ms and not page:  # find the first trade (windows < 1 h, Binance's limit)
+        while cursor < e_ms:  # Binance serves time windows of at most 1 h
             window_end = min(cursor + 3_600_000 - 1, e_ms - 1)
             page = client.fetch_trades(market, since=cursor, limit=_PAGE, params={"endTime": window_end})
             self.requests += 1
+            while page:
+                rows += [t for t in page if cursor <= t["timestamp"] <= window_end]
+                if len(page) < _PAGE or page[-1]["timestamp"] > window_end:
+                    break  # the window is exhausted
+                page = client.fetch_trades(market, limit=_PAGE, params={"fromId": int(page[-1]["id"]) + 1})
+                self.requests += 1
             cursor = window_end + 1
-        while page:
-            keep = [t for t in page if t["timestamp"] < e_ms]
-            rows += keep
-            if len(keep) < len(page) or len(page) < _PAGE:
-                break
-            page = client.fetch_trades(market, limit=_PAGE, params={"fromId": int(page[-1]["id"]) + 1})
-            self.requests += 1
         return self._trade_frame(exchange, symbol, [t for t in rows if t["timestamp"] >= s_ms])
 
     def _trade_frame(self, exchange: str, symbol: str, rows: list[dict]) -> pl.DataFrame:

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import BRONZE, TableSpec
 from crypto_lakehouse.storage import Catalog, CommitError
 
@@ -75,6 +76,9 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
 _SECONDS_COLUMNS = {"ts", "receipt_ts", "next_funding_time", "start", "stop", "received_at"}
 
 
+_HELD_LOCKS: dict[Path, Any] = {}  # writer-id locks this process holds (released when it exits)
+
+
 def default_writer_id() -> str:
     """Stable across restarts of the same deployment (the spool and exactly-once rely on it)."""
     return socket.gethostname()
@@ -117,6 +121,9 @@ def _to_arrow(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writ
     if "receipt_ts" in arrays:
         when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
     arrays["date"] = pc.cast(when, pa.date32())
+    for f in spec.schema:
+        if not f.nullable and f.name in arrays and arrays[f.name].null_count:
+            raise ValueError(f"{arrays[f.name].null_count} null value(s) in non-nullable column {f.name}")
     arrays["writer_id"] = pa.array([writer_id] * n, type=pa.string())
     arrays["batch_id"] = pa.array([batch_id] * n, type=pa.int64())
     return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
@@ -192,9 +199,33 @@ class BronzeWriter:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Learn each table's next batch id and re-append what a previous run spooled."""
+        """Take the writer id's lock, learn each table's next batch id and re-append what a
+        previous run spooled."""
+        self._lock()
         await asyncio.to_thread(self._init_batches)
         await asyncio.to_thread(self._drain_spool)
+
+    def _lock(self) -> None:
+        """One process per writer id: the id keys exactly-once and the spool, so two processes
+        sharing it could drop or duplicate batches. The lock dies with the process."""
+        import fcntl
+
+        path = (self.spool_dir / ".lock").resolve()
+        if path in _HELD_LOCKS:  # this process holds it already (a restarted writer object)
+            return
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "w")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise LakehouseError(
+                f"writer id {self.writer_id!r} is in use by another process on this host; give each writer its own "
+                "id (writer.id / LAKEHOUSE_WRITER__ID)"
+            ) from None
+        fh.write(str(os.getpid()))
+        fh.flush()
+        _HELD_LOCKS[path] = fh
 
     def _init_batches(self) -> None:
         for name in BRONZE:
@@ -243,8 +274,27 @@ class BronzeWriter:
 
     # ------------------------------------------------------------------ commits (worker threads)
     def _commit(self, name: str, rows: list[tuple], batch: int) -> None:
-        spec = BRONZE[name]
-        data = _to_arrow(spec, ROW_COLUMNS[name], rows, self.writer_id, batch)
+        """Commit one batch; whatever goes wrong, its rows end up committed, spooled or (rows that
+        cannot be converted to the table's schema) in the dead letter: never lost."""
+        try:
+            data = _to_arrow(BRONZE[name], ROW_COLUMNS[name], rows, self.writer_id, batch)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            LOG.error("batch %d of %s does not fit the schema (%s): rows go to the dead letter", batch, name, exc)
+            for row in rows:
+                self.dead_letter(
+                    exchange=row[0] if name != "bronze.dead_letter" else None,
+                    channel=name,
+                    error=f"does not fit {name}: {exc}",
+                    payload=repr(row),
+                )
+            return
+        try:
+            self._commit_arrow(name, data, batch)
+        except Exception:  # unexpected: keep the rows on local disk, retried from the spool
+            LOG.exception("commit of %s batch %d failed unexpectedly; spooling it", name, batch)
+            self._spool(name, batch, data)
+
+    def _commit_arrow(self, name: str, data: pa.Table, batch: int) -> None:
         st = self.stats[name]
         with self._spool_lock:  # spool mode: commits keep their order, so drain first or queue behind
             if self._spooled(name) and not self._drain_table(name):

@@ -110,8 +110,10 @@ def rollup(bars: pl.LazyFrame, every: str) -> pl.LazyFrame:
     )
 
 
-def _clusters(touched: pl.DataFrame, step: timedelta) -> pl.DataFrame:
-    """Touched windows -> contiguous runs per (exchange, symbol): columns lo, hi (exclusive)."""
+def _clusters(touched: pl.DataFrame, step: timedelta, *, widen: bool = True) -> pl.DataFrame:
+    """Touched windows -> contiguous runs per (exchange, symbol): columns lo, hi (exclusive).
+    With ``widen``, a key with very many runs gets one covering range instead (only valid when
+    everything in that range is recomputed, as trade bars are)."""
     runs = (
         touched.sort("exchange", "symbol", "window_start")
         .with_columns(
@@ -121,7 +123,7 @@ def _clusters(touched: pl.DataFrame, step: timedelta) -> pl.DataFrame:
         .agg(pl.col("window_start").min().alias("lo"), (pl.col("window_start").max() + step).alias("hi"))
     )
     many = runs.group_by("exchange", "symbol").len().filter(pl.col("len") > _MAX_CLUSTERS)
-    if many.height:  # too many scattered windows: recompute one covering range instead (same result)
+    if widen and many.height:  # too many scattered windows: recompute one covering range instead (same result)
         wide = (
             runs.join(many, on=["exchange", "symbol"])
             .group_by("exchange", "symbol")
@@ -196,7 +198,9 @@ def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: Gold
     bars (the fresh ones plus those gold already holds), so a late trade in a day costs one
     fine bar and a roll-up, not a re-read of the day's trades. Intervals that are not multiples
     of the finest are computed from trades."""
-    app_id = "gold:silver.trades"
+    # the interval set is part of the progress id: a changed set rebuilds every bar from silver,
+    # so roll-ups never run on finer bars gold never computed
+    app_id = "gold:silver.trades:" + ",".join(format_duration(s) for s in sorted(set(intervals)))
     new, after, upto = _new_rows(catalog, "silver.trades", app_id)
     result.silver_versions["silver.trades"] = (after, upto)
     if new is None or new.is_empty() or not intervals:
@@ -283,7 +287,7 @@ def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
     for (interval,), part in bars.group_by("interval"):
         step = _interval_step(str(interval))
         touched = part.select("exchange", "symbol", "window_start").unique()
-        predicates += _predicate("exchange", str(interval), _clusters(touched, step))
+        predicates += _predicate("exchange", str(interval), _clusters(touched, step, widen=False))
     _replace(catalog, "gold.ohlcv", bars, predicates, (app_id, upto))
     result.exchange_candles = bars.height
 

@@ -98,6 +98,7 @@ PLANS: dict[str, _Plan] = {
             "silver.trades",
             floats=("price", "amount"),
             rules=(
+                ("ts_missing", lambda: pl.col("ts").is_null()),
                 ("bad_id", lambda: pl.col("id").cast(pl.Int64, strict=False).is_null()),
                 _not_numeric("price"),
                 _positive("price"),
@@ -372,11 +373,12 @@ def _bronze_frame(
 ) -> pl.DataFrame:
     if start is not None or end is not None:
         lf = pl.scan_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
-        t = pl.col(plan.time_col if plan.time_col != "ts" else "ts")
+        t = pl.col(plan.time_col)
+        prune = plan.time_col == "ts"  # `date` is the date of ts; a long candle's start can be days earlier
         if start is not None:
-            lf = lf.filter((t >= start) & (pl.col("date") >= start.date()))
+            lf = lf.filter((t >= start) & ((pl.col("date") >= start.date()) if prune else pl.lit(True)))
         if end is not None:
-            lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
+            lf = lf.filter((t < end) & ((pl.col("date") <= end.date()) if prune else pl.lit(True)))
         return lf.collect()
     if after is None:  # the whole table: Polars reads a snapshot fastest
         return pl.read_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
