@@ -44,6 +44,7 @@ class Lakehouse:
     def __init__(self, root: str | Path | None = None, *, config: Settings | None = None):
         self.settings = config or load_settings()
         self.catalog = Catalog(root or self.settings.root, storage_options=self.settings.storage_options)
+        self._tables: dict[tuple[str, int | None], Any] = {}  # loaded Delta tables, reused across reads
 
     @classmethod
     def from_config(cls, path: str | Path) -> Lakehouse:
@@ -91,9 +92,16 @@ class Lakehouse:
             },
         )
 
-    def _open(self, table: str) -> Any:
+    def _open(self, table: str, version: int | None = None) -> Any:
+        """The Delta table (at ``version``), loaded once and reused: the latest is brought up to
+        date incrementally (only new log entries are read), a pinned version never changes."""
         table_spec(table)  # clear error for an unknown name
-        return self.catalog.open(table)
+        dt = self._tables.get((table, version))
+        if dt is None:
+            dt = self._tables[(table, version)] = self.catalog.open(table, version=version)
+        elif version is None:
+            dt.update_incremental()
+        return dt
 
     # ------------------------------------------------------------------ time travel
     def version_at(self, table: str, as_of: AsOf) -> int | None:
@@ -194,8 +202,7 @@ class Lakehouse:
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
             version = self.version_at(table, as_of)
-            self._open(table)
-            lf = pl.scan_delta(self.catalog.uri(table), version=version, storage_options=self.catalog.storage_options)
+            lf = pl.scan_delta(self._open(table, version))
             parts.append(self._filtered(lf, table, **filters))
         if live:
             parts += self._live(table, as_of=as_of, **filters)
@@ -301,7 +308,7 @@ class Lakehouse:
         end: datetime | str,
         symbols: Sequence[str] | None = None,
         as_of: AsOf = None,
-        chunk: timedelta = timedelta(minutes=1),
+        chunk: timedelta = timedelta(minutes=10),
     ) -> Iterator[pa.RecordBatch]:
         """Events of ``tables`` in [start, end) merged in exchange-time order, as Arrow record
         batches with columns ``table, ts, symbol`` + each table's columns (nulls where a table
@@ -321,13 +328,14 @@ class Lakehouse:
             + [pl.from_arrow(table_spec(t).schema.empty_table()) for t in names],  # type: ignore[list-item]
             how="diagonal_relaxed",
         )
+        datasets = {t: self._open(t, versions[t]).to_pyarrow_dataset() for t in names}  # opened once
         t0 = s
         while t0 < e:
             t1 = min(t0 + chunk, e)
             frames = []
             for rank, t in enumerate(names):
                 tcol = TIME_COLUMN[t]
-                df = self.scan(t, start=t0, end=t1, symbols=symbols, as_of=versions[t]).collect()
+                df = self._chunk(datasets[t], t, t0, t1, symbols)
                 if df.is_empty():
                     continue
                 order = _REPLAY_ORDER.get(t.split(".")[1])
@@ -352,6 +360,22 @@ class Lakehouse:
                 merged = pl.concat([template, merged], how="diagonal_relaxed").select(template.columns)
                 yield from merged.cast(template.schema).to_arrow().to_batches()
             t0 = t1
+
+    @staticmethod
+    def _chunk(ds: Any, table: str, t0: datetime, t1: datetime, symbols: Sequence[str] | None) -> pl.DataFrame:
+        """Rows of ``table`` with t0 <= time < t1 (and ``symbols``) from its Arrow dataset."""
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        spec = table_spec(table)
+        tcol = TIME_COLUMN[table]
+        utc = pa.timestamp("us", "UTC")
+        f = (pads.field(tcol) >= pa.scalar(t0, utc)) & (pads.field(tcol) < pa.scalar(t1, utc))
+        if "date" in spec.partition_by:  # prune partitions by date
+            f = f & (pads.field("date") >= pa.scalar(t0.date())) & (pads.field("date") <= pa.scalar(t1.date()))
+        if symbols is not None and "symbol" in spec.schema.names:
+            f = f & pc.is_in(pads.field("symbol"), pa.array(list(symbols)))
+        return pl.from_arrow(ds.to_table(filter=f))  # type: ignore[return-value]
 
     def replay(
         self,
