@@ -100,20 +100,40 @@ class Catalog:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def overwrite(self, table: str, data: pa.Table) -> None:
-        """Replace a small table's content in one commit (used for state tables like silver.gaps)."""
+    def replace(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        predicate: str | None = None,
+        app_id: str | None = None,
+        version: int | None = None,
+    ) -> None:
+        """One atomic commit that replaces the rows matching ``predicate`` (SQL, delta-rs syntax)
+        with ``data``, or the whole table when ``predicate`` is None; creates the table if it
+        does not exist. ``(app_id, version)`` is recorded in the same commit."""
         spec = table_spec(table)
         if self.is_local:
             Path(self.uri(table)).parent.mkdir(parents=True, exist_ok=True)
+        commit = None
+        if app_id is not None:
+            commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)])
+        exists = self.exists(table)
         write_deltalake(
             self.uri(table),
             data,
-            mode="overwrite",
+            mode="overwrite" if exists or predicate is None else "append",
+            predicate=predicate if exists else None,
             partition_by=list(spec.partition_by) or None,
             configuration=TABLE_PROPERTIES,
             storage_options=self.storage_options,
             writer_properties=_WRITER,
+            commit_properties=commit,
         )
+
+    def overwrite(self, table: str, data: pa.Table) -> None:
+        """Replace a small table's whole content in one commit (state tables like silver.gaps)."""
+        self.replace(table, data)
 
     def changes(self, table: str, *, after: int | None, upto: int) -> pa.Table:
         """Rows appended by commits ``after`` < version <= ``upto`` (all rows if ``after`` is None).

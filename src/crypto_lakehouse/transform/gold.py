@@ -163,24 +163,13 @@ def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame |
 
 
 def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
-    from deltalake import CommitProperties, Transaction, write_deltalake
-
-    from crypto_lakehouse.storage.catalog import _WRITER, TABLE_PROPERTIES
-
     spec = GOLD[table]
-    arrow = data.select(spec.schema.names).to_arrow().cast(spec.schema)
-    commit = CommitProperties(app_transactions=[Transaction(app_id=app[0], version=app[1])])
-    exists = catalog.exists(table)
-    write_deltalake(
-        catalog.uri(table),
-        arrow,
-        mode="overwrite" if exists else "append",
-        predicate=" OR ".join(predicates) if exists and predicates else None,
-        partition_by=list(spec.partition_by) or None,
-        configuration=TABLE_PROPERTIES,
-        storage_options=catalog.storage_options,
-        writer_properties=_WRITER,
-        commit_properties=commit,
+    catalog.replace(
+        table,
+        data.select(spec.schema.names).to_arrow().cast(spec.schema),
+        predicate=" OR ".join(predicates) if predicates else "false",
+        app_id=app[0],
+        version=app[1],
     )
 
 
@@ -346,18 +335,8 @@ def _build_funding(catalog: Catalog, result: GoldResult) -> None:
         )
     )
     spec = GOLD["gold.funding"]
-    from deltalake import CommitProperties, Transaction, write_deltalake
-
-    from crypto_lakehouse.storage.catalog import _WRITER, TABLE_PROPERTIES
-
-    write_deltalake(
-        catalog.uri("gold.funding"),
-        out.select(spec.schema.names).to_arrow().cast(spec.schema),
-        mode="overwrite",
-        configuration=TABLE_PROPERTIES,
-        storage_options=catalog.storage_options,
-        writer_properties=_WRITER,
-        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=upto)]),
+    catalog.replace(
+        "gold.funding", out.select(spec.schema.names).to_arrow().cast(spec.schema), app_id=app_id, version=upto
     )
     result.funding_rows = out.height
 
