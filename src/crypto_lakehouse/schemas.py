@@ -375,6 +375,22 @@ GOLD: dict[str, TableSpec] = {
 }
 
 META: dict[str, TableSpec] = {
+    "meta.archive_manifest": TableSpec(
+        name="meta.archive_manifest",
+        schema=pa.schema(
+            [
+                _f("file", _S, False, "archive path below the base URL"),
+                _f("url", _S, False),
+                _f("checksum", _S, False, "sha256 from the .CHECKSUM file, verified before import"),
+                _f("table", _S, False, "bronze table the rows went to"),
+                _f("rows", pa.int64(), False),
+                _f("imported_at", UTC_US, False),
+            ]
+        ),
+        partition_by=(),
+        key=("file",),
+        description="every imported Binance public-data archive (re-runs skip files with the same checksum)",
+    ),
     "meta.tags": TableSpec(
         name="meta.tags",
         schema=pa.schema(
@@ -389,7 +405,7 @@ META: dict[str, TableSpec] = {
         partition_by=(),
         key=("name", "table"),
         description="named versions pinned for reproducible reads (Lakehouse.tag)",
-    )
+    ),
 }
 
 TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER, **GOLD, **META}
@@ -404,6 +420,7 @@ TIME_COLUMN: dict[str, str] = {
     "gold.ohlcv": "window_start",
     "gold.funding": "funding_time",
     "meta.tags": "created_at",
+    "meta.archive_manifest": "imported_at",
 }
 
 

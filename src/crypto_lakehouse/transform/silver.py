@@ -223,7 +223,7 @@ def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions)
         rule = pl.when(expr().fill_null(False)).then(pl.lit(name)).otherwise(rule)
     parsed = parsed.with_columns(rule.alias("__rule"))
     bad = parsed.filter(pl.col("__rule").is_not_null())
-    raw_cols = [c for c in df.columns]
+    raw_cols = [c for c in df.columns if not c.startswith("__")]
     quarantine = bad.select(
         pl.lit(plan.silver).alias("table"),
         pl.col("__rule").alias("rule"),
@@ -414,11 +414,14 @@ def promote_silver(
             continue  # nothing new
         raw = _bronze_frame(catalog, plan, after=after, upto=upto, start=start, end=end)
         result.bronze_versions[plan.bronze] = (after, upto)
+        # rows the archive importer wrote carry writer ids "archive:<file>"
+        archived = pl.col("writer_id").str.starts_with("archive:") if "writer_id" in raw.columns else pl.lit(False)
+        raw = raw.with_columns(pl.when(archived).then(pl.lit("archive")).otherwise(pl.lit("stream")).alias("__source"))
         _promote_rows(
             plan,
             catalog,
             raw.drop("writer_id", "batch_id", "date", strict=False),
-            source="stream",
+            source=pl.col("__source"),
             now=now,
             opts=opts,
             report=report,

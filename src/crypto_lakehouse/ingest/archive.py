@@ -1,0 +1,354 @@
+"""Bulk import of Binance public-data archives (data.binance.vision layout) into bronze.
+
+For each (symbol, period) the importer picks the monthly archive when a whole month is asked and
+daily ones otherwise, downloads them in parallel (bounded, resumable with HTTP ranges, with a
+progress bar), verifies each against its ``.CHECKSUM`` before anything is written, parses the CSV
+(with or without a header row; millisecond or microsecond timestamps) strictly, and appends each
+file's rows to bronze in **one commit** (all or nothing per file) with ``writer_id =
+"archive:<file>"``, which silver turns into ``source='archive'``. ``meta.archive_manifest``
+records every imported file: a re-run skips files with the same checksum; a file whose checksum
+changed upstream has its old rows deleted and is imported again (no duplicates).
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import hashlib
+import io
+import logging
+import urllib.error
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.schemas import BRONZE, META
+from crypto_lakehouse.storage import Catalog
+
+__all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives"]
+
+LOG = logging.getLogger(__name__)
+DEFAULT_BASE_URL = "https://data.binance.vision"
+_MARKETS = {
+    "spot": ("spot", "BINANCE"),
+    "um": ("futures/um", "BINANCE_FUTURES"),
+    "cm": ("futures/cm", "BINANCE_DELIVERY"),
+}
+_MONTHLY_ONLY = {"fundingRate"}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFile:
+    path: str  # below the base URL: data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.zip
+    market: str
+    kind: str  # aggTrades, klines, fundingRate, bookTicker
+    interval: str | None
+    symbol: str  # exchange symbol, BTCUSDT
+
+
+@dataclass(slots=True)
+class ImportResult:
+    imported: dict[str, int] = field(default_factory=dict)  # file -> rows
+    skipped: list[str] = field(default_factory=list)  # already imported with the same checksum
+    failed: dict[str, str] = field(default_factory=dict)  # file -> error
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _periods(start: date, end: date, *, monthly_only: bool) -> list[tuple[str, str]]:
+    """[start, end] -> ("monthly", "2024-01") for whole months, ("daily", "2024-02-03") else."""
+    out: list[tuple[str, str]] = []
+    d = start
+    while d <= end:
+        last = date(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
+        if monthly_only or (d.day == 1 and last <= end):
+            out.append(("monthly", f"{d:%Y-%m}"))
+            d = last + timedelta(days=1)
+        else:
+            out.append(("daily", f"{d:%Y-%m-%d}"))
+            d += timedelta(days=1)
+    return out
+
+
+def archive_files(*, market: str, kind: str, symbols: list[str], start: date, end: date) -> list[ArchiveFile]:
+    """The archives covering ``symbols`` from ``start`` to ``end`` (inclusive dates)."""
+    if market not in _MARKETS:
+        raise LakehouseError(f"unknown market {market!r}: choose spot, um or cm")
+    base_kind, _, interval = kind.partition(":")
+    if base_kind == "trades":
+        raise LakehouseError(
+            "kind 'trades' holds raw trade ids, which differ from the aggregate trade ids the stream and "
+            "silver use: import 'aggTrades' instead"
+        )
+    if base_kind not in ("aggTrades", "klines", "fundingRate", "bookTicker"):
+        raise LakehouseError(f"unknown kind {kind!r}: aggTrades, klines:<interval>, fundingRate or bookTicker")
+    if base_kind == "klines" and not interval:
+        raise LakehouseError("klines needs an interval: klines:1m")
+    if base_kind in ("fundingRate", "bookTicker") and market == "spot":
+        raise LakehouseError(f"{base_kind} archives exist for futures only (--market um or cm)")
+    if end < start:
+        raise LakehouseError(f"--end {end} is before --start {start}")
+    root = _MARKETS[market][0]
+    files = []
+    for sym in symbols:
+        s = sym.upper()
+        for gran, period in _periods(start, end, monthly_only=base_kind in _MONTHLY_ONLY):
+            if base_kind == "klines":
+                path = f"data/{root}/{gran}/klines/{s}/{interval}/{s}-{interval}-{period}.zip"
+            else:
+                path = f"data/{root}/{gran}/{base_kind}/{s}/{s}-{base_kind}-{period}.zip"
+            files.append(ArchiveFile(path, market, base_kind, interval or None, s))
+    return files
+
+
+# ---------------------------------------------------------------------------------------- download
+def _fetch(url: str, dest: Path, *, timeout: float = 60) -> Path:
+    """Download ``url`` to ``dest``, resuming a partial ``dest.part`` with an HTTP range request."""
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            mode = "ab" if have and r.status == 206 else "wb"
+            with open(part, mode) as fh:
+                while chunk := r.read(1 << 20):
+                    fh.write(chunk)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # already complete
+            part.replace(dest)
+            return dest
+        raise LakehouseError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise LakehouseError(f"{url}: download failed ({exc}); re-run to resume") from None
+    part.replace(dest)
+    return dest
+
+
+def _checksum(base_url: str, path: str) -> str:
+    url = f"{base_url}/{path}.CHECKSUM"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            text = r.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        raise LakehouseError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise LakehouseError(f"{url}: {exc}") from None
+    digest = text.split()[0] if text else ""
+    if len(digest) != 64:
+        raise LakehouseError(f"{url}: not a sha256 checksum file")
+    return digest.lower()
+
+
+# ---------------------------------------------------------------------------------------- parsing
+def _read_csv(data: bytes, name: str, columns: int) -> list[list[str]]:
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    if rows and rows[0] and not rows[0][0].strip().lstrip("-").isdigit():
+        rows = rows[1:]  # a header row (newer archives have one, older ones not)
+    for i, row in enumerate(rows, 1):
+        if len(row) < columns:
+            raise LakehouseError(f"{name}: row {i} has {len(row)} fields, expected {columns}: {row!r}")
+    return rows
+
+
+def _seconds(values: pl.Series) -> pl.Series:
+    """Epoch ms or µs (Binance switched spot to µs in 2025) -> float seconds; strict."""
+    v = values.cast(pl.Int64, strict=True)
+    return pl.select(pl.when(v > 10**14).then(v / 1e6).otherwise(v / 1e3)).to_series()
+
+
+def _to_bronze(table: str, df: pl.DataFrame, writer_id: str) -> pl.DataFrame:
+    """Rows in the writer's layout (epoch-second floats) -> the bronze table's columns."""
+    spec = BRONZE[table]
+    secs = [c for c in ("ts", "receipt_ts", "start", "stop", "next_funding_time") if c in df.columns]
+    df = df.with_columns(
+        [(pl.col(c) * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC")) for c in secs]
+    ).with_columns(
+        pl.coalesce("ts", "receipt_ts").dt.date().alias("date"),
+        pl.lit(writer_id).alias("writer_id"),
+        pl.lit(0, pl.Int64).alias("batch_id"),
+    )
+    return df.select(spec.schema.names)
+
+
+def _manifest(catalog: Catalog) -> dict[str, str]:
+    if not catalog.exists("meta.archive_manifest"):
+        return {}
+    m = pl.read_delta(catalog.uri("meta.archive_manifest"), storage_options=catalog.storage_options)
+    return dict(zip(m["file"].to_list(), m["checksum"].to_list(), strict=True))
+
+
+def import_archives(
+    catalog: Catalog,
+    files: list[ArchiveFile],
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    cache_dir: str | Path = "./lakehouse_archive_cache",
+    workers: int = 4,
+    progress: bool = True,
+) -> ImportResult:
+    """Download, verify and import ``files`` (see module doc); failures are reported per file
+    and never stop the others."""
+    from rich.progress import Progress
+
+    base = base_url.rstrip("/")
+    result = ImportResult()
+    done = _manifest(catalog)
+    cache = Path(cache_dir)
+
+    def download(f: ArchiveFile) -> tuple[ArchiveFile, str, bytes]:
+        digest = _checksum(base, f.path)
+        if done.get(f.path) == digest:
+            return f, digest, b""
+        local = _fetch(f"{base}/{f.path}", cache / f.path)
+        data = local.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            local.unlink(missing_ok=True)  # a re-run downloads it again
+            raise LakehouseError(f"{f.path}: checksum mismatch (expected {digest[:12]}...)")
+        return f, digest, data
+
+    with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = bar.add_task("archives", total=len(files))
+        futures = {pool.submit(download, f): f for f in files}
+        for fut in as_completed(futures):
+            f = futures[fut]
+            bar.advance(task)
+            try:
+                _, digest, data = fut.result()
+                if not data:
+                    result.skipped.append(f.path)
+                    continue
+                result.imported[f.path] = _commit_file(catalog, f, digest, data, replaces=f.path in done, base=base)
+            except (LakehouseError, zipfile.BadZipFile, OSError) as exc:
+                msg = f"{f.path}: {exc}" if isinstance(exc, zipfile.BadZipFile) else str(exc)
+                LOG.error("archive import failed: %s", msg)
+                result.failed[f.path] = msg
+    return result
+
+
+def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, replaces: bool, base: str) -> int:
+    """All or nothing per file: the rows are one append; a changed file's old rows go first."""
+    exchange = _MARKETS[f.market][1]
+    table, df = _parse(f, data, exchange, datetime.now(UTC).timestamp())
+    writer_id = f"archive:{f.path.rsplit('/', 1)[-1]}"
+    arrow = _to_bronze(table, df, writer_id).to_arrow().cast(BRONZE[table].schema)
+    if replaces and catalog.exists(table):  # the upstream file changed: its previous rows are replaced
+        catalog.open(table).delete(f"writer_id = '{writer_id}'")
+    catalog.append(table, arrow)
+    spec = META["meta.archive_manifest"]
+    row = {
+        "file": f.path,
+        "url": f"{base}/{f.path}",
+        "checksum": digest,
+        "table": table,
+        "rows": arrow.num_rows,
+        "imported_at": datetime.now(UTC),
+    }
+    if catalog.exists("meta.archive_manifest"):
+        catalog.replace(
+            "meta.archive_manifest", pl.DataFrame([row]).to_arrow().cast(spec.schema), predicate=f"file = '{f.path}'"
+        )
+    else:
+        catalog.append("meta.archive_manifest", pl.DataFrame([row]).to_arrow().cast(spec.schema))
+    return arrow.num_rows
+
+
+def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[str, pl.DataFrame]:
+    """CSV -> (bronze table, rows in the writer's row layout, timestamps as epoch seconds)."""
+    std = venue(exchange).std_symbol(file.symbol)
+    name = file.path.rsplit("/", 1)[-1]
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        members = [m for m in z.namelist() if m.endswith(".csv")]
+        if len(members) != 1:
+            raise LakehouseError(f"{name}: expected one CSV inside, found {members}")
+        text = z.read(members[0])
+    try:
+        if file.kind == "aggTrades":
+            rows = _read_csv(text, name, 7)
+            c = list(zip(*rows, strict=False)) if rows else [[]] * 7
+            maker = pl.Series(c[6], dtype=pl.String).str.to_lowercase()
+            if not maker.is_in(["true", "false"]).all():
+                raise LakehouseError(f"{name}: is_buyer_maker must be true/false")
+            df = pl.DataFrame(
+                {
+                    "exchange": exchange,
+                    "symbol": std,
+                    "ts": _seconds(pl.Series(c[5], dtype=pl.String)),
+                    "receipt_ts": now,
+                    "id": pl.Series(c[0], dtype=pl.String).cast(pl.Int64, strict=True).cast(pl.String),
+                    "side": pl.select(
+                        pl.when(maker == "true").then(pl.lit("sell")).otherwise(pl.lit("buy"))
+                    ).to_series(),
+                    "price": pl.Series(c[1], dtype=pl.String),
+                    "amount": pl.Series(c[2], dtype=pl.String),
+                    "type": pl.Series([None] * len(rows), dtype=pl.String),
+                }
+            )
+            return "bronze.trades", df
+        if file.kind == "klines":
+            rows = _read_csv(text, name, 9)
+            c = list(zip(*rows, strict=False)) if rows else [[]] * 9
+            start, stop = _seconds(pl.Series(c[0], dtype=pl.String)), _seconds(pl.Series(c[6], dtype=pl.String))
+            df = pl.DataFrame(
+                {
+                    "exchange": exchange,
+                    "symbol": std,
+                    "ts": stop,
+                    "receipt_ts": now,
+                    "interval": file.interval,
+                    "start": start,
+                    "stop": stop,
+                    "trades": pl.Series(c[8], dtype=pl.String).cast(pl.Int64, strict=True),
+                    "open": pl.Series(c[1], dtype=pl.String),
+                    "high": pl.Series(c[2], dtype=pl.String),
+                    "low": pl.Series(c[3], dtype=pl.String),
+                    "close": pl.Series(c[4], dtype=pl.String),
+                    "volume": pl.Series(c[5], dtype=pl.String),
+                    "closed": True,
+                }
+            )
+            return "bronze.candles", df
+        if file.kind == "fundingRate":
+            rows = _read_csv(text, name, 3)
+            c = list(zip(*rows, strict=False)) if rows else [[]] * 3
+            df = pl.DataFrame(
+                {
+                    "exchange": exchange,
+                    "symbol": std,
+                    "ts": _seconds(pl.Series(c[0], dtype=pl.String)),
+                    "receipt_ts": now,
+                    "mark_price": pl.Series([None] * len(rows), dtype=pl.String),
+                    "index_price": pl.Series([None] * len(rows), dtype=pl.String),
+                    "rate": pl.Series(c[2], dtype=pl.String),
+                    "predicted_rate": pl.Series([None] * len(rows), dtype=pl.String),
+                    "next_funding_time": pl.Series([None] * len(rows), dtype=pl.Float64),
+                }
+            )
+            return "bronze.funding", df
+        rows = _read_csv(text, name, 6)  # bookTicker
+        c = list(zip(*rows, strict=False)) if rows else [[]] * 6
+        df = pl.DataFrame(
+            {
+                "exchange": exchange,
+                "symbol": std,
+                "ts": _seconds(pl.Series(c[5], dtype=pl.String)),
+                "receipt_ts": now,
+                "sequence": pl.Series(c[0], dtype=pl.String).cast(pl.Int64, strict=True),
+                "bid": pl.Series(c[1], dtype=pl.String),
+                "bid_size": pl.Series(c[2], dtype=pl.String),
+                "ask": pl.Series(c[3], dtype=pl.String),
+                "ask_size": pl.Series(c[4], dtype=pl.String),
+            }
+        )
+        return "bronze.ticker", df
+    except (pl.exceptions.PolarsError, UnicodeDecodeError, csv.Error) as exc:
+        raise LakehouseError(f"{name}: corrupt CSV ({exc})") from None
