@@ -56,6 +56,8 @@ bench: setup
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/silver.py
 	$(BIN)/python benchmarks/gold.py
+	$(BIN)/python benchmarks/query.py
+	$(BIN)/python benchmarks/archive.py
 
 clean:
-	rm -rf $(VENV) .tools lakehouse_data lakehouse_spool .pytest_cache
+	rm -rf $(VENV) .tools lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache

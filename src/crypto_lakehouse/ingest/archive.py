@@ -13,7 +13,6 @@ changed upstream has its old rows deleted and is imported again (no duplicates).
 from __future__ import annotations
 
 import calendar
-import csv
 import hashlib
 import io
 import logging
@@ -150,14 +149,25 @@ def _checksum(base_url: str, path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- parsing
-def _read_csv(data: bytes, name: str, columns: int) -> list[list[str]]:
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-    if rows and rows[0] and not rows[0][0].strip().lstrip("-").isdigit():
-        rows = rows[1:]  # a header row (newer archives have one, older ones not)
-    for i, row in enumerate(rows, 1):
-        if len(row) < columns:
-            raise LakehouseError(f"{name}: row {i} has {len(row)} fields, expected {columns}: {row!r}")
-    return rows
+def _read_csv(data: bytes, name: str, columns: int) -> list[pl.Series]:
+    """The CSV's first ``columns`` columns as strings (values kept exactly as written), with or
+    without a header row; any malformed row fails the whole file."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    first = data.split(b"\n", 1)[0].split(b",", 1)[0].strip()
+    header = bool(first) and not first.lstrip(b"-").isdigit()
+    try:
+        t = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True, skip_rows=1 if header else 0),
+            convert_options=pacsv.ConvertOptions(column_types={f"f{i}": pa.string() for i in range(32)}),
+        )
+    except pa.ArrowInvalid as exc:
+        raise LakehouseError(f"{name}: corrupt CSV ({exc})") from None
+    if t.num_columns < columns:
+        raise LakehouseError(f"{name}: {t.num_columns} columns, expected {columns}")
+    return [pl.Series(t.column(i).combine_chunks()).cast(pl.String) for i in range(columns)]
 
 
 def _seconds(values: pl.Series) -> pl.Series:
@@ -273,31 +283,30 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
         text = z.read(members[0])
     try:
         if file.kind == "aggTrades":
-            rows = _read_csv(text, name, 7)
-            c = list(zip(*rows, strict=False)) if rows else [[]] * 7
-            maker = pl.Series(c[6], dtype=pl.String).str.to_lowercase()
+            c = _read_csv(text, name, 7)
+            n = len(c[0])
+            maker = c[6].str.to_lowercase()
             if not maker.is_in(["true", "false"]).all():
                 raise LakehouseError(f"{name}: is_buyer_maker must be true/false")
             df = pl.DataFrame(
                 {
                     "exchange": exchange,
                     "symbol": std,
-                    "ts": _seconds(pl.Series(c[5], dtype=pl.String)),
+                    "ts": _seconds(c[5]),
                     "receipt_ts": now,
-                    "id": pl.Series(c[0], dtype=pl.String).cast(pl.Int64, strict=True).cast(pl.String),
+                    "id": c[0].cast(pl.Int64, strict=True).cast(pl.String),
                     "side": pl.select(
                         pl.when(maker == "true").then(pl.lit("sell")).otherwise(pl.lit("buy"))
                     ).to_series(),
-                    "price": pl.Series(c[1], dtype=pl.String),
-                    "amount": pl.Series(c[2], dtype=pl.String),
-                    "type": pl.Series([None] * len(rows), dtype=pl.String),
+                    "price": c[1],
+                    "amount": c[2],
+                    "type": pl.Series([None] * n, dtype=pl.String),
                 }
             )
             return "bronze.trades", df
         if file.kind == "klines":
-            rows = _read_csv(text, name, 9)
-            c = list(zip(*rows, strict=False)) if rows else [[]] * 9
-            start, stop = _seconds(pl.Series(c[0], dtype=pl.String)), _seconds(pl.Series(c[6], dtype=pl.String))
+            c = _read_csv(text, name, 9)
+            start, stop = _seconds(c[0]), _seconds(c[6])
             df = pl.DataFrame(
                 {
                     "exchange": exchange,
@@ -307,12 +316,12 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
                     "interval": file.interval,
                     "start": start,
                     "stop": stop,
-                    "trades": pl.Series(c[8], dtype=pl.String).cast(pl.Int64, strict=True),
-                    "open": pl.Series(c[1], dtype=pl.String),
-                    "high": pl.Series(c[2], dtype=pl.String),
-                    "low": pl.Series(c[3], dtype=pl.String),
-                    "close": pl.Series(c[4], dtype=pl.String),
-                    "volume": pl.Series(c[5], dtype=pl.String),
+                    "trades": c[8].cast(pl.Int64, strict=True),
+                    "open": c[1],
+                    "high": c[2],
+                    "low": c[3],
+                    "close": c[4],
+                    "volume": c[5],
                     "closed": True,
                 }
             )
@@ -324,12 +333,12 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
                 {
                     "exchange": exchange,
                     "symbol": std,
-                    "ts": _seconds(pl.Series(c[0], dtype=pl.String)),
+                    "ts": _seconds(c[0]),
                     "receipt_ts": now,
-                    "mark_price": pl.Series([None] * len(rows), dtype=pl.String),
-                    "index_price": pl.Series([None] * len(rows), dtype=pl.String),
-                    "rate": pl.Series(c[2], dtype=pl.String),
-                    "predicted_rate": pl.Series([None] * len(rows), dtype=pl.String),
+                    "mark_price": pl.Series([None] * n, dtype=pl.String),
+                    "index_price": pl.Series([None] * n, dtype=pl.String),
+                    "rate": c[2],
+                    "predicted_rate": pl.Series([None] * n, dtype=pl.String),
                     "next_funding_time": pl.Series([None] * len(rows), dtype=pl.Float64),
                 }
             )
@@ -340,15 +349,15 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
             {
                 "exchange": exchange,
                 "symbol": std,
-                "ts": _seconds(pl.Series(c[5], dtype=pl.String)),
+                "ts": _seconds(c[5]),
                 "receipt_ts": now,
-                "sequence": pl.Series(c[0], dtype=pl.String).cast(pl.Int64, strict=True),
-                "bid": pl.Series(c[1], dtype=pl.String),
-                "bid_size": pl.Series(c[2], dtype=pl.String),
-                "ask": pl.Series(c[3], dtype=pl.String),
-                "ask_size": pl.Series(c[4], dtype=pl.String),
+                "sequence": c[0].cast(pl.Int64, strict=True),
+                "bid": c[1],
+                "bid_size": c[2],
+                "ask": c[3],
+                "ask_size": c[4],
             }
         )
         return "bronze.ticker", df
-    except (pl.exceptions.PolarsError, UnicodeDecodeError, csv.Error) as exc:
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise LakehouseError(f"{name}: corrupt CSV ({exc})") from None
