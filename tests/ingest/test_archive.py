@@ -51,12 +51,31 @@ def _publish(root: Path, path: str, csv: bytes, *, checksum: bytes | None = None
     (root / f"{path}.CHECKSUM").write_bytes(digest + b"  " + path.rsplit("/", 1)[-1].encode() + b"\n")
 
 
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the site; a path containing "reset" has its connection cut mid-response."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if "reset" in self.path and self.path.endswith(".zip"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"PK\x03\x04partial")
+            self.wfile.flush()
+            import socket
+
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        super().do_GET()
+
+
 @pytest.fixture
 def server(tmp_path: Path):
     site = tmp_path / "site"
     site.mkdir()
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    handler = functools.partial(_Handler, directory=str(site))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield site, f"http://127.0.0.1:{httpd.server_address[1]}"

@@ -13,6 +13,7 @@ changed upstream has its old rows deleted and is imported again (no duplicates).
 from __future__ import annotations
 
 import calendar
+import http.client
 import hashlib
 import io
 import logging
@@ -127,8 +128,8 @@ def _fetch(url: str, dest: Path, *, timeout: float = 60) -> Path:
             part.replace(dest)
             return dest
         raise LakehouseError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise LakehouseError(f"{url}: download failed ({exc}); re-run to resume") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise LakehouseError(f"{url}: download failed ({exc!r}); re-run to resume") from None
     part.replace(dest)
     return dest
 
@@ -238,7 +239,7 @@ def import_archives(
                     result.skipped.append(f.path)
                     continue
                 result.imported[f.path] = _commit_file(catalog, f, digest, data, replaces=f.path in done, base=base)
-            except (LakehouseError, zipfile.BadZipFile, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the others; it is reported
                 msg = f"{f.path}: {exc}" if isinstance(exc, zipfile.BadZipFile) else str(exc)
                 LOG.error("archive import failed: %s", msg)
                 result.failed[f.path] = msg
