@@ -13,8 +13,8 @@ changed upstream has its old rows deleted and is imported again (no duplicates).
 from __future__ import annotations
 
 import calendar
-import http.client
 import hashlib
+import http.client
 import io
 import logging
 import urllib.error
