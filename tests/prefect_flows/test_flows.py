@@ -105,3 +105,54 @@ def test_promote_silver_cli_prints_a_summary(tmp_path: Path) -> None:
         env={**os.environ, "LAKEHOUSE_SILVER__BACKFILL": "false"},
     )
     assert json.loads(again.stdout.strip().splitlines()[-1])["tables"].get("silver.trades", {}).get("rows_out") is None
+
+
+def test_archive_import_flow_reports_each_file_and_fails_on_a_bad_one(harness, tmp_path: Path) -> None:
+    import functools
+    import hashlib
+    import io
+    import threading
+    import zipfile
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.archive import archive_import_flow
+
+    site = tmp_path / "site"
+    for day, good in (("2024-01-01", True), ("2024-01-02", False)):
+        path = site / f"data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(path.name.replace(".zip", ".csv"), "1,100.0,0.5,1,1,1704067200000,true\n")
+        path.write_bytes(buf.getvalue())
+        digest = hashlib.sha256(buf.getvalue()).hexdigest() if good else "0" * 64
+        (path.parent / f"{path.name}.CHECKSUM").write_text(f"{digest}  {path.name}\n")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RuntimeError, match="1 archive"):
+            archive_import_flow(
+                market="um",
+                kind="aggTrades",
+                symbols=["BTCUSDT"],
+                start="2024-01-01",
+                end="2024-01-02",
+                base_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+                root=str(tmp_path / "lake"),
+            )
+    finally:
+        httpd.shutdown()
+
+    async def artifact() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["archive-import"]))
+            )
+
+    data = json.dumps(asyncio.run(artifact())[0].data)
+    assert "imported" in data and "FAILED" in data and "checksum mismatch" in data
+    assert pl.read_delta(str(tmp_path / "lake" / "bronze" / "trades")).height == 1
