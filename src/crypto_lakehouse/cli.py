@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 exchange_app = typer.Typer(help="The loopback Binance-protocol exchange.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+maintain_app = typer.Typer(help="Table maintenance (never loses data, never breaks a tag).", no_args_is_help=True)
 archive_app = typer.Typer(help="Binance public-data archives (data.binance.vision layout).", no_args_is_help=True)
 tag_app = typer.Typer(help="Named versions for reproducible backtests.", no_args_is_help=True)
 promote_app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).", no_args_is_help=True)
@@ -41,6 +42,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(promote_app, name="promote")
 app.add_typer(tag_app, name="tag")
 app.add_typer(archive_app, name="archive")
+app.add_typer(maintain_app, name="maintain")
 app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[
@@ -505,6 +507,60 @@ def tag_delete(name: Annotated[str, typer.Argument()], config: ConfigOpt = None,
     """Delete a tag (the data stays)."""
     _lakehouse(config, root).untag(name)
     print(f"deleted tag {name}")
+
+
+TableOpt = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable); default: all.")]
+
+
+def _maintain(action: str, config: Path | None, root: str | None, tables: list[str] | None) -> None:
+    settings = _settings(config, root)
+    from dataclasses import asdict
+
+    from crypto_lakehouse import maintenance
+    from crypto_lakehouse.schemas import TABLES
+    from crypto_lakehouse.storage import Catalog
+
+    catalog = Catalog(settings.root, storage_options=settings.storage_options)
+    names = tables or [t for t in TABLES if not t.startswith("meta.") and catalog.exists(t)]
+    reports = []
+    for name in names:
+        if action == "compact":
+            r = maintenance.compact(catalog, name)
+        elif action == "checkpoint":
+            r = maintenance.checkpoint(catalog, name)
+        elif action == "vacuum":
+            r = maintenance.vacuum(catalog, name, retention=settings.maintenance.vacuum_retention)
+        else:
+            keep = settings.maintenance.retention.get(name.split(".")[0])
+            if keep is None or "date" not in TABLES[name].partition_by:
+                continue
+            r = maintenance.retention(catalog, name, keep=keep)
+        reports.append(asdict(r))
+    print(json.dumps(reports, default=str))
+
+
+@maintain_app.command("compact")
+def maintain_compact(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Merge small files (safe while the writer appends)."""
+    _maintain("compact", config, root, table)
+
+
+@maintain_app.command("checkpoint")
+def maintain_checkpoint(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Write checkpoints; clean expired log entries unless a tag needs them."""
+    _maintain("checkpoint", config, root, table)
+
+
+@maintain_app.command("vacuum")
+def maintain_vacuum(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Delete files older than maintenance.vacuum_retention that no tagged version needs."""
+    _maintain("vacuum", config, root, table)
+
+
+@maintain_app.command("retention")
+def maintain_retention(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+    """Delete data older than maintenance.retention.<layer> (tagged versions still read it)."""
+    _maintain("retention", config, root, table)
 
 
 @archive_app.command("import")

@@ -28,6 +28,7 @@ __all__ = [
     "Duration",
     "GoldSettings",
     "LoopbackSettings",
+    "MaintenanceSettings",
     "Settings",
     "SilverSettings",
     "StreamSettings",
@@ -104,6 +105,15 @@ class SilverSettings(_Section):
     )
 
 
+class MaintenanceSettings(_Section):
+    """Vacuum horizon and per-layer data retention (None: keep forever). Tags are always kept."""
+
+    vacuum_retention: Duration = "7d"  # type: ignore[assignment]
+    retention: dict[str, Duration | None] = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"bronze": None, "silver": None, "gold": None}
+    )
+
+
 class GoldSettings(_Section):
     """Gold OHLCV intervals: any fixed Polars-style duration."""
 
@@ -129,6 +139,7 @@ class Settings(BaseSettings):
     writer: WriterSettings = Field(default_factory=WriterSettings)
     silver: SilverSettings = Field(default_factory=SilverSettings)
     gold: GoldSettings = Field(default_factory=GoldSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     @classmethod
     def settings_customise_sources(

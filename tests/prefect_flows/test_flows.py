@@ -156,3 +156,15 @@ def test_archive_import_flow_reports_each_file_and_fails_on_a_bad_one(harness, t
     data = json.dumps(asyncio.run(artifact())[0].data)
     assert "imported" in data and "FAILED" in data and "checksum mismatch" in data
     assert pl.read_delta(str(tmp_path / "lake" / "bronze" / "trades")).height == 1
+
+
+def test_compact_flow_merges_files_and_publishes_its_report(harness, tmp_path: Path) -> None:
+    from flows.maintenance import compact_flow
+
+    root = tmp_path / "lake"
+    for _ in range(3):
+        _bronze(root)
+    reports = compact_flow(root=str(root))
+    trades = next(r for r in reports if r["table"] == "bronze.trades")
+    assert trades["files_after"] < trades["files_before"]
+    assert pl.read_delta(str(root / "bronze" / "trades")).height == 18  # 3 x 6 rows, none lost

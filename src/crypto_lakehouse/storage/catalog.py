@@ -30,6 +30,8 @@ TABLE_PROPERTIES: dict[str, str] = {
     "delta.logRetentionDuration": "interval 30 days",
     "delta.deletedFileRetentionDuration": "interval 7 days",
     "delta.checkpointInterval": "100",
+    # log clean-up only from `lakehouse maintain checkpoint`, which keeps the log tags need
+    "delta.enableExpiredLogCleanup": "false",
 }
 _WRITER = WriterProperties(compression="ZSTD", compression_level=3)
 
