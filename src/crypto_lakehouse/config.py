@@ -100,6 +100,7 @@ class SilverSettings(_Section):
     funding_gap: Duration = "1m"  # type: ignore[assignment]
     symbols: list[str] | None = Field(None, description="allow-list of symbols; None: any well-formed one")
     backfill: bool = True
+    backfill_max_trades: int = Field(1_000_000, gt=0, description="trade ids fetched per gap per run")
     backfill_rest: dict[str, str] = Field(
         default_factory=dict, description="exchange -> REST base for ccxt; missing: the exchange's own"
     )

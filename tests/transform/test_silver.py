@@ -305,3 +305,23 @@ def test_backfill_by_time_walks_every_hour_of_a_sparse_market(tmp_path: Path) ->
             datetime.fromtimestamp(1_700_000_000 + 4 * 3600, UTC),
         )
     assert got["id"].cast(pl.Int64).to_list() == _truth_ids(market, "BTCUSDT")  # all 3 hours, not just the first
+
+
+def test_a_gap_bigger_than_one_runs_budget_is_filled_over_several_runs(tmp_path: Path) -> None:
+    from crypto_lakehouse.transform.silver import SilverOptions
+
+    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=15_000, max_trades=3_000)
+    with running_exchange(market=spec, faults=FaultPlan(skip_trades=[(1_000_100, 1_002_599)])) as ex:
+        stream_into_bronze(ex, tmp_path)
+        catalog = Catalog(tmp_path)
+        opts = SilverOptions(backfill_max_trades=1_000)
+        backfiller = Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5)
+        runs = []
+        for _ in range(4):
+            runs.append(promote_silver(catalog, backfiller=backfiller, options=opts))
+            if _silver(tmp_path).height == 3_000:
+                break
+        ids = _silver(tmp_path)["id"].sort().to_list()
+    assert ids == _truth_ids(ex.market, "BTCUSDT")
+    assert len(runs) == 3  # 2,500 missing ids at 1,000 per run
+    assert "continues next run" in runs[0].gaps.filter(pl.col("status") == "open")["reason"][0]

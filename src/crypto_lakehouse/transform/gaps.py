@@ -178,9 +178,13 @@ def fill_gaps(
         gap["attempts"] += 1
         try:
             table = gap["table"]
+            partial = False  # a trade gap bigger than one run's budget
             if table == "silver.trades":
-                raw = backfiller.trades_by_id(gap["exchange"], gap["symbol"], gap["first_id"], gap["last_id"])
-                expected = gap["last_id"] - gap["first_id"] + 1
+                # bounded per run: a huge gap (say, between old archives and the stream) continues next run
+                last = min(gap["last_id"], gap["first_id"] + options.backfill_max_trades - 1)
+                partial = last < gap["last_id"]
+                raw = backfiller.trades_by_id(gap["exchange"], gap["symbol"], gap["first_id"], last)
+                expected = last - gap["first_id"] + 1
                 got = raw.get_column("id").cast(pl.Int64).n_unique()
             elif table == "silver.candles":
                 raw = backfiller.candles(gap["exchange"], gap["symbol"], gap["interval"], gap["start"], gap["end"])
@@ -192,11 +196,14 @@ def fill_gaps(
             added = promote(PLANS[table], raw)
             gap["rows_filled"] += added
             report.add(table, "backfilled_rows", value=added, exchange=gap["exchange"], symbol=gap["symbol"])
-            if got >= expected:
+            if got < expected:
+                gap["reason"] = f"the exchange returned {got} of {expected} missing rows; retried next run"
+            elif partial:
+                total = gap["last_id"] - gap["first_id"] + 1
+                gap["reason"] = f"filled {got} of {total} ids (backfill_max_trades per run); continues next run"
+            else:
                 gap.update(status="filled", filled_at=now, reason=f"backfilled {got} rows over REST")
                 report.add(table, "gaps_filled", value=1, exchange=gap["exchange"], symbol=gap["symbol"])
-            else:
-                gap["reason"] = f"the exchange returned {got} of {expected} missing rows; retried next run"
         except Exception as exc:  # network, exchange or validation trouble: keep it open, retry next run
             LOG.warning("backfill of %s %s %s failed: %s", gap["table"], gap["exchange"], gap["symbol"], exc)
             gap["reason"] = f"{type(exc).__name__}: {exc}"

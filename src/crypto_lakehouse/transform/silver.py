@@ -42,6 +42,7 @@ class SilverOptions:
     funding_gap: timedelta = timedelta(minutes=1)
     symbols: frozenset[str] | None = None  # allow-list; None: any well-formed symbol
     backfill: bool = True
+    backfill_max_trades: int = 1_000_000  # trade ids per gap and run (a huge gap continues next run)
 
     @classmethod
     def from_settings(cls, s: SilverSettings) -> SilverOptions:
@@ -50,6 +51,7 @@ class SilverOptions:
             funding_gap=s.funding_gap,
             symbols=frozenset(s.symbols) if s.symbols else None,
             backfill=s.backfill,
+            backfill_max_trades=s.backfill_max_trades,
         )
 
 
