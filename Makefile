@@ -22,13 +22,14 @@ for c in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)
 done; echo "error: Python 3.13 not found (install it, e.g. 'pyenv install 3.13')" >&2; exit 1
 endef
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench serve stop clean
 
 help:
 	@echo "make demo   - set up, then run the demo on embedded defaults"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff check"
 	@echo "make bench  - run the benchmarks in benchmarks/"
+	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer; make stop"
 
 setup: $(VENV)/.synced
 
@@ -48,6 +49,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+serve: setup  ## offline Prefect server + worker + deployments + loopback exchange + streaming writer
+	$(BIN)/python -m crypto_lakehouse.serve start
+
+stop:
+	$(BIN)/python -m crypto_lakehouse.serve stop
+
 lint: setup
 	$(BIN)/ruff check src flows tests benchmarks
 
@@ -60,4 +67,4 @@ bench: setup
 	$(BIN)/python benchmarks/archive.py
 
 clean:
-	rm -rf $(VENV) .tools lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache
+	rm -rf $(VENV) .tools .serve lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache
