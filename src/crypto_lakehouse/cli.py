@@ -64,22 +64,9 @@ def _settings(config: Path | None, root: str | None) -> Settings:
 
 
 def _writer(settings: Settings, *, role: str | None = None) -> Any:
-    """The bronze writer of ``settings``; ``role`` distinguishes the default id of writers that
-    may run beside ``lakehouse stream`` on the same host (each id is one process)."""
     from crypto_lakehouse.ingest import BronzeWriter
-    from crypto_lakehouse.ingest.writer import default_writer_id
-    from crypto_lakehouse.storage import Catalog
 
-    w = settings.writer
-    return BronzeWriter(
-        Catalog(settings.root, storage_options=settings.storage_options),
-        writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
-        max_rows=w.max_rows,
-        max_age_s=w.max_age.total_seconds(),
-        retries=w.retries,
-        backoff_s=w.retry_backoff.total_seconds(),
-        spool_dir=w.spool_dir,
-    )
+    return BronzeWriter.from_settings(settings, role=role)
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -267,31 +254,18 @@ def stream(
     """Stream exchanges through cryptofeed into the bronze Delta tables (SIGINT/SIGTERM flush and stop)."""
     settings = _settings(config, root)
     from crypto_lakehouse.ingest.progress import live_progress
-    from crypto_lakehouse.ingest.stream import loopback_exchange, resolve_endpoint, stream_to_bronze
+    from crypto_lakehouse.ingest.stream import stream_targets, stream_to_bronze
 
-    if not exchange and endpoint and len(endpoint) == 1 and endpoint[0].startswith("http"):
-        exchange = [loopback_exchange(endpoint[0])]  # a loopback exchange says which protocol it speaks
-    exchanges = [e.upper() for e in (exchange or settings.stream.exchanges)]
-    per_exchange: dict[str, str] = {}
-    for e in endpoint or []:
-        name, sep, url = e.partition("=")
-        if sep and not name.startswith(("http", "wss")):
-            per_exchange[name.upper()] = url
-        elif len(exchanges) == 1:
-            per_exchange[exchanges[0]] = e
-        else:
-            raise LakehouseError("with several exchanges, give --endpoint as EXCHANGE=URL")
-    targets = []
-    for ex_name in exchanges:
-        t = resolve_endpoint(
-            ex_name,
-            per_exchange.get(ex_name) or settings.stream.ws_endpoint,
-            rest_endpoint=rest_endpoint or settings.stream.rest_endpoint,
-            ca_file=str(ca_file) if ca_file else None,
-        )
-        t.symbols = _csv(symbols) or settings.stream.symbols
-        t.channels = _csv(channels) or settings.stream.channels
-        targets.append(t)
+    targets = stream_targets(
+        settings,
+        exchanges=exchange,
+        symbols=_csv(symbols),
+        channels=_csv(channels),
+        endpoints=endpoint,
+        rest_endpoint=rest_endpoint,
+        ca_file=str(ca_file) if ca_file else None,
+    )
+    exchanges = [t.exchange for t in targets]
     writer = _writer(settings)
 
     async def run(stop: asyncio.Event) -> None:

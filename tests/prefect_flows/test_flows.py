@@ -168,3 +168,25 @@ def test_compact_flow_merges_files_and_publishes_its_report(harness, tmp_path: P
     trades = next(r for r in reports if r["table"] == "bronze.trades")
     assert trades["files_after"] < trades["files_before"]
     assert pl.read_delta(str(root / "bronze" / "trades")).height == 18  # 3 x 6 rows, none lost
+
+
+def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> None:
+    from crypto_lakehouse.exchange import MarketSpec, running_exchange
+    from flows.ingest import ingest_flow
+
+    os.environ["LAKEHOUSE_WRITER__SPOOL_DIR"] = str(tmp_path / "spool")
+    os.environ["LAKEHOUSE_WRITER__ID"] = "ingest-flow-test"
+    try:
+        with running_exchange(market=MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=2_000)) as ex:
+            summary = ingest_flow(
+                duration_s=3,
+                endpoints=[ex.rest_url],
+                symbols=["BTC-USDT"],
+                channels=["trades"],
+                root=str(tmp_path / "lake"),
+            )
+    finally:
+        os.environ.pop("LAKEHOUSE_WRITER__SPOOL_DIR")
+        os.environ.pop("LAKEHOUSE_WRITER__ID")
+    rows = pl.read_delta(str(tmp_path / "lake" / "bronze" / "trades")).height
+    assert rows == summary["bronze.trades"]["rows_committed"] > 100

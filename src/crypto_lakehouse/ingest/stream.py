@@ -21,7 +21,15 @@ from crypto_lakehouse.exchange.clients import feed_class, run_feeds
 from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.writer import BronzeWriter
 
-__all__ = ["CHANNELS", "FeedTarget", "bronze_callbacks", "resolve_endpoint", "stream_to_bronze", "writer_feed"]
+__all__ = [
+    "CHANNELS",
+    "FeedTarget",
+    "bronze_callbacks",
+    "resolve_endpoint",
+    "stream_targets",
+    "stream_to_bronze",
+    "writer_feed",
+]
 
 LOG = logging.getLogger(__name__)
 CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
@@ -282,3 +290,41 @@ def resolve_endpoint(
 
         target.cert_pem = Path(ca_file).read_bytes()
     return target
+
+
+def stream_targets(
+    settings: Any,
+    *,
+    exchanges: list[str] | None = None,
+    symbols: list[str] | None = None,
+    channels: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    rest_endpoint: str | None = None,
+    ca_file: str | None = None,
+) -> list[FeedTarget]:
+    """What to stream, from arguments falling back to ``settings.stream``. ``endpoints`` are
+    URLs (one exchange) or ``EXCHANGE=URL``; a single loopback URL also names the exchange."""
+    if not exchanges and endpoints and len(endpoints) == 1 and endpoints[0].startswith("http"):
+        exchanges = [loopback_exchange(endpoints[0])]  # a loopback exchange says which protocol it speaks
+    names = [e.upper() for e in (exchanges or settings.stream.exchanges)]
+    per_exchange: dict[str, str] = {}
+    for e in endpoints or []:
+        name, sep, url = e.partition("=")
+        if sep and not name.startswith(("http", "wss")):
+            per_exchange[name.upper()] = url
+        elif len(names) == 1:
+            per_exchange[names[0]] = e
+        else:
+            raise LakehouseError("with several exchanges, give each endpoint as EXCHANGE=URL")
+    targets = []
+    for ex_name in names:
+        t = resolve_endpoint(
+            ex_name,
+            per_exchange.get(ex_name) or settings.stream.ws_endpoint,
+            rest_endpoint=rest_endpoint or settings.stream.rest_endpoint,
+            ca_file=ca_file,
+        )
+        t.symbols = symbols or settings.stream.symbols
+        t.channels = channels or settings.stream.channels
+        targets.append(t)
+    return targets

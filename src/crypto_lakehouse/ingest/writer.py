@@ -162,6 +162,21 @@ class BronzeWriter:
         self._spool_lock = threading.Lock()
         self._closed = False
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, role: str | None = None) -> BronzeWriter:
+        """The writer ``settings`` describe; ``role`` distinguishes the default id of writers that
+        may run beside ``lakehouse stream`` on the same host (each id is one process)."""
+        w = settings.writer
+        return cls(
+            Catalog(settings.root, storage_options=settings.storage_options),
+            writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
+            max_rows=w.max_rows,
+            max_age_s=w.max_age.total_seconds(),
+            retries=w.retries,
+            backoff_s=w.retry_backoff.total_seconds(),
+            spool_dir=w.spool_dir,
+        )
+
     # ------------------------------------------------------------------ hot path
     def add(self, table: str, row: tuple) -> None:
         """Buffer one row (a tuple in ``ROW_COLUMNS[table]`` order)."""
