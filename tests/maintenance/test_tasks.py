@@ -22,7 +22,7 @@ from crypto_lakehouse.schemas import SILVER
 from crypto_lakehouse.storage import Catalog
 
 
-def test_compaction_during_a_live_stream_loses_no_rows(tmp_path: Path) -> None:
+def test_compaction_and_vacuum_during_a_live_stream_lose_no_rows(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path)
     writer = BronzeWriter(catalog, writer_id="w", spool_dir=tmp_path / "spool", max_age_s=0.05)
     reports = []
@@ -35,10 +35,11 @@ def test_compaction_during_a_live_stream_loses_no_rows(tmp_path: Path) -> None:
             task = asyncio.create_task(stream_to_bronze([target], writer, stop=stop))
             done = threading.Event()
 
-            def maintain() -> None:  # compaction keeps running while the writer appends
+            def maintain() -> None:  # compaction and vacuum keep running while the writer appends
                 while not done.is_set():
                     if catalog.exists("bronze.trades"):
                         reports.append(compact(catalog, "bronze.trades"))
+                        vacuum(catalog, "bronze.trades")  # the configured horizon (7 days)
                     done.wait(0.2)
 
             t = threading.Thread(target=maintain)
