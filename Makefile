@@ -65,6 +65,7 @@ bench: setup
 	$(BIN)/python benchmarks/gold.py
 	$(BIN)/python benchmarks/query.py
 	$(BIN)/python benchmarks/archive.py
+	$(BIN)/python benchmarks/maintenance.py
 
 clean:
 	rm -rf $(VENV) .tools .serve lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache
