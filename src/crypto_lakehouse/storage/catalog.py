@@ -114,23 +114,14 @@ class Catalog:
         """One atomic commit that replaces the rows matching ``predicate`` (SQL, delta-rs syntax)
         with ``data``, or the whole table when ``predicate`` is None; creates the table if it
         does not exist. ``(app_id, version)`` is recorded in the same commit."""
-        spec = table_spec(table)
-        if self.is_local:
-            Path(self.uri(table)).parent.mkdir(parents=True, exist_ok=True)
-        commit = None
-        if app_id is not None:
-            commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)])
         exists = self.exists(table)
-        write_deltalake(
-            self.uri(table),
+        self._write(
+            table_spec(table),
             data,
+            app_id,
+            version,
             mode="overwrite" if exists or predicate is None else "append",
             predicate=predicate if exists else None,
-            partition_by=list(spec.partition_by) or None,
-            configuration=TABLE_PROPERTIES,
-            storage_options=self.storage_options,
-            writer_properties=_WRITER,
-            commit_properties=commit,
         )
 
     def overwrite(self, table: str, data: pa.Table) -> None:
@@ -164,7 +155,17 @@ class Catalog:
             [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in data.column_names]
         )
 
-    def _write(self, spec: TableSpec, data: pa.Table, app_id: str | None, version: int | None) -> None:
+    def _write(
+        self,
+        spec: TableSpec,
+        data: pa.Table,
+        app_id: str | None,
+        version: int | None,
+        *,
+        mode: str = "append",
+        predicate: str | None = None,
+    ) -> None:
+        """The one place tables are written: layout, properties, compression, progress txn."""
         if self.is_local:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
         commit = None
@@ -173,7 +174,8 @@ class Catalog:
         write_deltalake(
             self.uri(spec.name),
             data,
-            mode="append",
+            mode=mode,
+            predicate=predicate,
             partition_by=list(spec.partition_by) or None,
             configuration=TABLE_PROPERTIES,
             storage_options=self.storage_options,
