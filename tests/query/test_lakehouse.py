@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from crypto_lakehouse import Lakehouse, LakehouseError
-from crypto_lakehouse.schemas import SILVER
+from crypto_lakehouse.schemas import BRONZE, SILVER
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gold import build_gold
 
@@ -182,3 +182,11 @@ def test_query_cli_formats_and_errors(lake: Lakehouse, tmp_path: Path) -> None:
     for cmd, needle in ((["tables"], "silver.trades"), (["history", "silver.trades"], "WRITE")):
         res = subprocess.run([*cli, *cmd, "--root", root], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0 and needle in res.stdout, res.stderr
+
+
+def test_a_default_tag_leaves_bronze_out_and_a_named_one_pins_it(lake: Lakehouse) -> None:
+    lake.catalog.append("bronze.trades", BRONZE["bronze.trades"].schema.empty_table())
+    lake.tag("all")  # a bronze tag would stop bronze's log clean-up: only when asked for
+    assert set(lake.tags()["table"]) == {"silver.trades", "gold.ohlcv"}
+    lake.tag("raw", tables=["bronze.trades"])
+    assert lake.tags().filter(pl.col("name") == "raw")["table"].to_list() == ["bronze.trades"]

@@ -99,9 +99,19 @@ class Lakehouse:
         dt = self._tables.get((table, version))
         if dt is None:
             dt = self._tables[(table, version)] = self.catalog.open(table, version=version)
-        elif version is None:
+        elif version is None and not self._unchanged(table, dt.version()):
             dt.update_incremental()
         return dt
+
+    def _unchanged(self, table: str, version: int) -> bool:
+        """On local disk, whether ``version`` is still the latest: Delta versions are contiguous,
+        so no ``<version + 1>.json`` means no newer commit. One stat, where an update lists the
+        whole log directory (thousands of files on a streaming table). Object stores list from
+        an offset: there the update is as cheap."""
+        if not self.catalog.is_local:
+            return False
+        log = Path(self.catalog.uri(table).removeprefix("file://"), "_delta_log")
+        return not (log / f"{version + 1:020d}.json").exists()
 
     # ------------------------------------------------------------------ time travel
     def version_at(self, table: str, as_of: AsOf) -> int | None:
@@ -136,12 +146,16 @@ class Lakehouse:
 
     # ------------------------------------------------------------------ tags
     def tag(self, name: str, *, tables: Sequence[str] | None = None, note: str | None = None) -> pl.DataFrame:
-        """Pin the current version of every (or the given) table under ``name``."""
+        """Pin the current version of every silver and gold table (or of ``tables``) under
+        ``name``. Bronze tables are pinned only when named: a tagged table keeps its whole log from
+        then on, and bronze commits every second, so its log (read by every open) would grow
+        without bound until the tag is deleted."""
         if not name or name != name.strip() or any(c in name for c in "'\"\\"):
             raise LakehouseError(f"invalid tag name {name!r}")
         if name in self.tags().get_column("name").to_list():
             raise LakehouseError(f"tag {name!r} exists already; delete it first (lakehouse tag delete {name})")
-        names = list(tables) if tables else [t for t in TABLES if not t.startswith("meta.") and self.catalog.exists(t)]
+        default = [t for t in TABLES if t.startswith(("silver.", "gold.")) and self.catalog.exists(t)]
+        names = list(tables or ()) or default
         now = datetime.now(UTC)
         rows = [
             {"name": name, "table": t, "version": self._open(t).version(), "created_at": now, "note": note}
