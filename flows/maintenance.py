@@ -39,7 +39,7 @@ def _maintain(action: str, config: str | None, root: str | None) -> list[dict]:
             if keep is not None and "date" in TABLES[t].partition_by:
                 jobs.append((t, keep))
         else:
-            jobs.append((t, s.maintenance.vacuum_retention if action == "vacuum" else None))
+            jobs.append((t, s.maintenance.vacuum_horizon(t) if action == "vacuum" else None))
     reports = [_run(action, catalog, t, horizon) for t, horizon in jobs]
     create_table_artifact(
         key=f"maintenance-{action}",

@@ -461,12 +461,14 @@ def tables(config: ConfigOpt = None, root: RootOpt = None) -> None:
 @tag_app.command("create")
 def tag_create(
     name: Annotated[str, typer.Argument(help="Tag name.")],
-    table: Annotated[list[str] | None, typer.Option(help="Only this table (repeatable); default: all.")] = None,
+    table: Annotated[
+        list[str] | None, typer.Option(help="Only this table (repeatable); default: every silver and gold table.")
+    ] = None,
     note: Annotated[str | None, typer.Option(help="Free text kept with the tag.")] = None,
     config: ConfigOpt = None,
     root: RootOpt = None,
 ) -> None:
-    """Pin the current version of every (or the given) table under NAME."""
+    """Pin the current version of every silver and gold table (or the given ones) under NAME."""
     _emit(_lakehouse(config, root).tag(name, tables=table, note=note), "table", None)
 
 
@@ -486,7 +488,9 @@ def tag_delete(name: Annotated[str, typer.Argument()], config: ConfigOpt = None,
 TableOpt = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable); default: all.")]
 
 
-def _maintain(action: str, config: Path | None, root: str | None, tables: list[str] | None) -> None:
+def _maintain(
+    action: str, config: Path | None, root: str | None, tables: list[str] | None, z_order: list[str] | None = None
+) -> None:
     settings = _settings(config, root)
     from dataclasses import asdict
 
@@ -499,11 +503,11 @@ def _maintain(action: str, config: Path | None, root: str | None, tables: list[s
     reports = []
     for name in names:
         if action == "compact":
-            r = maintenance.compact(catalog, name)
+            r = maintenance.compact(catalog, name, z_order=z_order)
         elif action == "checkpoint":
             r = maintenance.checkpoint(catalog, name)
         elif action == "vacuum":
-            r = maintenance.vacuum(catalog, name, retention=settings.maintenance.vacuum_retention)
+            r = maintenance.vacuum(catalog, name, retention=settings.maintenance.vacuum_horizon(name))
         else:
             keep = settings.maintenance.retention.get(name.split(".")[0])
             if keep is None or "date" not in TABLES[name].partition_by:
@@ -514,9 +518,17 @@ def _maintain(action: str, config: Path | None, root: str | None, tables: list[s
 
 
 @maintain_app.command("compact")
-def maintain_compact(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+def maintain_compact(
+    table: TableOpt = None,
+    z_order: Annotated[
+        list[str] | None,
+        typer.Option("--z-order", help="Cluster each partition by these columns (repeatable); docs/maintenance.md."),
+    ] = None,
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
     """Merge small files (safe while the writer appends)."""
-    _maintain("compact", config, root, table)
+    _maintain("compact", config, root, table, z_order)
 
 
 @maintain_app.command("checkpoint")
@@ -527,7 +539,7 @@ def maintain_checkpoint(table: TableOpt = None, config: ConfigOpt = None, root: 
 
 @maintain_app.command("vacuum")
 def maintain_vacuum(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
-    """Delete files older than maintenance.vacuum_retention that no tagged version needs."""
+    """Delete files older than the layer's maintenance.vacuum_retention that no tagged version needs."""
     _maintain("vacuum", config, root, table)
 
 

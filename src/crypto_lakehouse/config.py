@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +91,7 @@ class WriterSettings(_Section):
     retry_backoff: Duration = "200ms"  # type: ignore[assignment]
     spool_dir: str = "./lakehouse_spool"
     live_port: int | None = Field(0, ge=0, le=65535, description="live-buffer endpoint; 0 = a free port, None = off")
+    compact_every: int = Field(50, ge=0, description="merge a table's small files every N commits; 0 = never")
 
 
 class SilverSettings(_Section):
@@ -107,12 +108,29 @@ class SilverSettings(_Section):
 
 
 class MaintenanceSettings(_Section):
-    """Vacuum horizon and per-layer data retention (None: keep forever). Tags are always kept."""
+    """Per-layer vacuum horizon and data retention (None: keep forever). Tags are always kept.
 
-    vacuum_retention: Duration = "7d"  # type: ignore[assignment]
+    A layer's vacuum horizon may not exceed its tables' ``delta.deletedFileRetentionDuration``
+    (storage.TABLE_PROPERTIES; vacuum refuses): files removed longer ago are no longer listed
+    in checkpoints. One duration for all layers is accepted too."""
+
+    vacuum_retention: dict[str, Duration] = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"bronze": "1h", "silver": "7d", "gold": "7d"}
+    )
     retention: dict[str, Duration | None] = Field(  # type: ignore[assignment]
         default_factory=lambda: {"bronze": None, "silver": None, "gold": None}
     )
+
+    @field_validator("vacuum_retention", mode="before")
+    @classmethod
+    def _one_horizon_for_all(cls, value: Any) -> Any:
+        if isinstance(value, (str, int, float, timedelta)):
+            return {layer: value for layer in ("bronze", "silver", "gold")}
+        return value
+
+    def vacuum_horizon(self, table: str) -> timedelta:
+        """The vacuum horizon of ``table``'s layer (7 days for a layer not configured)."""
+        return self.vacuum_retention.get(table.split(".")[0], timedelta(days=7))
 
 
 class GoldSettings(_Section):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -100,3 +102,30 @@ def test_several_exchanges_in_one_process_write_concurrently(tmp_path: Path) -> 
     trades = pl.read_delta(str(tmp_path / "bronze" / "trades"))
     per = trades.group_by("exchange", "symbol").agg(pl.col("id").n_unique().alias("ids"), pl.len()).sort("exchange")
     assert per.rows() == [("BINANCE", "BTC-USDT", 1_500, 1_500), ("BINANCE_FUTURES", "BTC-USDT-PERP", 1_500, 1_500)]
+
+
+def test_auto_compaction_merges_small_files_and_loses_nothing(tmp_path: Path) -> None:
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", compact_every=4)
+    now = time.time()
+
+    async def stream() -> None:
+        await writer.start()
+        for k in range(14):  # 14 commits of 100 trades, two symbols
+            rows = [
+                ("BINANCE", ("BTC-USDT", "ETH-USDT")[i % 2], now + i, now + i, str(i), "buy", "1.5", "2", None)
+                for i in range(k * 100, (k + 1) * 100)
+            ]
+            writer.add_many("bronze.trades", rows)
+            await writer.flush()
+
+    asyncio.run(stream())
+    st = writer.stats["bronze.trades"]
+    assert (st.commits, st.compactions) == (14, 3)
+    trades = pl.read_delta(str(tmp_path / "bronze" / "trades"))
+    assert sorted(trades["id"].cast(pl.Int64).to_list()) == list(range(1_400))
+    dt = Catalog(tmp_path).open("bronze.trades")
+    assert [h["operation"] for h in dt.history()].count("OPTIMIZE") == 3
+    # per partition: the merged file plus one file per commit since the last compaction (2)
+    per_partition = Counter(uri.rsplit("/", 1)[0] for uri in dt.file_uris())
+    assert max(per_partition.values()) <= 3
+    assert sum(per_partition.values()) < 14

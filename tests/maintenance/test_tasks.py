@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,11 +16,12 @@ import pytest
 from deltalake import DeltaTable
 
 from crypto_lakehouse import Lakehouse
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.maintenance import checkpoint, compact, retention, vacuum
-from crypto_lakehouse.schemas import SILVER
-from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.schemas import BRONZE, SILVER
+from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
 
 
 def test_compaction_and_vacuum_during_a_live_stream_lose_no_rows(tmp_path: Path) -> None:
@@ -113,3 +115,85 @@ def test_maintain_cli_reports_json(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report[0]["table"] == "silver.trades" and report[0]["files_after"] < report[0]["files_before"]
+    before = pl.read_delta(catalog.uri("silver.trades"))
+
+    def zorder(column: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "crypto_lakehouse.cli", "maintain", "compact", "--root", str(tmp_path)]
+            + ["--table", "silver.trades", "--z-order", column],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    res = zorder("ts")
+    assert res.returncode == 0, res.stderr
+    assert "z-ordered by ts" in json.loads(res.stdout.strip().splitlines()[-1])[0]["detail"]
+    after = pl.read_delta(catalog.uri("silver.trades"))
+    assert after["ts"].is_sorted()  # one partition: one file clustered by time
+    assert after.sort("id").equals(before.sort("id"))
+    res = zorder("no_such_column")
+    assert res.returncode == 2 and "no_such_column" in res.stderr
+
+
+def _bronze(catalog: Catalog, ids: range) -> None:
+    spec = BRONZE["bronze.trades"]
+    df = pl.DataFrame({"i": list(ids)}).with_columns(
+        pl.lit("BINANCE").alias("exchange"),
+        pl.lit("BTC-USDT").alias("symbol"),
+        (pl.lit(datetime(2026, 11, 1, tzinfo=UTC)) + pl.duration(seconds="i")).dt.cast_time_unit("us").alias("ts"),
+        pl.col("i").cast(pl.String).alias("id"),
+        pl.lit("buy").alias("side"),
+        pl.lit("100.5").alias("price"),
+        pl.lit("1").alias("amount"),
+        pl.lit(None, pl.String).alias("type"),
+        pl.lit("w").alias("writer_id"),
+        pl.lit(0, pl.Int64).alias("batch_id"),
+    )
+    df = df.with_columns(pl.col("ts").alias("receipt_ts"), pl.col("ts").dt.date().alias("date"))
+    catalog.append("bronze.trades", df.select(spec.schema.names).to_arrow().cast(spec.schema))
+
+
+def test_vacuum_keeps_recently_removed_files_and_reclaims_those_whose_tombstones_expired(tmp_path: Path) -> None:
+    # bronze checkpoints list removed files for 1 hour only (fast opens): vacuum must keep what
+    # the versions inside its horizon read, yet not leak the files whose tombstones are gone
+    catalog = Catalog(tmp_path)
+    uri = catalog.uri("bronze.trades")
+    for k in range(4):
+        _bronze(catalog, range(k * 10, k * 10 + 10))
+    compact(catalog, "bronze.trades")
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).timestamp()
+    for f in Path(uri).rglob("*.parquet"):
+        os.utime(f, (two_days_ago, two_days_ago))  # the small files were written long ago...
+    expected = pl.read_delta(uri, version=3).sort("id")
+    assert expected.height == 40
+
+    report = vacuum(catalog, "bronze.trades", retention=timedelta(hours=1))  # ...but removed just now
+    assert report.files_after == report.files_before
+    assert pl.read_delta(uri, version=3).sort("id").equals(expected)
+
+    dt = catalog.open("bronze.trades")  # "an hour later": the tombstones leave the checkpoint
+    dt.alter.set_table_properties({"delta.deletedFileRetentionDuration": "interval 0 seconds"})
+    catalog.open("bronze.trades").create_checkpoint()
+    cp = sorted(Path(uri, "_delta_log").glob("*.checkpoint.parquet"))[-1]
+    assert pl.read_parquet(cp)["remove"].drop_nulls().is_empty()
+    report = vacuum(catalog, "bronze.trades", retention=timedelta(0))
+    assert report.files_before - report.files_after == 4  # the four small files, nothing else
+    assert pl.read_delta(uri).sort("id").equals(expected)
+
+
+def test_vacuum_refuses_a_horizon_longer_than_the_tables_tombstones(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    _bronze(catalog, range(10))
+    with pytest.raises(LakehouseError, match="deletedFileRetentionDuration"):
+        vacuum(catalog, "bronze.trades", retention=timedelta(days=7))
+
+
+def test_checkpoint_gives_an_older_table_its_layers_retention_properties(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    _bronze(catalog, range(10))
+    catalog.open("bronze.trades").alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+    report = checkpoint(catalog, "bronze.trades")
+    config = catalog.open("bronze.trades").metadata().configuration
+    assert {k: config[k] for k in TABLE_PROPERTIES["bronze"]} == TABLE_PROPERTIES["bronze"]
+    assert "checkpoint at v2" in report.detail

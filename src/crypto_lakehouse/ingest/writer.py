@@ -11,6 +11,11 @@
   drains, which is tried periodically and at every start. A spooled batch whose transaction is
   already in the table is dropped, not appended again: exactly once.
 * Frames that cannot be normalised land in ``bronze.dead_letter`` verbatim with the error.
+* **Auto-compaction**: every ``compact_every`` commits to a table, the writer merges that
+  table's small files (up to 16 MiB each, in the commit thread, so the table's next batch just
+  grows meanwhile). A stream commits a file per partition per second; without it a day is tens
+  of thousands of files until the scheduled compaction runs. A conflict or failure only skips
+  that round: no row depends on it.
 """
 
 from __future__ import annotations
@@ -30,12 +35,15 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.maintenance import compact
 from crypto_lakehouse.schemas import BRONZE, TableSpec
 from crypto_lakehouse.storage import Catalog, CommitError
 
 __all__ = ["BronzeWriter", "TableStats", "default_writer_id"]
 
 LOG = logging.getLogger(__name__)
+
+AUTO_COMPACT_TARGET = 16 * 1024 * 1024  # bytes; scheduled compaction merges these further
 
 # Row layouts appended by the callbacks (see crypto_lakehouse.ingest.normalize); the flusher
 # adds `date`, `writer_id` and `batch_id`. Timestamps arrive as float epoch seconds.
@@ -94,6 +102,8 @@ class TableStats:
     spool_replayed: int = 0
     spool_skipped: int = 0
     commit_seconds: list[float] = field(default_factory=list)
+    compactions: int = 0
+    compact_seconds: list[float] = field(default_factory=list)
 
 
 class _Buffer:
@@ -143,6 +153,7 @@ class BronzeWriter:
         backoff_s: float = 0.2,
         spool_dir: str | Path = "./lakehouse_spool",
         spool_retry_s: float = 10.0,
+        compact_every: int = 50,
     ):
         self.catalog = catalog
         self.writer_id = writer_id or default_writer_id()
@@ -152,6 +163,7 @@ class BronzeWriter:
         self.backoff_s = backoff_s
         self.spool_dir = Path(spool_dir) / self.writer_id.replace("/", "_")
         self.spool_retry_s = spool_retry_s
+        self.compact_every = compact_every
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
         self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in BRONZE}
         self._next_batch: dict[str, int] = {}
@@ -175,6 +187,7 @@ class BronzeWriter:
             retries=w.retries,
             backoff_s=w.retry_backoff.total_seconds(),
             spool_dir=w.spool_dir,
+            compact_every=w.compact_every,
         )
 
     # ------------------------------------------------------------------ hot path
@@ -327,6 +340,20 @@ class BronzeWriter:
         st.commit_seconds.append(time.perf_counter() - started)
         st.rows_committed += data.num_rows
         st.commits += 1
+        if self.compact_every and st.commits % self.compact_every == 0:
+            self._auto_compact(name)
+
+    def _auto_compact(self, name: str) -> None:
+        st = self.stats[name]
+        started = time.perf_counter()
+        try:
+            report = compact(self.catalog, name, target_size=AUTO_COMPACT_TARGET, retries=0)
+        except Exception as exc:  # a concurrent compaction won, storage hiccup, ...: next round
+            LOG.warning("auto-compaction of %s skipped: %s", name, exc)
+            return
+        st.compactions += 1
+        st.compact_seconds.append(time.perf_counter() - started)
+        LOG.info("auto-compaction of %s: %s", name, report.detail)
 
     def _spool_path(self, name: str) -> Path:
         return self.spool_dir / name
@@ -388,6 +415,7 @@ class BronzeWriter:
                 "rows_buffered": len(self._buffers[name].rows),
                 "rows_spooled": st.rows_spooled,
                 "spool_replayed": st.spool_replayed,
+                "compactions": st.compactions,
             }
             for name, st in self.stats.items()
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import table_spec
-from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
 
 __all__ = ["MaintenanceReport", "checkpoint", "compact", "pinned_versions", "retention", "vacuum"]
 
@@ -42,13 +43,30 @@ def _files(catalog: Catalog, table: str) -> tuple[int, int]:
     return s.get("files", 0), s.get("bytes", 0)
 
 
-def compact(catalog: Catalog, table: str, *, target_size: int | None = None, retries: int = 5) -> MaintenanceReport:
+def compact(
+    catalog: Catalog,
+    table: str,
+    *,
+    target_size: int | None = None,
+    z_order: Sequence[str] | None = None,
+    retries: int = 5,
+) -> MaintenanceReport:
     """Rewrite small files into large ones (no data change). Safe while writers append; a
-    conflicting concurrent commit is retried on a reloaded table."""
+    conflicting concurrent commit is retried on a reloaded table. ``z_order`` columns rewrite
+    every file of each partition clustered by them instead (see docs/maintenance.md for when
+    that pays off)."""
     before, _ = _files(catalog, table)
+    if z_order:
+        unknown = set(z_order) - set(table_spec(table).schema.names)
+        if unknown:
+            raise LakehouseError(f"{table} has no column(s) {sorted(unknown)} to z-order by")
     for attempt in range(retries + 1):
         try:
-            metrics = catalog.open(table).optimize.compact(target_size=target_size)
+            optimize = catalog.open(table).optimize
+            if z_order:
+                metrics = optimize.z_order(list(z_order), target_size=target_size)
+            else:
+                metrics = optimize.compact(target_size=target_size)
             break
         except CommitFailedError as exc:
             if attempt == retries:
@@ -56,20 +74,28 @@ def compact(catalog: Catalog, table: str, *, target_size: int | None = None, ret
             LOG.info("compaction of %s conflicted (%s); retrying", table, exc)
             time.sleep(0.2 * (attempt + 1))
     after, _ = _files(catalog, table)
+    how = f" z-ordered by {', '.join(z_order)}" if z_order else ""
     return MaintenanceReport(
         table,
         "compact",
         before,
         after,
-        detail=f"{metrics.get('numFilesRemoved', 0)} files merged into {metrics.get('numFilesAdded', 0)}",
+        detail=f"{metrics.get('numFilesRemoved', 0)} files merged into {metrics.get('numFilesAdded', 0)}{how}",
     )
 
 
 def checkpoint(catalog: Catalog, table: str) -> MaintenanceReport:
     """Write a checkpoint (table loads stay fast as commits grow). Old log entries are cleaned
-    only when no tag pins a version: a tagged version needs its log to be read."""
+    only when no tag pins a version: a tagged version needs its log to be read. A table created
+    with other retention properties than its layer's (an older release) gets its layer's first."""
     n, _ = _files(catalog, table)
     dt = catalog.open(table)
+    wanted = TABLE_PROPERTIES[table_spec(table).layer]
+    current = dt.metadata().configuration
+    stale = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if stale:
+        dt.alter.set_table_properties(stale)
+        LOG.info("%s: table properties set to %s", table, stale)
     dt.create_checkpoint()
     pinned = pinned_versions(catalog, table)
     if pinned:
@@ -80,15 +106,30 @@ def checkpoint(catalog: Catalog, table: str) -> MaintenanceReport:
     return MaintenanceReport(table, "checkpoint", n, n, detail=detail)
 
 
-def vacuum(catalog: Catalog, table: str, *, retention: timedelta = timedelta(days=7)) -> MaintenanceReport:
-    """Delete files no version within ``retention`` needs, except those of tagged versions."""
-    before, size_before = _files_on_disk(catalog, table)
+def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) -> MaintenanceReport:
+    """Delete files no version within ``retention`` (default: the table's
+    ``delta.deletedFileRetentionDuration``) needs, except those of tagged versions.
+
+    A "full" vacuum: besides the files the log lists as removed, it deletes files older than
+    ``retention`` that no version references (removed files whose tombstones already left the
+    checkpoints, debris of failed writes), so nothing leaks. That is safe only while
+    ``retention`` does not exceed the table's ``delta.deletedFileRetentionDuration`` (every
+    file a version inside the horizon needs is then still listed): checked here."""
     dt = catalog.open(table)
+    listed = _interval(dt.metadata().configuration.get("delta.deletedFileRetentionDuration", "interval 7 days"))
+    retention = listed if retention is None else retention
+    if retention > listed:
+        raise LakehouseError(
+            f"vacuum horizon {retention} exceeds {table}'s delta.deletedFileRetentionDuration ({listed}): versions "
+            f"inside the horizon could lose files; lower maintenance.vacuum_retention.{table_spec(table).layer}"
+        )
+    before, size_before = _files_on_disk(catalog, table)
     pinned = pinned_versions(catalog, table)
     removed = dt.vacuum(
         retention_hours=int(retention.total_seconds() // 3600),
         dry_run=False,
         enforce_retention_duration=False,
+        full=True,
         keep_versions=pinned or None,
     )
     after, size_after = _files_on_disk(catalog, table)
@@ -100,6 +141,17 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta = timedelta(day
         bytes_freed=max(0, size_before - size_after),
         detail=f"{len(removed)} files deleted; kept tagged versions {pinned}",
     )
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
+
+
+def _interval(value: str) -> timedelta:
+    """A Delta table property duration (``interval 7 days``) as a timedelta."""
+    parts = value.lower().removeprefix("interval").split()
+    if len(parts) != 2 or parts[1].rstrip("s") not in _UNITS:
+        raise LakehouseError(f"cannot read the table property duration {value!r}")
+    return timedelta(seconds=float(parts[0]) * _UNITS[parts[1].rstrip("s")])
 
 
 def _files_on_disk(catalog: Catalog, table: str) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """Where tables live: a root that is a local path or ``s3://bucket/prefix``."""
 
-from crypto_lakehouse.storage.catalog import Catalog, CommitError
+from crypto_lakehouse.storage.catalog import TABLE_PROPERTIES, Catalog, CommitError
 
-__all__ = ["Catalog", "CommitError"]
+__all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError"]

@@ -24,14 +24,31 @@ __all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError"]
 
 LOG = logging.getLogger(__name__)
 
-# Deliberate retention: 30 days of log for time travel, removed files kept 7 days before vacuum
-# may delete them; no deletion vectors, so Spark/Trino/DuckDB readers of any age can read it.
-TABLE_PROPERTIES: dict[str, str] = {
-    "delta.logRetentionDuration": "interval 30 days",
-    "delta.deletedFileRetentionDuration": "interval 7 days",
+# Deliberate retention, per layer. Silver, gold and meta commit every few minutes: 30 days of log
+# for time travel, removed files listed in checkpoints for 7 days. Bronze commits about once a
+# second per table: opening a table lists its whole log directory on local disk (~2 us a file)
+# and reads every tombstone of its checkpoint (~1.4 us each), so 30 days of log would be 2.6M
+# files: bronze keeps 6 hours of log (cleaned hourly) and 1 hour of tombstones (= its vacuum horizon, see
+# MaintenanceSettings). No deletion vectors: readers of any age can read every table.
+_COMMON: dict[str, str] = {
     "delta.checkpointInterval": "100",
     # log clean-up only from `lakehouse maintain checkpoint`, which keeps the log tags need
     "delta.enableExpiredLogCleanup": "false",
+}
+TABLE_PROPERTIES: dict[str, dict[str, str]] = {
+    "bronze": {
+        "delta.logRetentionDuration": "interval 6 hours",
+        "delta.deletedFileRetentionDuration": "interval 1 hours",
+        **_COMMON,
+    },
+    **{
+        layer: {
+            "delta.logRetentionDuration": "interval 30 days",
+            "delta.deletedFileRetentionDuration": "interval 7 days",
+            **_COMMON,
+        }
+        for layer in ("silver", "gold", "meta")
+    },
 }
 _WRITER = WriterProperties(compression="ZSTD", compression_level=3)
 
@@ -177,7 +194,7 @@ class Catalog:
             mode=mode,
             predicate=predicate,
             partition_by=list(spec.partition_by) or None,
-            configuration=TABLE_PROPERTIES,
+            configuration=TABLE_PROPERTIES[spec.layer],
             storage_options=self.storage_options,
             writer_properties=_WRITER,
             commit_properties=commit,
