@@ -19,7 +19,7 @@ from crypto_lakehouse import Lakehouse
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
-from crypto_lakehouse.maintenance import checkpoint, compact, retention, vacuum
+from crypto_lakehouse.maintenance import CompactionBusy, checkpoint, compact, retention, vacuum
 from crypto_lakehouse.schemas import BRONZE, SILVER
 from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
 
@@ -197,3 +197,36 @@ def test_checkpoint_gives_an_older_table_its_layers_retention_properties(tmp_pat
     config = catalog.open("bronze.trades").metadata().configuration
     assert {k: config[k] for k in TABLE_PROPERTIES["bronze"]} == TABLE_PROPERTIES["bronze"]
     assert "checkpoint at v2" in report.detail
+
+
+def test_concurrent_compactions_of_a_table_take_turns_and_never_duplicate_rows(tmp_path: Path) -> None:
+    # delta-rs 1.6 commits two concurrent compactions of the same files both (rows doubled)
+    catalog = Catalog(tmp_path)
+    for k in range(30):
+        _bronze(catalog, range(k * 10, k * 10 + 10))
+    barrier = threading.Barrier(4)
+
+    def run() -> None:
+        barrier.wait()
+        compact(catalog, "bronze.trades")
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trades = pl.read_delta(catalog.uri("bronze.trades"))
+    assert sorted(trades["id"].cast(pl.Int64).to_list()) == list(range(300))
+    assert [h["operation"] for h in catalog.open("bronze.trades").history()].count("OPTIMIZE") == 1
+
+
+def test_a_compaction_that_must_not_wait_gives_way_to_a_running_one(tmp_path: Path) -> None:
+    from crypto_lakehouse.maintenance.tasks import _compaction_lock
+
+    catalog = Catalog(tmp_path)
+    for k in range(3):
+        _bronze(catalog, range(k * 10, k * 10 + 10))
+    with _compaction_lock(catalog, "bronze.trades", wait=True):  # as a running compaction holds it
+        with pytest.raises(CompactionBusy):
+            compact(catalog, "bronze.trades", wait=False)
+    assert compact(catalog, "bronze.trades", wait=False).files_after == 1

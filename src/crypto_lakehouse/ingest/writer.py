@@ -14,8 +14,8 @@
 * **Auto-compaction**: every ``compact_every`` commits to a table, the writer merges that
   table's small files (up to 16 MiB each, in the commit thread, so the table's next batch just
   grows meanwhile). A stream commits a file per partition per second; without it a day is tens
-  of thousands of files until the scheduled compaction runs. A conflict or failure only skips
-  that round: no row depends on it.
+  of thousands of files until the scheduled compaction runs. A running compaction of the table,
+  a conflict or a failure only skips that round: no row depends on it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.maintenance import compact
+from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, TableSpec
 from crypto_lakehouse.storage import Catalog, CommitError
 
@@ -347,8 +347,11 @@ class BronzeWriter:
         st = self.stats[name]
         started = time.perf_counter()
         try:
-            report = compact(self.catalog, name, target_size=AUTO_COMPACT_TARGET, retries=0)
-        except Exception as exc:  # a concurrent compaction won, storage hiccup, ...: next round
+            report = compact(self.catalog, name, target_size=AUTO_COMPACT_TARGET, retries=0, wait=False)
+        except CompactionBusy:  # a scheduled compaction is at it: nothing to add
+            LOG.info("auto-compaction of %s skipped: another compaction is running", name)
+            return
+        except Exception as exc:  # a conflicting commit, a storage hiccup, ...: next round
             LOG.warning("auto-compaction of %s skipped: %s", name, exc)
             return
         st.compactions += 1

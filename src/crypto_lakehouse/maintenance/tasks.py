@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 from deltalake.exceptions import CommitFailedError
@@ -15,7 +19,7 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import table_spec
 from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
 
-__all__ = ["MaintenanceReport", "checkpoint", "compact", "pinned_versions", "retention", "vacuum"]
+__all__ = ["CompactionBusy", "MaintenanceReport", "checkpoint", "compact", "pinned_versions", "retention", "vacuum"]
 
 LOG = logging.getLogger(__name__)
 
@@ -50,30 +54,36 @@ def compact(
     target_size: int | None = None,
     z_order: Sequence[str] | None = None,
     retries: int = 5,
+    wait: bool = True,
 ) -> MaintenanceReport:
     """Rewrite small files into large ones (no data change). Safe while writers append; a
     conflicting concurrent commit is retried on a reloaded table. ``z_order`` columns rewrite
     every file of each partition clustered by them instead (see docs/maintenance.md for when
-    that pays off)."""
-    before, _ = _files(catalog, table)
+    that pays off).
+
+    Compactions of one table take turns (a lock, see :func:`_compaction_lock`): delta-rs 1.6
+    commits two concurrent compactions of the same files both, which duplicates their rows.
+    ``wait=False`` raises :class:`CompactionBusy` instead of waiting for the other one."""
     if z_order:
         unknown = set(z_order) - set(table_spec(table).schema.names)
         if unknown:
             raise LakehouseError(f"{table} has no column(s) {sorted(unknown)} to z-order by")
-    for attempt in range(retries + 1):
-        try:
-            optimize = catalog.open(table).optimize
-            if z_order:
-                metrics = optimize.z_order(list(z_order), target_size=target_size)
-            else:
-                metrics = optimize.compact(target_size=target_size)
-            break
-        except CommitFailedError as exc:
-            if attempt == retries:
-                raise LakehouseError(f"compaction of {table} kept conflicting with writers: {exc}") from None
-            LOG.info("compaction of %s conflicted (%s); retrying", table, exc)
-            time.sleep(0.2 * (attempt + 1))
-    after, _ = _files(catalog, table)
+    with _compaction_lock(catalog, table, wait=wait):
+        before, _ = _files(catalog, table)
+        for attempt in range(retries + 1):
+            try:
+                optimize = catalog.open(table).optimize
+                if z_order:
+                    metrics = optimize.z_order(list(z_order), target_size=target_size)
+                else:
+                    metrics = optimize.compact(target_size=target_size)
+                break
+            except CommitFailedError as exc:
+                if attempt == retries:
+                    raise LakehouseError(f"compaction of {table} kept conflicting with writers: {exc}") from None
+                LOG.info("compaction of %s conflicted (%s); retrying", table, exc)
+                time.sleep(0.2 * (attempt + 1))
+        after, _ = _files(catalog, table)
     how = f" z-ordered by {', '.join(z_order)}" if z_order else ""
     return MaintenanceReport(
         table,
@@ -82,6 +92,34 @@ def compact(
         after,
         detail=f"{metrics.get('numFilesRemoved', 0)} files merged into {metrics.get('numFilesAdded', 0)}{how}",
     )
+
+
+class CompactionBusy(LakehouseError):
+    """Another compaction of the table is running (``compact(wait=False)``)."""
+
+
+@contextmanager
+def _compaction_lock(catalog: Catalog, table: str, *, wait: bool) -> Iterator[None]:
+    """An exclusive lock per table, held while it is compacted. Beside the data for a local
+    root (every process using that root shares it); for an object store, in the host's temp
+    directory: compactions on different hosts are not serialised (docs/maintenance.md)."""
+    import fcntl
+
+    if catalog.is_local:
+        path = Path(catalog.root.removeprefix("file://")) / "_locks" / f"{table}.compact.lock"
+    else:
+        digest = hashlib.sha256(catalog.uri(table).encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.compact.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise CompactionBusy(f"{table} is being compacted by another process or thread") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def checkpoint(catalog: Catalog, table: str) -> MaintenanceReport:
@@ -157,8 +195,6 @@ def _interval(value: str) -> timedelta:
 def _files_on_disk(catalog: Catalog, table: str) -> tuple[int, int]:
     if not catalog.is_local:
         return _files(catalog, table)
-    from pathlib import Path
-
     files = [p for p in Path(catalog.uri(table)).rglob("*.parquet")]
     return len(files), sum(p.stat().st_size for p in files)
 
