@@ -64,3 +64,13 @@ def test_docs_tables_page_matches_the_schemas() -> None:
     from crypto_lakehouse.schemas import markdown
 
     assert (ROOT / "docs" / "tables.md").read_text() == markdown(), "regenerate: python -m crypto_lakehouse.schemas"
+
+
+def test_vacuum_horizon_is_per_layer_or_one_for_all(tmp_path: Path) -> None:
+    s = load_settings()
+    assert s.maintenance.vacuum_horizon("bronze.trades") == timedelta(hours=1)
+    assert s.maintenance.vacuum_horizon("gold.ohlcv") == timedelta(days=7)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("maintenance:\n  vacuum_retention: 30m\n")
+    one = load_settings(cfg).maintenance
+    assert {one.vacuum_horizon(t) for t in ("bronze.book", "silver.trades", "gold.ohlcv")} == {timedelta(minutes=30)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -164,7 +165,7 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) 
     before, size_before = _files_on_disk(catalog, table)
     pinned = pinned_versions(catalog, table)
     removed = dt.vacuum(
-        retention_hours=int(retention.total_seconds() // 3600),
+        retention_hours=math.ceil(retention.total_seconds() / 3600),  # delta-rs takes whole hours: round up
         dry_run=False,
         enforce_retention_duration=False,
         full=True,
