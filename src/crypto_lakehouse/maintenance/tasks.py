@@ -70,21 +70,21 @@ def compact(
         if unknown:
             raise LakehouseError(f"{table} has no column(s) {sorted(unknown)} to z-order by")
     with _compaction_lock(catalog, table, wait=wait):
-        before, _ = _files(catalog, table)
         for attempt in range(retries + 1):
             try:
-                optimize = catalog.open(table).optimize
+                dt = catalog.open(table)
+                before = len(dt.file_uris())  # of the snapshot compacted (no second load of the log)
                 if z_order:
-                    metrics = optimize.z_order(list(z_order), target_size=target_size)
+                    metrics = dt.optimize.z_order(list(z_order), target_size=target_size)
                 else:
-                    metrics = optimize.compact(target_size=target_size)
+                    metrics = dt.optimize.compact(target_size=target_size)
                 break
             except CommitFailedError as exc:
                 if attempt == retries:
                     raise LakehouseError(f"compaction of {table} kept conflicting with writers: {exc}") from None
                 LOG.info("compaction of %s conflicted (%s); retrying", table, exc)
                 time.sleep(0.2 * (attempt + 1))
-        after, _ = _files(catalog, table)
+    after = before - metrics.get("numFilesRemoved", 0) + metrics.get("numFilesAdded", 0)
     how = f" z-ordered by {', '.join(z_order)}" if z_order else ""
     return MaintenanceReport(
         table,
