@@ -51,3 +51,64 @@ def test_append_with_a_committed_transaction_is_skipped_on_retry(tmp_path: Path)
     assert c.append("silver.trades", _rows([1]), app_id="w", version=1)
     assert c.committed_version("silver.trades", "w") == 1
     assert c.committed_version("silver.trades", "other") is None
+
+
+def test_changes_count_every_append_when_commits_land_while_reading(tmp_path: Path, monkeypatch) -> None:
+    """Commits landing between opening the table and reading its log must not shift which
+    versions count as appends (deltalake 1.6.6 numbers history() from the loaded version)."""
+    c = Catalog(tmp_path)
+    for ids in ([1], [2] * 1 + [3], [4, 5]):  # v0, v1, v2
+        c.append("silver.trades", _rows(ids))
+    c.open("silver.trades").optimize.compact()  # v3: OPTIMIZE, adds no rows
+    c.append("silver.trades", _rows([6, 7, 8]))  # v4
+    assert c.open("silver.trades").version() == 4
+
+    real_open = Catalog.open
+    injected = []
+
+    def open_then_two_commits_land(self: Catalog, table: str, *, version: int | None = None):
+        dt = real_open(self, table, version=version)
+        if not injected:
+            injected.append(True)
+            c.append("silver.trades", _rows([100]))  # v5
+            c.append("silver.trades", _rows([101]))  # v6
+        return dt
+
+    monkeypatch.setattr(Catalog, "open", open_then_two_commits_land)
+    got = sorted(c.changes("silver.trades", after=0, upto=4).column("id").to_pylist())
+    assert injected
+    assert got == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_changes_skip_compaction_and_deletes_read_from_the_log(tmp_path: Path) -> None:
+    c = Catalog(tmp_path)
+    c.append("silver.trades", _rows([1, 2]))  # v0
+    c.append("silver.trades", _rows([3]))  # v1
+    c.open("silver.trades").optimize.compact()  # v2
+    c.open("silver.trades").delete("id = 1")  # v3
+    c.append("silver.trades", _rows([4]))  # v4
+    assert sorted(c.changes("silver.trades", after=0, upto=4).column("id").to_pylist()) == [3, 4]
+    assert sorted(c.changes("silver.trades", after=1, upto=3).column("id").to_pylist()) == []
+
+
+def test_every_local_root_form_is_the_same_table(tmp_path: Path, monkeypatch) -> None:
+    """`./dir`, `/abs` and `file:///abs` name one place: no stray `./file:` directory, and
+    maintenance sees the same files through each."""
+    from datetime import timedelta
+
+    from crypto_lakehouse.maintenance import tasks
+
+    monkeypatch.chdir(tmp_path)
+    lake = tmp_path / "lake"
+    Catalog("./lake").append("silver.trades", _rows([1]))
+    Catalog(f"file://{lake}").append("silver.trades", _rows([2]))
+    Catalog(str(lake)).open("silver.trades").optimize.compact()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # nothing like ./file:
+    for root in ("./lake", str(lake), f"file://{lake}", f"file://{lake}/"):
+        c = Catalog(root)
+        assert c.is_local and c.root == str(lake)
+        assert c.uri("silver.trades") == f"{lake}/silver/trades"
+        assert sorted(c.open("silver.trades").to_pyarrow_table().column("id").to_pylist()) == [1, 2]
+    report = tasks.vacuum(Catalog(f"file://{lake}"), "silver.trades", retention=timedelta(0))
+    assert (report.files_before, report.files_after) == (3, 1)
+    assert "2 files deleted" in report.detail

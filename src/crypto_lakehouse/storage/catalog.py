@@ -7,7 +7,9 @@ transaction ``(app_id, version)`` so a batch is committed at most once even when
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,13 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
+from pyarrow.fs import PyFileSystem
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import TableSpec, table_spec
 
-__all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError"]
+__all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError", "normalise_root"]
 
 LOG = logging.getLogger(__name__)
 
@@ -57,13 +61,26 @@ class CommitError(LakehouseError):
     """An append that still failed after its retries."""
 
 
+def normalise_root(root: str | Path) -> str:
+    """One spelling per place: a local root (``./dir``, ``/abs``, ``file:///abs``) becomes its
+    absolute path, so every reader, writer and maintenance task (and delta-rs, which would read
+    ``file:`` as a relative directory name in some calls) sees the same table; an object store URL
+    (``s3://bucket/prefix``) is kept, less a trailing slash."""
+    text = str(root)
+    if text.startswith("file://"):
+        text = text.removeprefix("file://") or "/"
+    if "://" in text:
+        return text.rstrip("/")
+    return os.path.abspath(os.path.expanduser(text))
+
+
 class Catalog:
     """Delta tables under one storage root."""
 
     def __init__(self, root: str | Path, *, storage_options: dict[str, str] | None = None):
-        self.root = str(root).rstrip("/")
+        self.root = normalise_root(root)
         self.storage_options = dict(storage_options or {}) or None
-        self.is_local = "://" not in self.root or self.root.startswith("file://")
+        self.is_local = "://" not in self.root
 
     def __repr__(self) -> str:
         return f"Catalog({self.root!r})"
@@ -152,25 +169,35 @@ class Catalog:
         if after is None:
             return self.open(table, version=upto).to_pyarrow_table()
         try:
-            dt = self.open(table)
-            # only appends add rows; a delete/overwrite commit would list surviving rows as "inserts"
-            appends = {
-                h["version"]
-                for h in dt.history(dt.version() - after + 1)
-                if after < h["version"] <= upto
-                and h.get("operation") == "WRITE"
-                and "Append" in str(h.get("operationParameters", {}).get("mode", ""))
-            }
-            reader = dt.load_cdf(starting_version=after + 1, ending_version=upto)
+            appends = self._append_versions(table, range(after + 1, upto + 1))
+            reader = self.open(table, version=upto).load_cdf(starting_version=after + 1, ending_version=upto)
             data = pa.table(reader.read_all())
             if data.num_rows:  # (filtered in Polars: Arrow's kernels lack the string_view type delta-rs emits)
-                data = pl.from_arrow(data).filter(pl.col("_commit_version").is_in(sorted(appends))).to_arrow()
+                data = pl.from_arrow(data).filter(pl.col("_commit_version").is_in(appends)).to_arrow()
         except Exception as exc:  # e.g. log files past retention: fall back to the whole snapshot
             LOG.warning("reading %s changes %d..%d failed (%s); reading the whole table", table, after + 1, upto, exc)
             return self.open(table, version=upto).to_pyarrow_table()
         return data.drop_columns(
             [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in data.column_names]
         )
+
+    def _append_versions(self, table: str, versions: range) -> list[int]:
+        """The versions in ``versions`` whose commit is a plain append (WRITE, mode Append), read
+        from each commit's own log file: ``DeltaTable.history()`` cannot be used, as deltalake
+        1.6.6 numbers the newest commits in storage from the *loaded* version, so commits landing
+        while it runs shift every number (an append read as the OPTIMIZE before it)."""
+        fs = PyFileSystem(DeltaStorageHandler(self.uri(table), options=self.storage_options))
+        out = []
+        for v in versions:
+            with fs.open_input_stream(f"_delta_log/{v:020d}.json") as fh:
+                lines = fh.read().decode().splitlines()
+            info = next((json.loads(x)["commitInfo"] for x in lines if x.startswith('{"commitInfo"')), None)
+            if info is None:  # commitInfo need not come first: parse every action
+                info = next((a["commitInfo"] for a in map(json.loads, lines) if "commitInfo" in a), {})
+            mode = str((info.get("operationParameters") or {}).get("mode", ""))
+            if info.get("operation") == "WRITE" and "Append" in mode:
+                out.append(v)
+        return out
 
     def _write(
         self,
