@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 from deltalake.exceptions import CommitFailedError
 
+from crypto_lakehouse.durations import format_duration
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import table_spec
 from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
@@ -107,7 +108,7 @@ def _compaction_lock(catalog: Catalog, table: str, *, wait: bool) -> Iterator[No
     import fcntl
 
     if catalog.is_local:
-        path = Path(catalog.root.removeprefix("file://")) / "_locks" / f"{table}.compact.lock"
+        path = Path(catalog.root) / "_locks" / f"{table}.compact.lock"
     else:
         digest = hashlib.sha256(catalog.uri(table).encode()).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.compact.lock"
@@ -162,10 +163,15 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) 
             f"vacuum horizon {retention} exceeds {table}'s delta.deletedFileRetentionDuration ({listed}): versions "
             f"inside the horizon could lose files; lower maintenance.vacuum_retention.{table_spec(table).layer}"
         )
+    hours = math.ceil(retention.total_seconds() / 3600)  # delta-rs takes whole hours: round up (never delete more)
+    rounded = ""
+    if hours * 3600 != retention.total_seconds():
+        rounded = f"; horizon {format_duration(retention)} rounded up to {hours}h (delta-rs vacuums by whole hours)"
+        LOG.warning("%s: vacuum%s", table, rounded.removeprefix(";"))
     before, size_before = _files_on_disk(catalog, table)
     pinned = pinned_versions(catalog, table)
     removed = dt.vacuum(
-        retention_hours=math.ceil(retention.total_seconds() / 3600),  # delta-rs takes whole hours: round up
+        retention_hours=hours,
         dry_run=False,
         enforce_retention_duration=False,
         full=True,
@@ -178,7 +184,7 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) 
         before,
         after,
         bytes_freed=max(0, size_before - size_after),
-        detail=f"{len(removed)} files deleted; kept tagged versions {pinned}",
+        detail=f"{len(removed)} files deleted; kept tagged versions {pinned}{rounded}",
     )
 
 
