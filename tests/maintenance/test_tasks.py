@@ -230,3 +230,25 @@ def test_a_compaction_that_must_not_wait_gives_way_to_a_running_one(tmp_path: Pa
         with pytest.raises(CompactionBusy):
             compact(catalog, "bronze.trades", wait=False)
     assert compact(catalog, "bronze.trades", wait=False).files_after == 1
+
+
+def test_a_vacuum_horizon_below_whole_hours_says_it_was_rounded_up(tmp_path: Path) -> None:
+    """delta-rs vacuums by whole hours: `1s` becomes 1 h, and the report (and so the CLI) says so."""
+    catalog = Catalog(tmp_path)
+    _bronze(catalog, range(10))
+    _bronze(catalog, range(10, 20))
+    compact(catalog, "bronze.trades")  # two files removed just now: inside an hour, kept
+    report = vacuum(catalog, "bronze.trades", retention=timedelta(seconds=1))
+    assert report.files_after == report.files_before
+    assert "horizon 1s rounded up to 1h" in report.detail
+    assert "rounded" not in vacuum(catalog, "bronze.trades", retention=timedelta(hours=1)).detail
+
+    config = tmp_path / "lakehouse.yaml"
+    config.write_text("maintenance:\n  vacuum_retention: 1s\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "crypto_lakehouse.cli", "maintain", "vacuum", "--table", "bronze.trades",
+         "--root", str(tmp_path), "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "horizon 1s rounded up to 1h" in json.loads(res.stdout)[0]["detail"]
