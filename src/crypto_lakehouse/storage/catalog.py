@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
-from deltalake.fs import DeltaStorageHandler
-from pyarrow.fs import PyFileSystem
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import TableSpec, table_spec
@@ -99,6 +99,43 @@ class Catalog:
         except TableNotFoundError:
             raise LakehouseError(f"table {table} does not exist yet under {self.root}") from None
 
+    def dataset(self, table: str, *, version: int | None = None) -> pads.Dataset:
+        """``table`` (at ``version``) as a pyarrow dataset read through pyarrow's **native**
+        filesystem (local disk, or S3 from the storage options). deltalake's default, a Python
+        ``PyFileSystem`` over its Rust object store, makes about 1 in 2 processes that read through
+        it abort at interpreter exit on this machine ("terminate called without an active
+        exception", exit code 134): pyarrow's I/O threads still call into it while Python shuts
+        down. docs/reading.md has the same workaround for code that uses deltalake directly."""
+        dt = self.open(table, version=version)
+        return dt.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(self._fs_path(table), self._filesystem()))
+
+    def read(self, table: str, *, version: int | None = None) -> pa.Table:
+        """The whole of ``table`` (at ``version``) as one Arrow table (see :meth:`dataset`)."""
+        return self.dataset(table, version=version).to_table()
+
+    def _fs_path(self, table: str) -> str:
+        uri = self.uri(table)
+        return uri if self.is_local else uri.split("://", 1)[1]
+
+    def _filesystem(self) -> pafs.FileSystem:
+        if self.is_local:
+            return pafs.LocalFileSystem()
+        scheme = self.root.split("://", 1)[0]
+        if scheme not in ("s3", "s3a"):
+            raise LakehouseError(f"unsupported storage root {self.root!r}: a local path or s3://bucket/prefix")
+        opts = {k.lower(): v for k, v in (self.storage_options or {}).items()}
+        endpoint = opts.get("aws_endpoint_url") or opts.get("endpoint_url") or opts.get("aws_endpoint")
+        kwargs: dict[str, Any] = {
+            "access_key": opts.get("aws_access_key_id"),
+            "secret_key": opts.get("aws_secret_access_key"),
+            "session_token": opts.get("aws_session_token"),
+            "region": opts.get("aws_region") or opts.get("region"),
+        }
+        if endpoint:
+            kwargs["scheme"], _, kwargs["endpoint_override"] = endpoint.rpartition("://")
+            kwargs["scheme"] = kwargs["scheme"] or ("http" if opts.get("aws_allow_http") == "true" else "https")
+        return pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
+
     def committed_version(self, table: str, app_id: str) -> int | None:
         """The last transaction version committed by ``app_id`` (None: never, or no table)."""
         if not self.exists(table):
@@ -167,7 +204,7 @@ class Catalog:
 
         Reads only the files those commits added (compaction adds no rows here)."""
         if after is None:
-            return self.open(table, version=upto).to_pyarrow_table()
+            return self.read(table, version=upto)
         try:
             appends = self._append_versions(table, range(after + 1, upto + 1))
             reader = self.open(table, version=upto).load_cdf(starting_version=after + 1, ending_version=upto)
@@ -176,7 +213,7 @@ class Catalog:
                 data = pl.from_arrow(data).filter(pl.col("_commit_version").is_in(appends)).to_arrow()
         except Exception as exc:  # e.g. log files past retention: fall back to the whole snapshot
             LOG.warning("reading %s changes %d..%d failed (%s); reading the whole table", table, after + 1, upto, exc)
-            return self.open(table, version=upto).to_pyarrow_table()
+            return self.read(table, version=upto)
         return data.drop_columns(
             [c for c in ("_change_type", "_commit_version", "_commit_timestamp") if c in data.column_names]
         )
@@ -186,10 +223,10 @@ class Catalog:
         from each commit's own log file: ``DeltaTable.history()`` cannot be used, as deltalake
         1.6.6 numbers the newest commits in storage from the *loaded* version, so commits landing
         while it runs shift every number (an append read as the OPTIMIZE before it)."""
-        fs = PyFileSystem(DeltaStorageHandler(self.uri(table), options=self.storage_options))
+        fs, log = self._filesystem(), f"{self._fs_path(table)}/_delta_log"
         out = []
         for v in versions:
-            with fs.open_input_stream(f"_delta_log/{v:020d}.json") as fh:
+            with fs.open_input_stream(f"{log}/{v:020d}.json") as fh:
                 lines = fh.read().decode().splitlines()
             info = next((json.loads(x)["commitInfo"] for x in lines if x.startswith('{"commitInfo"')), None)
             if info is None:  # commitInfo need not come first: parse every action
