@@ -16,7 +16,19 @@ import pyarrow as pa
 
 from crypto_lakehouse.errors import LakehouseError
 
-__all__ = ["BRONZE", "GOLD", "META", "SILVER", "TABLES", "TIME_COLUMN", "UTC_US", "TableSpec", "markdown", "table_spec"]
+__all__ = [
+    "BRONZE",
+    "GOLD",
+    "META",
+    "SESSIONS",
+    "SILVER",
+    "TABLES",
+    "TIME_COLUMN",
+    "UTC_US",
+    "TableSpec",
+    "markdown",
+    "table_spec",
+]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -170,6 +182,28 @@ BRONZE: dict[str, TableSpec] = {
         ),
     )
 }
+
+# Not a writer-buffered table (not in BRONZE): the ledger of streaming sessions, appended by
+# crypto_lakehouse.ingest.sessions. Bronze layer for its short log retention (a heartbeat commit
+# every 30 s per writer).
+SESSIONS = TableSpec(
+    name="bronze.sessions",
+    schema=pa.schema(
+        [
+            _f("exchange", _S, False, "cryptofeed exchange id"),
+            _f("writer_id", _S, False, "the streaming writer"),
+            _f("session_id", _S, False, "one run of that writer (a process start)"),
+            _f("event", _S, False, "start (before connecting), alive (heartbeat) or end (clean stop)"),
+            _f("at", UTC_US, False, "when, UTC (this host's clock)"),
+            _f("symbols", pa.list_(_S), False, "symbols subscribed"),
+            _f("channels", pa.list_(_S), False, "channels subscribed"),
+            _f("reason", _S, True, "end: why the session ended"),
+        ]
+    ),
+    partition_by=(),
+    key=("session_id", "exchange", "event", "at"),
+    description=("streaming sessions: what each writer covered and when; time no session covered is a gap in silver"),
+)
 
 _F = pa.float64()
 _SOURCE = _f("source", _S, False, "stream, backfill or archive")
@@ -408,12 +442,13 @@ META: dict[str, TableSpec] = {
     ),
 }
 
-TABLES: dict[str, TableSpec] = {**BRONZE, **SILVER, **GOLD, **META}
+TABLES: dict[str, TableSpec] = {**BRONZE, SESSIONS.name: SESSIONS, **SILVER, **GOLD, **META}
 
 # the exchange-time column reads filter on (start/end) and replay orders by
 TIME_COLUMN: dict[str, str] = {
     **{name: "ts" for name in (*BRONZE, *SILVER)},
     "bronze.dead_letter": "received_at",
+    "bronze.sessions": "at",
     "silver.quarantine": "detected_at",
     "silver.gaps": "detected_at",
     "silver.dq_report": "run_at",

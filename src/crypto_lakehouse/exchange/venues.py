@@ -20,6 +20,9 @@ class Venue:
     kline_limit: int  # max klines per REST call
     rest_host: str  # the live venue's hosts (used when writing recordings)
     ws_host: str
+    # trade ids are consecutive integers per symbol (Binance aggTrade ids): a hole is a lost trade,
+    # and the venue's latest id says whether a stream stopped short of the market's end
+    contiguous_trade_ids: bool = True
 
     @property
     def is_futures(self) -> bool:

@@ -83,6 +83,13 @@ class Backfiller:
             next_id = nxt
         return self._trade_frame(exchange, symbol, rows)
 
+    def latest_trade_id(self, exchange: str, symbol: str) -> int | None:
+        """The venue's most recent trade id for ``symbol`` (None: it lists no trade)."""
+        client, market = self._client(exchange), self._market(exchange, symbol)
+        page = client.fetch_trades(market, limit=1)
+        self.requests += 1
+        return max((int(t["id"]) for t in page), default=None)
+
     def trades_by_time(self, exchange: str, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Trades with ``start <= ts < end``: the first page by time, then by ``fromId``."""
         client, market = self._client(exchange), self._market(exchange, symbol)

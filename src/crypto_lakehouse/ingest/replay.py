@@ -43,7 +43,7 @@ async def stream_until_finished(
     recording or market and every message it sent has reached the handler; then flush."""
     started = time.time()
     stop = asyncio.Event()
-    task = asyncio.create_task(stream_to_bronze(targets, writer, stop=stop))
+    task = asyncio.create_task(stream_to_bronze(targets, writer, stop=stop, sessions=False))
     finished = asyncio.create_task(ex.finished.wait())
     await asyncio.wait({task, finished}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     if task.done():

@@ -19,6 +19,7 @@ from cryptofeed.feed import Feed
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange.clients import feed_class, run_feeds
 from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
 
 __all__ = [
@@ -210,10 +211,26 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
     )
 
 
+def _subscription(target: FeedTarget) -> Subscription:
+    if target.subscription:
+        symbols = sorted({s for syms in target.subscription.values() for s in syms})
+        return Subscription(target.exchange.upper(), symbols, sorted(target.subscription))
+    return Subscription(target.exchange.upper(), list(target.symbols), list(target.channels))
+
+
 async def stream_to_bronze(
-    targets: list[FeedTarget], writer: BronzeWriter, *, stop: asyncio.Event, live_port: int | None = None
+    targets: list[FeedTarget],
+    writer: BronzeWriter,
+    *,
+    stop: asyncio.Event,
+    live_port: int | None = None,
+    sessions: bool = True,
 ) -> None:
     """Stream every target through one FeedHandler into ``writer`` until ``stop``; then flush.
+
+    With ``sessions`` (live streaming) the session is recorded in ``bronze.sessions`` (start
+    before connecting, a heartbeat, its end): time no session covered becomes a gap in silver.
+    Replays of a recording pass False: their wall-clock time says nothing about the market's.
 
     The writer's spool is drained before the feeds start, so old batches commit first. With
     ``live_port`` (0: any free port) the live buffer is served for ``Lakehouse(live=True)`` reads.
@@ -222,6 +239,13 @@ async def stream_to_bronze(
 
     feeds = [_make_feed(t, writer) for t in targets]
     await writer.start()
+    ledger = None
+    if sessions:
+        ledger = SessionLedger(
+            writer.catalog, writer_id=writer.writer_id, subscriptions=[_subscription(t) for t in targets]
+        )
+        await asyncio.to_thread(ledger.record, "start")  # before connecting: even a kill leaves a trace
+    heartbeat = asyncio.create_task(ledger.heartbeat(stop)) if ledger else None
     live = None
     if live_port is not None:
         live = await LiveServer(writer, spool_dir=writer.spool_dir.parent, port=live_port).start()
@@ -230,11 +254,18 @@ async def stream_to_bronze(
     cf_logger.addHandler(handler)
     writer_stop = asyncio.Event()
     flusher = asyncio.create_task(writer.run(writer_stop))
+    ended = "stopped"
     try:
         await run_feeds(feeds, stop=stop)
+    except BaseException as exc:
+        ended = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         writer_stop.set()
         await flusher
+        if ledger is not None:
+            heartbeat.cancel()
+            await asyncio.to_thread(ledger.record, "end", reason=ended)
         cf_logger.removeHandler(handler)
         if live is not None:
             await live.stop()
