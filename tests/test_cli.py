@@ -104,3 +104,27 @@ def test_ingest_recording_prints_a_json_summary(samples: Path, tmp_path: Path) -
     assert summary["exchange"] == "BINANCE_FUTURES" and summary["frames"] == 1535
     assert summary["rows"]["bronze.trades"] == 91 and summary["rows"]["bronze.ticker"] == 613
     assert (tmp_path / "lake" / "bronze" / "trades" / "_delta_log").is_dir()
+
+
+def test_a_read_command_never_aborts_at_exit(tmp_path: Path) -> None:
+    """30 runs of `lakehouse query` over a table: every one exits 0 with the whole result (never
+    134, the abort at interpreter exit that deltalake's Python filesystem caused)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from crypto_lakehouse.schemas import META
+    from crypto_lakehouse.storage import Catalog
+
+    now = datetime.now(UTC)
+    rows = [{"name": f"t{i}", "table": "silver.trades", "version": i, "created_at": now} for i in range(100)]
+    Catalog(tmp_path).append("meta.tags", pa.Table.from_pylist(rows, schema=META["meta.tags"].schema))
+
+    def run(_: int) -> tuple[int, int]:
+        res = _run("query", "select name from meta.tags", "--format", "csv", "--root", str(tmp_path))
+        return res.returncode, len(res.stdout.split())
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, range(30)))
+    assert results == [(0, 101)] * 30  # exit 0, header + 100 names, every time

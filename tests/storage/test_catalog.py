@@ -112,3 +112,28 @@ def test_every_local_root_form_is_the_same_table(tmp_path: Path, monkeypatch) ->
     report = tasks.vacuum(Catalog(f"file://{lake}"), "silver.trades", retention=timedelta(0))
     assert (report.files_before, report.files_after) == (3, 1)
     assert "2 files deleted" in report.detail
+
+
+def test_processes_that_read_whole_tables_exit_cleanly(tmp_path: Path) -> None:
+    """deltalake's default pyarrow filesystem made ~1 in 2 such scripts abort at exit here
+    (rc 134, "terminate called without an active exception"); Catalog.read must never."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = Catalog(tmp_path)
+    for k in range(3):
+        c.append("silver.trades", _rows(list(range(k * 1000, k * 1000 + 1000))))
+    script = (
+        "import sys\nfrom crypto_lakehouse.storage import Catalog\n"
+        "t = Catalog(sys.argv[1]).read('silver.trades')\nassert t.num_rows == 3000\n"
+    )
+
+    def run(_: int) -> int:
+        return subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, timeout=120
+        ).returncode
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(run, range(30)))
+    assert codes == [0] * 30
