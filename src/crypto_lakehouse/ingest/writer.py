@@ -216,14 +216,46 @@ class BronzeWriter:
         self.add("bronze.dead_letter", (time.time(), exchange, channel, error, str(payload)))
 
     def buffered(self, table: str) -> list[tuple]:
-        """Rows received but not yet committed (oldest first): the live buffer."""
+        """Rows in memory not committed yet (oldest first): the batch being committed, then the
+        buffer. A batch stays here until its commit returned (so it is visible in Delta) or it
+        was spooled; :meth:`live_arrow` adds the spooled batches."""
         inflight = self._inflight_rows.get(table)
         return (list(inflight[0]) if inflight else []) + list(self._buffers[table].rows)
 
     def live_arrow(self, table: str) -> pa.Table:
-        """The live buffer of ``table`` (in-flight commit + buffer) in the table's schema
-        (``batch_id`` -1: not committed yet)."""
-        return _to_arrow(BRONZE[table], ROW_COLUMNS[table], self.buffered(table), self.writer_id, -1)
+        """Every row of ``table`` the writer holds that Delta may not show yet, in the table's
+        schema: spooled batches (a failed commit waiting on local disk; their batch ids), then
+        the batch being committed and the buffer (``batch_id`` -1).
+
+        A batch leaves this answer only once it is visible in Delta: the batch in flight after
+        its commit returned, a spool file after its append. So a reader that asks here first and
+        pins its Delta version afterwards misses no row the writer had received before. Call it
+        on the writer's event loop (the live server does): the batch in flight and the buffer
+        then change between calls, never during one. Rows that do not fit the schema (at commit
+        they go to the dead letter) are left out rather than failing the whole answer."""
+        spec, columns = BRONZE[table], ROW_COLUMNS[table]
+        parts = []
+        for path in self._spooled(table):
+            try:  # memory-mapped: a long spool costs no copy per read
+                parts.append(ipc.open_file(pa.memory_map(str(path))).read_all().cast(spec.schema))
+            except FileNotFoundError:  # drained since the listing: committed, so in Delta
+                continue
+        dropped = [0]
+
+        def fitting(rows: list[tuple]) -> list[pa.Table]:
+            # bisect around rows that do not convert; after 8 such pieces, drop failing pieces whole
+            # (bounded work on the writer's event loop however many rows are bad)
+            try:
+                return [_to_arrow(spec, columns, rows, self.writer_id, -1)]
+            except (pa.ArrowException, ValueError, TypeError, OverflowError):
+                if len(rows) == 1 or dropped[0] >= 8:
+                    dropped[0] += 1
+                    return []
+                half = len(rows) // 2
+                return fitting(rows[:half]) + fitting(rows[half:])
+
+        parts += fitting(self.buffered(table)) or [spec.schema.empty_table()]
+        return pa.concat_tables(parts)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -204,7 +204,12 @@ class Lakehouse:
         """A lazy scan of ``table`` (``"silver.trades"``) with partition pruning (exchange,
         symbol, date) and predicate pushdown; ``start`` inclusive, ``end`` exclusive, in exchange
         time (UTC). ``live=True`` (bronze tables) adds the rows running writers have received but
-        not committed yet, without duplicates; with no writer running it is Delta alone."""
+        not committed yet, without duplicates; with no writer running it is Delta alone.
+
+        A live read asks the writers first and pins the Delta version after: a row a writer
+        had received before the read started is then in its live answer (buffered, being
+        committed or spooled) or, if its batch committed since, in that Delta version. The
+        other order lost every batch that committed between the two."""
         spec = table_spec(table)
         if columns is not None:
             unknown = set(columns) - set(spec.schema.names)
@@ -213,13 +218,14 @@ class Lakehouse:
                     f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}"
                 )
         filters = dict(start=start, end=end, exchange=exchange, symbols=symbols)
+        live_parts = self._live(table, as_of=as_of, **filters) if live else []  # before Delta: see above
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
             version = self.version_at(table, as_of)
-            lf = pl.scan_delta(self._open(table, version))
+            lf = pl.scan_delta(self._open(table, version))  # pinned now (an open loads the latest)
             parts.append(self._filtered(lf, table, **filters))
         if live:
-            parts += self._live(table, as_of=as_of, **filters)
+            parts += live_parts
             if not parts:  # no table yet and no writer running
                 parts = [pl.from_arrow(spec.schema.empty_table()).lazy()]  # type: ignore[union-attr]
             key = list(spec.key) or [c for c in spec.schema.names if c != "batch_id"]
@@ -251,6 +257,7 @@ class Lakehouse:
         return lf
 
     def _live(self, table: str, *, as_of: AsOf, **filters: Any) -> list[pl.LazyFrame]:
+        """The running writers' live rows of ``table``, fetched now (materialised, not lazy)."""
         from crypto_lakehouse.ingest.live import fetch_live
 
         if table not in BRONZE:
