@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from crypto_lakehouse import Lakehouse, LakehouseError
-from crypto_lakehouse.schemas import BRONZE, SILVER
+from crypto_lakehouse.schemas import BRONZE, SILVER, table_spec
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gold import build_gold
 
@@ -190,3 +190,24 @@ def test_a_default_tag_leaves_bronze_out_and_a_named_one_pins_it(lake: Lakehouse
     assert set(lake.tags()["table"]) == {"silver.trades", "gold.ohlcv"}
     lake.tag("raw", tables=["bronze.trades"])
     assert lake.tags().filter(pl.col("name") == "raw")["table"].to_list() == ["bronze.trades"]
+
+
+def test_a_tag_cannot_be_named_like_a_time_or_a_version_and_an_existing_one_wins(lake: Lakehouse) -> None:
+    """as_of takes a version, a time or a tag name: a tag named like a date was accepted and then
+    read as that time (another version). Such names are refused; a tag made before the rule
+    (written to meta.tags directly here) still resolves as the tag, in reads and in SQL."""
+    for name in ("2026-11-24", "2026-11-24T10:00:00Z", "20261124", "2026-W47", "12", "-3"):
+        with pytest.raises(LakehouseError, match="reads as a (time|version)"):
+            lake.tag(name)
+    assert lake.tags().is_empty()
+    lake.tag("bt-2026-11-24")  # a date inside a name is fine
+    assert lake.read("silver.trades", as_of="bt-2026-11-24").height == 4_800
+    # a legacy date-like tag pinning version 0, then a later append: the tag wins over the time
+    spec = table_spec("meta.tags")
+    legacy = {"name": "2099-01-01", "table": "silver.trades", "version": 0, "created_at": datetime.now(UTC)}
+    lake.catalog.append("meta.tags", pa.Table.from_pylist([{**legacy, "note": None}], schema=spec.schema))
+    _append(lake.catalog, _trades(100_000, 10, T0 + timedelta(hours=1)))
+    assert lake.read("silver.trades").height == 4_820
+    assert lake.read("silver.trades", as_of="2099-01-01").height == 4_800  # the tag, not "the latest at 2099"
+    assert lake.sql("select count(*) as n from silver.trades", as_of="2099-01-01")["n"][0] == 4_800
+    assert lake.read("silver.trades", as_of="2099-01-02").height == 4_820  # no such tag: a time

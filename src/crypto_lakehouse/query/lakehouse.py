@@ -4,6 +4,7 @@ version / time / tag, tags for reproducible backtests, and event-ordered replay.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,10 +131,9 @@ class Lakehouse:
                 raise LakehouseError(f"{table} has versions 0..{latest}; version {as_of} does not exist")
             return as_of
         if isinstance(as_of, str):
-            try:
-                when = _utc(as_of)
-            except ValueError:
+            if as_of in self._tag_names() or not _is_time(as_of):  # a tag first: see _is_time
                 return self._tag_version(as_of, table)
+            when = _utc(as_of)
         else:
             when = _utc(as_of)
         commits = sorted((h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None)
@@ -149,9 +149,9 @@ class Lakehouse:
         """Pin the current version of every silver and gold table (or of ``tables``) under
         ``name``. Bronze tables are pinned only when named: a tagged table keeps its whole log from
         then on, and bronze commits every second, so its log (read by every open) would grow
-        without bound until the tag is deleted."""
-        if not name or name != name.strip() or any(c in name for c in "'\"\\"):
-            raise LakehouseError(f"invalid tag name {name!r}")
+        without bound until the tag is deleted. A name that reads as a time or a version is
+        refused: ``as_of`` takes all three, so it would be ambiguous."""
+        _check_tag_name(name)
         if name in self.tags().get_column("name").to_list():
             raise LakehouseError(f"tag {name!r} exists already; delete it first (lakehouse tag delete {name})")
         default = [t for t in TABLES if t.startswith(("silver.", "gold.")) and self.catalog.exists(t)]
@@ -166,6 +166,9 @@ class Lakehouse:
         spec = table_spec("meta.tags")
         self.catalog.append("meta.tags", pa.Table.from_pylist(rows, schema=spec.schema))
         return pl.DataFrame(rows)
+
+    def _tag_names(self) -> set[str]:
+        return set(self.tags().get_column("name").to_list())
 
     def tags(self) -> pl.DataFrame:
         """Every tag: name, table, version, created_at, note."""
@@ -282,6 +285,7 @@ class Lakehouse:
         con = duckdb.connect()
         con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
         use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
+        tag_names = self._tag_names() if isinstance(as_of, str) else set()
         for name in TABLES:
             if not self.catalog.exists(name) and not (live and name in BRONZE):
                 continue
@@ -296,7 +300,7 @@ class Lakehouse:
                 uri = self.catalog.uri(name)
                 con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
                 continue
-            if isinstance(as_of, str) and not _is_time(as_of):  # a tag: tables it does not pin are hidden
+            if isinstance(as_of, str) and (as_of in tag_names or not _is_time(as_of)):  # a tag (wins over a time)
                 version = self._tag_version_or_none(as_of, name)
                 if version is None:
                     continue
@@ -413,11 +417,30 @@ class Lakehouse:
 
 
 def _is_time(text: str) -> bool:
+    """Whether ``as_of=text`` reads as a time (RFC 3339 / ISO 8601: ``2026-11-24``,
+    ``2026-11-24T10:00:00Z``, ``20261124``, ``2026-W47``, ...). Tag names never do (see
+    :func:`_check_tag_name`); a tag made before that rule still wins over the time."""
     try:
         _utc(text)
         return True
     except ValueError:
         return False
+
+
+def _check_tag_name(name: str) -> None:
+    """A tag name must not be confusable with the other two kinds of ``as_of``: a name that
+    reads as a time or as a version number would make ``as_of=name`` mean two things."""
+    if not name or name != name.strip() or any(c in name for c in "'\"\\"):
+        raise LakehouseError(
+            f"invalid tag name {name!r}: use a non-empty name without quotes, backslashes or surrounding spaces"
+        )
+    kind = "version" if re.fullmatch(r"[+-]?\d+", name) else "time" if _is_time(name) else None
+    if kind is not None:
+        raise LakehouseError(
+            f"tag name {name!r} reads as a {kind}, and as_of takes versions, times and tag names alike, so "
+            f"as_of={name!r} would be ambiguous; use a name that is neither a number nor a date or time, e.g. "
+            f"'bt-{name}'"
+        )
 
 
 def _delta_extension(con: Any) -> bool:
