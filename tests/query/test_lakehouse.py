@@ -211,3 +211,41 @@ def test_a_tag_cannot_be_named_like_a_time_or_a_version_and_an_existing_one_wins
     assert lake.read("silver.trades", as_of="2099-01-01").height == 4_800  # the tag, not "the latest at 2099"
     assert lake.sql("select count(*) as n from silver.trades", as_of="2099-01-01")["n"][0] == 4_800
     assert lake.read("silver.trades", as_of="2099-01-02").height == 4_820  # no such tag: a time
+
+
+def test_sql_time_travel_resolves_only_the_tables_the_query_reads(tmp_path: Path) -> None:
+    """sql(as_of=<time>) resolved every table: once a younger table existed (gold, meta.tags) or
+    bronze had cleaned up its log (6 h retention), every query at an earlier time failed. Now
+    only the tables the query references are resolved; a referenced table that did not exist
+    then, or whose log of then is gone, is a clear error naming it."""
+    catalog = Catalog(tmp_path)
+    bronze = BRONZE["bronze.trades"].schema
+    for _ in range(2):  # bronze is older than the time asked for ...
+        catalog.append("bronze.trades", bronze.empty_table())
+    _append(catalog, _trades(1, 100, T0))  # silver v0
+    time.sleep(0.05)
+    then = datetime.now(UTC)
+    time.sleep(0.05)
+    _append(catalog, _trades(1_000, 100, T0 + timedelta(hours=1)))  # silver v1
+    build_gold(catalog, intervals=[timedelta(minutes=1)])  # gold and meta.tags are younger
+    lh = Lakehouse(tmp_path)
+    lh.tag("later")
+    for _ in range(2):  # ... and its log from before that time is cleaned up, as bronze's 6 h retention does
+        catalog.append("bronze.trades", bronze.empty_table())
+    catalog.open("bronze.trades").create_checkpoint()
+    for v in range(3):
+        (tmp_path / "bronze" / "trades" / "_delta_log" / f"{v:020d}.json").unlink()
+
+    assert lh.sql("select count(*) as n from silver.trades", as_of=then)["n"][0] == 200
+    assert lh.sql("select count(*) as n from silver.trades", as_of=0)["n"][0] == 200
+    # references in any form DuckDB accepts; names inside strings and comments are not references
+    query = """with t as (select * from "silver"."trades") -- not gold.ohlcv
+               select count(*) as n from t join SILVER . TRADES s using (id, symbol) where 'gold.ohlcv' <> ''"""
+    assert lh.sql(query, as_of=then)["n"][0] == 200
+    with pytest.raises(LakehouseError, match=r"gold\.ohlcv did not exist at"):
+        lh.sql("select * from silver.trades join gold.ohlcv using (symbol)", as_of=then)
+    with pytest.raises(LakehouseError, match=r"bronze\.trades .*log.*cleaned up"):
+        lh.sql("select count(*) from bronze.trades", as_of=then)
+    with pytest.raises(LakehouseError, match=r"tag 'later' does not pin bronze\.trades"):
+        lh.sql("select count(*) from bronze.trades", as_of="later")
+    assert lh.sql("select count(*) as n from gold.ohlcv", as_of="later")["n"][0] > 0

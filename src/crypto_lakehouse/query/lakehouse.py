@@ -118,29 +118,43 @@ class Lakehouse:
     def version_at(self, table: str, as_of: AsOf) -> int | None:
         """The Delta version of ``table`` that ``as_of`` designates (None: the latest).
 
-        A version that does not exist, a time before the table's first commit or an unknown tag
-        is an error: never a silent fallback to version 0 or to the latest."""
+        A string is a tag name when such a tag exists or when it does not read as a time; else a
+        time (tag names that read as a time or a version cannot be created, so the two never
+        meet, except for a tag made before that rule: it wins). A version that does not exist,
+        a time before the table's first commit, a time or version whose log was cleaned up
+        (bronze keeps 6 h) or an unknown tag is an error: never a silent fallback to version 0
+        or to the latest."""
         if as_of is None:
             return None
+        if isinstance(as_of, bool) or not isinstance(as_of, int | str | datetime):
+            raise LakehouseError(f"as_of must be a version, a time or a tag name, not {as_of!r}")
         dt = self._open(table)
         latest = dt.version()
-        if isinstance(as_of, bool):
-            raise LakehouseError(f"as_of must be a version, a time or a tag name, not {as_of!r}")
         if isinstance(as_of, int):
             if not 0 <= as_of <= latest:
                 raise LakehouseError(f"{table} has versions 0..{latest}; version {as_of} does not exist")
+            try:
+                self._open(table, as_of)  # loaded once here, reused by the read
+            except LakehouseError:  # the table exists, so the log of that version is gone
+                raise LakehouseError(
+                    f"version {as_of} of {table} can no longer be read: its log has been cleaned up "
+                    f"({_log_retention(dt)}); tag versions you will need to read later"
+                ) from None
             return as_of
         if isinstance(as_of, str):
-            if as_of in self._tag_names() or not _is_time(as_of):  # a tag first: see _is_time
+            if as_of in self._tag_names() or not _is_time(as_of):  # a tag first: see the docstring
                 return self._tag_version(as_of, table)
-            when = _utc(as_of)
-        else:
-            when = _utc(as_of)
+        when = _utc(as_of)
         commits = sorted((h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None)
         ms = when.timestamp() * 1000
         eligible = [v for v, ts in commits if ts <= ms]
         if not eligible:
             first = datetime.fromtimestamp(commits[0][1] / 1000, UTC) if commits else None
+            if commits and commits[0][0] > 0:  # versions before the oldest listed one: log cleaned up
+                raise LakehouseError(
+                    f"{table} cannot be read as of {when.isoformat()}: its log before version {commits[0][0]} "
+                    f"({first}) has been cleaned up ({_log_retention(dt)}); tag versions you will need to read later"
+                )
             raise LakehouseError(f"{table} did not exist at {when.isoformat()} (its first commit is {first})")
         return max(eligible)
 
@@ -183,13 +197,17 @@ class Lakehouse:
         self.catalog.open("meta.tags").delete(f"name = '{name}'")
 
     def _tag_version(self, name: str, table: str) -> int:
-        t = self.tags().filter((pl.col("name") == name) & (pl.col("table") == table))
-        if t.is_empty():
-            known = sorted(set(self.tags().get_column("name").to_list()))
+        tags = self.tags()
+        pins = tags.filter(pl.col("name") == name)
+        if pins.is_empty():
+            known = sorted(set(tags.get_column("name").to_list()))
+            raise LakehouseError(f"{name!r} is neither a time nor a tag (tags: {', '.join(known) or 'none'})")
+        row = pins.filter(pl.col("table") == table)
+        if row.is_empty():
             raise LakehouseError(
-                f"{name!r} is neither a time nor a tag of {table} (tags: {', '.join(known) or 'none'})"
+                f"tag {name!r} does not pin {table} (it pins {', '.join(sorted(pins.get_column('table')))})"
             )
-        return int(t.get_column("version")[0])
+        return int(row.get_column("version")[0])
 
     # ------------------------------------------------------------------ reads
     def scan(
@@ -277,52 +295,41 @@ class Lakehouse:
         return self.scan(table, **kwargs).collect()
 
     def sql(self, query: str, *, as_of: AsOf = None, live: bool = False) -> pl.DataFrame:
-        """Run DuckDB SQL with every table available as ``bronze.trades``, ``silver.trades``,
-        ``gold.ohlcv``, ... (at ``as_of`` for each). Uses DuckDB's delta extension when it is
-        installed, else Arrow datasets from delta-rs (same results, partition pruning either way)."""
+        """Run DuckDB SQL over the tables it names (``bronze.trades``, ``silver.trades``,
+        ``gold.ohlcv``, ...), each at ``as_of``. Uses DuckDB's delta extension when it is
+        installed, else Arrow datasets from delta-rs (same results, partition pruning either way).
+
+        Only the tables the query references are resolved (see :func:`_referenced_tables`): a
+        table the query does not read cannot fail it, however young it is or however short its
+        log. A referenced table that did not exist at ``as_of``, whose log of then is cleaned up,
+        or that an ``as_of`` tag does not pin is an error naming it; one that does not exist at all
+        is DuckDB's "does not exist" error."""
         import duckdb
 
         con = duckdb.connect()
-        con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-        use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
-        tag_names = self._tag_names() if isinstance(as_of, str) else set()
-        for name in TABLES:
-            if not self.catalog.exists(name) and not (live and name in BRONZE):
-                continue
-            layer, kind = name.split(".")
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-            if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
-                alias = f"__{layer}_{kind}"
-                con.register(alias, self.scan(name, live=True).collect().to_arrow())
-                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
-                continue
-            if use_ext:
-                uri = self.catalog.uri(name)
-                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
-                continue
-            if isinstance(as_of, str) and (as_of in tag_names or not _is_time(as_of)):  # a tag (wins over a time)
-                version = self._tag_version_or_none(as_of, name)
-                if version is None:
-                    continue
-            else:
-                version = self.version_at(name, as_of)
-            ds = self.catalog.open(name, version=version).to_pyarrow_dataset()
-            alias = f"__{layer}_{kind}"
-            con.register(alias, ds)
-            con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
         try:
+            con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
+            use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
+            for name in _referenced_tables(query):
+                if not self.catalog.exists(name) and not (live and name in BRONZE):
+                    continue
+                layer, kind = name.split(".")
+                alias = f"__{layer}_{kind}"
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+                if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
+                    con.register(alias, self.scan(name, live=True).collect().to_arrow())
+                elif use_ext:
+                    uri = self.catalog.uri(name)
+                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
+                    continue
+                else:
+                    con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))
+                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
             return con.sql(query).pl()
         except duckdb.Error as exc:
             raise LakehouseError(str(exc).strip()) from None
         finally:
             con.close()
-
-    def _tag_version_or_none(self, tag: str, table: str) -> int | None:
-        t = self.tags().filter(pl.col("name") == tag)
-        if t.is_empty():
-            raise LakehouseError(f"no tag named {tag!r}")
-        row = t.filter(pl.col("table") == table)
-        return None if row.is_empty() else int(row.get_column("version")[0])
 
     # ------------------------------------------------------------------ replay
     def replay_batches(
@@ -414,6 +421,27 @@ class Lakehouse:
         """Like :meth:`replay_batches`, one event (a dict) at a time."""
         for batch in self.replay_batches(tables, start=start, end=end, symbols=symbols, as_of=as_of):
             yield from batch.to_pylist()
+
+
+# string literals and comments: table names inside them are not references
+_SQL_NOISE = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+# layer.kind, each part optionally double-quoted, any case, spaces around the dot allowed
+_TABLE_REF = re.compile(r'(?<![\w$])"?(bronze|silver|gold|meta)"?\s*\.\s*"?(\w+)"?', re.IGNORECASE)
+
+
+def _referenced_tables(query: str) -> list[str]:
+    """The lakehouse tables ``query`` names (``silver.trades``, ``"gold"."ohlcv"``, ...). A
+    textual scan rather than DuckDB's parser (``duckdb.get_table_names`` binds ``USING`` joins
+    against tables not registered yet and refuses several statements); it errs towards
+    over-including (a column reference spelled like a table costs an unneeded resolution)."""
+    text = _SQL_NOISE.sub(" ", query)
+    named = {f"{layer.lower()}.{kind.lower()}" for layer, kind in _TABLE_REF.findall(text)}
+    return [t for t in TABLES if t in named]
+
+
+def _log_retention(dt: Any) -> str:
+    retention = dt.metadata().configuration.get("delta.logRetentionDuration")
+    return f"log retention {retention}" if retention else "log retention"
 
 
 def _is_time(text: str) -> bool:
