@@ -249,3 +249,38 @@ def test_sql_time_travel_resolves_only_the_tables_the_query_reads(tmp_path: Path
     with pytest.raises(LakehouseError, match=r"tag 'later' does not pin bronze\.trades"):
         lh.sql("select count(*) from bronze.trades", as_of="later")
     assert lh.sql("select count(*) as n from gold.ohlcv", as_of="later")["n"][0] > 0
+
+
+def test_replay_emits_a_bar_at_its_window_end_after_every_trade_inside_it(lake: Lakehouse) -> None:
+    """A bar's high and close are known only once its window has closed: replay emitted gold.ohlcv
+    bars at window_start, so a backtest saw them before the trades that made them. A bar's event
+    time is window_start + interval, for the order and for replay's start/end."""
+    start, end = T0, T0 + timedelta(minutes=10, milliseconds=1)  # the bars ending at 10:00 too
+    events = pl.from_arrow(
+        pa.Table.from_batches(
+            lake.replay_batches(["gold.ohlcv", "silver.trades"], start=start, end=end, chunk=timedelta(seconds=45))
+        )
+    ).with_row_index("pos")
+    bars = events.filter(pl.col("table") == "gold.ohlcv")
+    trades = events.filter(pl.col("table") == "silver.trades")
+    assert bars.height == 2 * (10 + 2) and trades.height == 4_800  # every 1m and 5m bar, every trade
+    length = pl.col("interval").replace_strict({"1m": timedelta(minutes=1), "5m": timedelta(minutes=5)})
+    assert bars.filter(pl.col("event_ts") != pl.col("window_start") + length).is_empty()
+    # each bar after every trade inside its window (same symbol), and before every later trade
+    last_inside = (
+        bars.select("pos", "symbol", "window_start", (pl.col("window_start") + length).alias("window_end"))
+        .join(trades.select("symbol", "ts", pl.col("pos").alias("trade_pos")), on="symbol")
+        .filter((pl.col("ts") >= pl.col("window_start")) & (pl.col("ts") < pl.col("window_end")))
+        .group_by("pos")
+        .agg(pl.col("trade_pos").max(), pl.len().alias("n"))
+    )
+    assert last_inside.height == bars.height and (last_inside["n"] > 0).all()
+    assert (last_inside["trade_pos"] < last_inside["pos"]).all()
+    # start/end select bars by their end: [1m, 4m) holds the 1m bars that end at 1m, 2m and 3m
+    window = pl.from_arrow(
+        pa.Table.from_batches(
+            lake.replay_batches(["gold.ohlcv"], start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=4))
+        )
+    )
+    assert sorted(set(window["window_start"])) == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+    assert set(window["interval"]) == {"1m"}

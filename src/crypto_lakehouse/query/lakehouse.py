@@ -3,7 +3,9 @@ version / time / tag, tags for reproducible backtests, and event-ordered replay.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -342,32 +344,38 @@ class Lakehouse:
         as_of: AsOf = None,
         chunk: timedelta = timedelta(minutes=10),
     ) -> Iterator[pa.RecordBatch]:
-        """Events of ``tables`` in [start, end) merged in exchange-time order, as Arrow record
-        batches with columns ``table, ts, symbol`` + each table's columns (nulls where a table
-        lacks one). Memory stays bounded: one ``chunk`` of exchange time is read at a time.
+        """Events of ``tables`` with event time in [start, end) merged in event-time order, as
+        Arrow record batches with columns ``table, event_ts, symbol`` + each table's columns
+        (nulls where a table lacks one). Memory stays bounded: one ``chunk`` of event time is
+        read at a time.
 
-        Tie-break (deterministic): exchange time, then the position of the table in ``tables``,
+        An event's time is when it became known: a row's exchange time, but a ``gold.ohlcv``
+        bar's window **end** (``window_start`` + ``interval``): its high, low and close exist
+        only once the window has closed, so a bar comes after every trade inside its window.
+
+        Tie-break (deterministic): event time, then the position of the table in ``tables``,
         then symbol, then the table's own order key (trade id, book/ticker sequence), then the
         order rows were stored in."""
         s, e = _utc(start), _utc(end)
         if e <= s:
             raise LakehouseError(f"replay end {e.isoformat()} is not after start {s.isoformat()}")
         names = [t if "." in t else f"silver.{t}" for t in tables]
-        versions = {t: self.version_at(t, as_of) for t in names}
+        # pinned: the datasets and the bar intervals below come from the same version
+        versions = {t: self._open(t).version() if as_of is None else self.version_at(t, as_of) for t in names}
         # one schema for every batch: the union of the tables' columns (supertypes where they clash)
         template = pl.concat(
             [pl.DataFrame(schema={"table": pl.String, "event_ts": pl.Datetime("us", "UTC"), "symbol": pl.String})]
             + [pl.from_arrow(table_spec(t).schema.empty_table()) for t in names],  # type: ignore[list-item]
             how="diagonal_relaxed",
         )
-        datasets = {t: self._open(t, versions[t]).to_pyarrow_dataset() for t in names}  # opened once
+        datasets = {t: self.catalog.dataset(t, version=versions[t]) for t in names}  # opened once
+        lengths = {t: _bar_lengths(self._open(t, versions[t]), t) for t in names if t in _BAR_TABLES}
         t0 = s
         while t0 < e:
             t1 = min(t0 + chunk, e)
             frames = []
             for rank, t in enumerate(names):
-                tcol = TIME_COLUMN[t]
-                df = self._chunk(datasets[t], t, t0, t1, symbols)
+                df = self._chunk(datasets[t], t, t0, t1, symbols, lengths.get(t))
                 if df.is_empty():
                     continue
                 order = _REPLAY_ORDER.get(t.split(".")[1])
@@ -375,7 +383,7 @@ class Lakehouse:
                     df.with_columns(
                         pl.lit(t).alias("table"),
                         pl.lit(rank, pl.Int32).alias("__rank"),
-                        pl.col(tcol).alias("__ts"),
+                        _event_time(t, lengths.get(t)).alias("__ts"),
                         (
                             pl.col(order).cast(pl.Int64, strict=False)
                             if order and order in df.columns
@@ -394,15 +402,36 @@ class Lakehouse:
             t0 = t1
 
     @staticmethod
-    def _chunk(ds: Any, table: str, t0: datetime, t1: datetime, symbols: Sequence[str] | None) -> pl.DataFrame:
-        """Rows of ``table`` with t0 <= time < t1 (and ``symbols``) from its Arrow dataset."""
+    def _chunk(
+        ds: Any,
+        table: str,
+        t0: datetime,
+        t1: datetime,
+        symbols: Sequence[str] | None,
+        lengths: dict[str, timedelta] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of ``table`` with t0 <= event time < t1 (and ``symbols``) from its Arrow dataset;
+        for bars (``lengths``: interval -> bar length) the event time is the window end."""
         import pyarrow.compute as pc
         import pyarrow.dataset as pads
 
         spec = table_spec(table)
         tcol = TIME_COLUMN[table]
         utc = pa.timestamp("us", "UTC")
-        f = (pads.field(tcol) >= pa.scalar(t0, utc)) & (pads.field(tcol) < pa.scalar(t1, utc))
+        if lengths is not None:  # window_start + length in [t0, t1), one range per interval partition
+            if not lengths:
+                return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
+            f = functools.reduce(
+                operator.or_,
+                (
+                    (pads.field("interval") == iv)
+                    & (pads.field(tcol) >= pa.scalar(t0 - d, utc))
+                    & (pads.field(tcol) < pa.scalar(t1 - d, utc))
+                    for iv, d in lengths.items()
+                ),
+            )
+        else:
+            f = (pads.field(tcol) >= pa.scalar(t0, utc)) & (pads.field(tcol) < pa.scalar(t1, utc))
         if "date" in spec.partition_by:  # prune partitions by date
             f = f & (pads.field("date") >= pa.scalar(t0.date())) & (pads.field("date") <= pa.scalar(t1.date()))
         if symbols is not None and "symbol" in spec.schema.names:
@@ -421,6 +450,31 @@ class Lakehouse:
         """Like :meth:`replay_batches`, one event (a dict) at a time."""
         for batch in self.replay_batches(tables, start=start, end=end, symbols=symbols, as_of=as_of):
             yield from batch.to_pylist()
+
+
+# bar tables: a bar is known at its window end, window_start (the time column) + interval
+_BAR_TABLES = {"gold.ohlcv"}
+
+
+def _bar_lengths(dt: Any, table: str) -> dict[str, timedelta]:
+    """Interval (a partition value, e.g. ``"1m"``) -> bar length, for every interval in ``dt``."""
+    from crypto_lakehouse.durations import parse_duration
+
+    out = {}
+    for iv in sorted({p["interval"] for p in dt.partitions()}):
+        try:
+            out[iv] = parse_duration(iv)
+        except ValueError as exc:
+            raise LakehouseError(f"{table} holds bars of interval {iv!r}, which is not a fixed length: {exc}") from None
+    return out
+
+
+def _event_time(table: str, lengths: dict[str, timedelta] | None) -> pl.Expr:
+    """When a row of ``table`` became known: its time column, or a bar's window end."""
+    tcol = pl.col(TIME_COLUMN[table])
+    if lengths is None:
+        return tcol
+    return tcol + pl.col("interval").replace_strict(lengths, return_dtype=pl.Duration("us"))
 
 
 # string literals and comments: table names inside them are not references
