@@ -214,9 +214,65 @@ def test_rows_that_do_not_fit_the_schema_go_to_dead_letter_not_the_spool(tmp_pat
 
     asyncio.run(run())
     dead = pl.read_delta(str(root / "bronze" / "dead_letter"))
-    assert dead.height == 2 and dead["error"].str.contains("non-nullable column side").all()
-    assert pl.read_delta(str(root / "bronze" / "trades"))["id"].to_list() == ["3"]
+    assert dead.height == 1 and dead["error"].str.contains("non-nullable column side").all()
+    assert sorted(pl.read_delta(str(root / "bronze" / "trades"))["id"].to_list()) == ["1", "3"]
     assert not (spool / "w" / "bronze.trades").exists()
+
+
+def test_a_bad_row_goes_alone_to_dead_letter_and_the_good_rows_of_its_batch_land(tmp_path: Path) -> None:
+    """Row-level isolation: one batch, 1,000 rows, three that do not fit (each for its own
+    reason): 997 rows in bronze.trades, exactly three dead letters, each with its own error,
+    all committed by the same flush."""
+    root, spool = tmp_path / "lake", tmp_path / "spool"
+    rows = [_trade_row(i) for i in range(1_000)]
+    rows[0] = ("BINANCE", "BTC-USDT", 1.0, 2.0, "0", None, "1", "1", None)  # side NULL
+    rows[500] = ("BINANCE", "BTC-USDT", "noon", 2.0, "500", "buy", "1", "1", None)  # ts not a number
+    rows[999] = ("BINANCE", "BTC-USDT", 1.0, 2.0, "999", "buy", 1.5, "1", None)  # price not a string
+
+    async def run() -> BronzeWriter:
+        w = BronzeWriter(Catalog(root), writer_id="w", spool_dir=spool)
+        await w.start()
+        w.add_many("bronze.trades", rows)
+        await w.flush()
+        return w
+
+    w = asyncio.run(run())
+    ids = pl.read_delta(str(root / "bronze" / "trades"))["id"].cast(pl.Int64).sort().to_list()
+    assert ids == [i for i in range(1_000) if i not in (0, 500, 999)]
+    dead = pl.read_delta(str(root / "bronze" / "dead_letter")).sort("payload")
+    assert dead.height == 3
+    assert set(dead["channel"]) == {"bronze.trades"} and set(dead["exchange"]) == {"BINANCE"}
+    by_id = {eval(p)[4]: e for p, e in dead.select("payload", "error").iter_rows()}  # payload: repr of the row
+    assert sorted(by_id) == ["0", "500", "999"]
+    assert "non-nullable column side" in by_id["0"]
+    assert "noon" in by_id["500"]
+    assert "does not fit bronze.trades" in by_id["999"]
+    assert w.summary()["bronze.dead_letter"]["rows_buffered"] == 0
+    assert w.stats["bronze.trades"].rows_committed == 997
+
+
+def test_final_flush_commits_rows_rerouted_to_dead_letter(tmp_path: Path) -> None:
+    """A row that does not fit, added just before stop: the stop's final flush re-routes it to
+    the dead letter while committing trades, and must commit that too before returning."""
+    root, spool = tmp_path / "lake", tmp_path / "spool"
+
+    async def run() -> BronzeWriter:
+        w = BronzeWriter(Catalog(root), writer_id="w", spool_dir=spool, max_age_s=3600)
+        await w.start()
+        stop = asyncio.Event()
+        flusher = asyncio.create_task(w.run(stop))
+        w.add_many("bronze.trades", [_trade_row(i) for i in range(10)])
+        await asyncio.sleep(0.05)
+        w.add("bronze.trades", ("BINANCE", "BTC-USDT", 1.0, 2.0, "bad", None, "1", "1", None))
+        stop.set()
+        await flusher
+        return w
+
+    w = asyncio.run(run())
+    assert w.summary()["bronze.dead_letter"]["rows_buffered"] == 0
+    dead = pl.read_delta(str(root / "bronze" / "dead_letter"))
+    assert dead.height == 1 and "'bad'" in dead["payload"][0]
+    assert pl.read_delta(str(root / "bronze" / "trades")).height == 10
 
 
 def test_a_writer_id_is_held_by_one_process(tmp_path: Path) -> None:

@@ -11,6 +11,10 @@
   drains, which is tried periodically and at every start. A spooled batch whose transaction is
   already in the table is dropped, not appended again: exactly once.
 * Frames that cannot be normalised land in ``bronze.dead_letter`` verbatim with the error.
+  So do single rows that do not fit their table's schema: only those rows, found by bisecting
+  the batch on the (rare) failure path; the rest of the batch commits in its table.
+* :meth:`BronzeWriter.flush` (the stop path, e.g. SIGTERM) loops until every buffer is empty,
+  so rows re-routed to the dead letter while flushing are committed before it returns.
 * **Auto-compaction**: every ``compact_every`` commits to a table, the writer merges that
   table's small files (up to 16 MiB each, in the commit thread, so the table's next batch just
   grows meanwhile). A stream commits a file per partition per second; without it a day is tens
@@ -137,6 +141,105 @@ def _to_arrow(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writ
     arrays["writer_id"] = pa.array([writer_id] * n, type=pa.string())
     arrays["batch_id"] = pa.array([batch_id] * n, type=pa.int64())
     return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
+
+
+_CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
+
+
+def _to_arrow_isolating(
+    spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writer_id: str, batch_id: int
+) -> tuple[pa.Table | None, list[tuple[tuple, Exception]]]:
+    """:func:`_to_arrow`, setting aside the rows that do not convert: ``(table of the rows that
+    fit, or None when none does; [(bad row, its error)])``.
+
+    The whole batch is converted at once first, so a clean batch costs nothing extra. Only when
+    that fails: each column is converted on its own (a column that fails is checked value by
+    value; nulls in a non-nullable column are found vectorised), the rows found bad are set
+    aside, and the rest is converted again; should that still fail (a failure no column check
+    explains), the rest is bisected down to the single rows that do not convert.
+    """
+    try:
+        return _to_arrow(spec, columns, rows, writer_id, batch_id), []
+    except _CONVERT_ERRORS:
+        pass
+    found = _bad_rows(spec, columns, rows)
+    rest = [row for i, row in enumerate(rows) if i not in found] if found else rows
+    bad = [(rows[i], exc) for i, exc in sorted(found.items())]
+    good: list[pa.Table] = []
+    stack = [rest] if rest else []
+    while stack:  # bisection: a safety net, normally one conversion of the rest
+        part = stack.pop()
+        try:
+            good.append(_to_arrow(spec, columns, part, writer_id, batch_id))
+        except _CONVERT_ERRORS as exc:
+            if len(part) == 1:
+                bad.append((part[0], exc))
+            else:
+                half = len(part) // 2
+                stack += [part[half:], part[:half]]  # popped from the end: first half first
+    return (pa.concat_tables(good) if good else None), bad
+
+
+# Python types a column of this Arrow type surely converts (checked without calling pyarrow, whose
+# error path costs ~25 us a value here); anything else is tried with pyarrow itself.
+_PLAIN: dict[pa.DataType, tuple[type, ...]] = {
+    pa.string(): (str,),
+    pa.float64(): (float, int),
+    pa.bool_(): (bool,),
+}
+
+
+def _convert_column(name: str, typ: pa.DataType, values: list | tuple) -> pa.Array:
+    """One column as :func:`_to_arrow` converts it (seconds -> UTC microseconds)."""
+    if name in _SECONDS_COLUMNS:
+        secs = pa.array(values, type=pa.float64())
+        return pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64()).cast(typ)
+    return pa.array(values, type=typ)
+
+
+def _bad_rows(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple]) -> dict[int, Exception]:
+    """Index -> error of the rows that cannot be converted, found column by column (failure
+    path only): rows of the wrong shape, values a column cannot convert, nulls where the
+    column is not nullable."""
+    width = len(columns)
+    bad: dict[int, Exception] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, tuple) or len(row) != width:
+            bad[i] = ValueError(f"expected a tuple of {width} values ({', '.join(columns)}), got {row!r}")
+    index = [i for i in range(len(rows)) if i not in bad]
+    for j, name in enumerate(columns):
+        f = spec.schema.field(name)
+        values = [rows[i][j] for i in index]
+        try:
+            arr = _convert_column(name, f.type, values)
+        except _CONVERT_ERRORS:
+            plain = _PLAIN.get(pa.float64() if name in _SECONDS_COLUMNS else f.type, ())
+            for k, v in enumerate(values):
+                if v is None or type(v) in plain:  # converts (an out-of-range number is left to the bisection)
+                    continue
+                try:
+                    _convert_column(name, f.type, [v])
+                except _CONVERT_ERRORS as exc:
+                    bad.setdefault(index[k], exc.with_traceback(None))
+            continue
+        if not f.nullable and arr.null_count:
+            nulls = pc.indices_nonzero(pc.is_null(arr)).to_pylist()
+            for k in nulls:
+                bad.setdefault(index[k], ValueError(f"null value in non-nullable column {name}"))
+    return bad
+
+
+def _dead_rows(name: str, bad: list[tuple[tuple, Exception]]) -> list[tuple]:
+    """``bronze.dead_letter`` rows for rows of ``name`` that do not fit its schema: the row's
+    ``repr`` as payload, the table as channel. They always fit the dead letter's schema (so a
+    bad dead-letter row is re-routed once, never in a loop)."""
+    now = time.time()
+    at = ROW_COLUMNS[name].index("exchange")
+    out = []
+    for row, exc in bad:
+        exchange = row[at] if isinstance(row, tuple) and len(row) > at and isinstance(row[at], str) else None
+        out.append((now, exchange, name, f"does not fit {name}: {type(exc).__name__}: {exc}", repr(row)))
+    return out
 
 
 class BronzeWriter:
@@ -309,10 +412,17 @@ class BronzeWriter:
         await self.flush()
 
     async def flush(self) -> None:
-        """Commit every non-empty buffer now and wait for all commits (SIGTERM path)."""
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-        self._flush_due(force=True)
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        """Commit every non-empty buffer now and wait for all commits (the stop path: SIGTERM).
+
+        Loops until every buffer is empty and nothing is in flight: a commit may re-route rows
+        that do not fit its table to the dead letter, whose buffer is then committed in the next
+        round (after the others). Call it once the producers have stopped, as :meth:`run` does.
+        """
+        while True:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            if not any(buf.rows for buf in self._buffers.values()):
+                return
+            self._flush_due(force=True)
 
     def _flush_due(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -326,33 +436,50 @@ class BronzeWriter:
                 self._inflight_rows[name] = (rows, batch)
                 task = asyncio.create_task(asyncio.to_thread(self._commit, name, rows, batch))
                 self._inflight[name] = task
-                task.add_done_callback(lambda _t, n=name: self._done(n))
+                task.add_done_callback(lambda t, n=name: self._done(n, t))
 
-    def _done(self, name: str) -> None:
+    def _done(self, name: str, task: asyncio.Task) -> None:
+        """On the event loop, when a commit thread ended: rows of its batch that did not fit the
+        schema move to the dead-letter buffer (in the same step as the batch leaves the in-flight
+        view, so :meth:`buffered` never shows them twice or not at all)."""
         self._inflight.pop(name, None)
         self._inflight_rows.pop(name, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            LOG.error("commit of %s failed and its batch could not be spooled", name, exc_info=exc)
+            return
+        dead = task.result()
+        if dead:
+            self.add_many("bronze.dead_letter", dead)
 
     # ------------------------------------------------------------------ commits (worker threads)
-    def _commit(self, name: str, rows: list[tuple], batch: int) -> None:
+    def _commit(self, name: str, rows: list[tuple], batch: int) -> list[tuple]:
         """Commit one batch; whatever goes wrong, its rows end up committed, spooled or (rows that
-        cannot be converted to the table's schema) in the dead letter: never lost."""
-        try:
-            data = _to_arrow(BRONZE[name], ROW_COLUMNS[name], rows, self.writer_id, batch)
-        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
-            LOG.error("batch %d of %s does not fit the schema (%s): rows go to the dead letter", batch, name, exc)
-            for row in rows:
-                self.dead_letter(
-                    exchange=row[0] if name != "bronze.dead_letter" else None,
-                    channel=name,
-                    error=f"does not fit {name}: {exc}",
-                    payload=repr(row),
-                )
-            return
+        cannot be converted to the table's schema) in the dead letter: never lost.
+
+        Runs in a worker thread, so it does not touch the buffers: it returns the dead-letter
+        rows for the rows that did not fit, and :meth:`_done` buffers them on the event loop."""
+        data, bad = _to_arrow_isolating(BRONZE[name], ROW_COLUMNS[name], rows, self.writer_id, batch)
+        dead = _dead_rows(name, bad) if bad else []
+        if bad:
+            LOG.error(
+                "%d of %d rows of %s batch %d do not fit the schema (first: %s): they go to the dead letter",
+                len(bad),
+                len(rows),
+                name,
+                batch,
+                bad[0][1],
+            )
+        if data is None:
+            return dead
         try:
             self._commit_arrow(name, data, batch)
         except Exception:  # unexpected: keep the rows on local disk, retried from the spool
             LOG.exception("commit of %s batch %d failed unexpectedly; spooling it", name, batch)
             self._spool(name, batch, data)
+        return dead
 
     def _commit_arrow(self, name: str, data: pa.Table, batch: int) -> None:
         st = self.stats[name]
