@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
@@ -26,6 +27,7 @@ __all__ = [
     "CHANNELS",
     "FeedTarget",
     "bronze_callbacks",
+    "decimal_text",
     "resolve_endpoint",
     "stream_targets",
     "stream_to_bronze",
@@ -36,18 +38,37 @@ LOG = logging.getLogger(__name__)
 CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
 
 
-def _s(v: Any) -> str | None:
-    return None if v is None else str(v)
+def decimal_text(v: Any) -> str | None:
+    """The text bronze stores for a price or size: plain decimal notation, never an exponent.
+
+    cryptofeed 3.0.1 parses the exchange's text into ``Decimal`` (``Decimal("0.00000010")``),
+    whose ``str`` switches to exponent notation for small and some round values (``1.0E-7``,
+    ``1E+2``). This returns ``format(d, "f")`` for those: the digits and the exponent Decimal
+    kept, written out (``"0.00000010"``, ``"100"``), so every plain decimal the exchange sent
+    comes back as its own text, trailing zeros included. A ``str`` (a raw field of the frame)
+    is the exchange's text and kept as it is; None stays None; a float is written from its
+    shortest repr (``1e-07`` -> ``"0.0000001"``).
+
+    Hot path: the common case is one ``str`` and two substring checks (see docs/bronze.md).
+    """
+    if v is None or v.__class__ is str:
+        return v
+    s = str(v)
+    if "E" in s or "e" in s:  # exponent notation: write it out
+        return format(v if v.__class__ is Decimal else Decimal(s), "f")
+    return s
 
 
 def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Any]:
-    """Async cryptofeed callbacks that append bronze rows to ``writer``."""
+    """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
+    :func:`decimal_text`."""
     add = writer.add
+    d = decimal_text
 
     async def trade(t: Any, receipt: float) -> None:
         add(
             "bronze.trades",
-            (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, str(t.price), str(t.amount), t.type),
+            (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, d(t.price), d(t.amount), t.type),
         )
 
     async def book(b: Any, receipt: float) -> None:
@@ -62,18 +83,18 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
                     seq,
                     True,
                     "bid",
-                    str(p),
-                    str(q),
+                    d(p),
+                    d(q),
                 )
                 for p, q in b.book.bids.to_dict().items()
             ]
             rows += [
-                (b.exchange, b.symbol, ts, receipt, seq, True, "ask", str(p), str(q))
+                (b.exchange, b.symbol, ts, receipt, seq, True, "ask", d(p), d(q))
                 for p, q in b.book.asks.to_dict().items()
             ]
         else:
-            rows = [(b.exchange, b.symbol, ts, receipt, seq, False, "bid", str(p), str(q)) for p, q in b.delta[BID]]
-            rows += [(b.exchange, b.symbol, ts, receipt, seq, False, "ask", str(p), str(q)) for p, q in b.delta[ASK]]
+            rows = [(b.exchange, b.symbol, ts, receipt, seq, False, "bid", d(p), d(q)) for p, q in b.delta[BID]]
+            rows += [(b.exchange, b.symbol, ts, receipt, seq, False, "ask", d(p), d(q)) for p, q in b.delta[ASK]]
         writer.add_many("bronze.book", rows)
 
     async def ticker(t: Any, receipt: float) -> None:
@@ -86,10 +107,10 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
                 t.timestamp,
                 receipt,
                 raw.get("u"),
-                str(t.bid),
-                _s(raw.get("B")),
-                str(t.ask),
-                _s(raw.get("A")),
+                d(t.bid),
+                d(raw.get("B")),
+                d(t.ask),
+                d(raw.get("A")),
             ),
         )
 
@@ -102,10 +123,10 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
                 f.symbol,
                 f.timestamp,
                 receipt,
-                _s(f.mark_price),
-                _s(raw.get("i")),
-                _s(f.rate),
-                _s(f.predicted_rate),
+                d(f.mark_price),
+                d(raw.get("i")),
+                d(f.rate),
+                d(f.predicted_rate),
                 f.next_funding_time,
             ),
         )
@@ -113,7 +134,7 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
     async def liquidation(x: Any, receipt: float) -> None:
         add(
             "bronze.liquidations",
-            (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, str(x.quantity), str(x.price), x.status),
+            (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, d(x.quantity), d(x.price), x.status),
         )
 
     async def candle(c: Any, receipt: float) -> None:
@@ -128,11 +149,11 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
                 c.start,
                 c.stop,
                 c.trades,
-                str(c.open),
-                str(c.high),
-                str(c.low),
-                str(c.close),
-                str(c.volume),
+                d(c.open),
+                d(c.high),
+                d(c.low),
+                d(c.close),
+                d(c.volume),
                 bool(c.closed),
             ),
         )
