@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from crypto_lakehouse.exchange import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
@@ -66,6 +67,86 @@ def test_malformed_frames_go_to_dead_letter_and_good_ones_land(tmp_path: Path) -
     # each kind is recognisable in the kept payloads
     payloads = "\n".join(dead["payload"].to_list())
     assert "502 Bad Gateway" in payloads and "mysteryEvent" in payloads and '"oops"' in payloads
+
+
+class _SaysWhatItSent(LoopbackExchange):
+    """The loopback exchange, keeping every malformed frame it queued (kind, exact bytes); with
+    ``only`` set, every malformed frame is of that kind."""
+
+    def __init__(self, *, only: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.only = only
+        self.malformed: list[tuple[str, bytes]] = []
+
+    def _malformed(self, name: bytes) -> bytes:
+        if self.only is not None:
+            self._malformed_seq = MALFORMED_KINDS.index(self.only)
+        kind = MALFORMED_KINDS[self._malformed_seq % len(MALFORMED_KINDS)]
+        frame = super()._malformed(name)
+        self.malformed.append((kind, frame))
+        return frame
+
+
+def _stream_of(frame: str) -> str | None:
+    """The combined-stream name a frame carries (``{"stream":"btcusdt@aggTrade",...``)."""
+    head = '{"stream":"'
+    return frame[len(head) : frame.index('"', len(head))] if frame.startswith(head) else None
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_dead_letter_keeps_the_exact_frame_and_its_stream(tmp_path: Path, kind: str) -> None:
+    """Each malformed kind the loopback exchange injects, through the real cryptofeed handler:
+    every dead-letter row is one frame the server sent, character for character (not a repr of
+    what cryptofeed parsed), with the frame's combined-stream name as channel when it has one."""
+    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=600)
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", max_age_s=0.2)
+
+    async def go() -> _SaysWhatItSent:
+        async with _SaysWhatItSent(market=spec, faults=FaultPlan(malformed_every=41), only=kind) as ex:
+            await stream_until_finished(ex, [_target(ex, spec.symbols)], writer)
+            return ex
+
+    ex = asyncio.run(go())
+    sent = [frame.decode() for k, frame in ex.malformed]
+    assert len(sent) > 5 and {k for k, _ in ex.malformed} == {kind}
+    dead = pl.read_delta(str(tmp_path / "bronze" / "dead_letter"))
+    assert Counter(dead["payload"]) == Counter(sent)
+    assert dead["channel"].to_list() == [_stream_of(p) for p in dead["payload"]]
+    if kind != "not_json":
+        assert dead["channel"].null_count() == 0
+        assert set(dead["channel"]) <= {
+            "btcusdt@aggTrade",
+            "btcusdt@depth@100ms",
+            "btcusdt@bookTicker",
+            "btcusdt@markPrice",
+            "btcusdt@forceOrder",
+            "btcusdt@kline_1m",
+        }
+    assert set(dead["exchange"]) == {"BINANCE_FUTURES"} and dead["error"].null_count() == 0
+
+
+def test_with_every_fault_the_dead_letter_holds_only_the_malformed_frames_verbatim(tmp_path: Path) -> None:
+    """Skips, duplicates, a dropped connection and malformed frames of every kind at once: the
+    dead letter holds malformed frames only, each exactly as sent with its stream (frames queued
+    after the drop point never reach the client, hence <=)."""
+    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=20_000, max_trades=1_500)
+    faults = FaultPlan(skip_trades=[(1_000_100, 1_000_109)], duplicate_every=50, malformed_every=37, drop_at=1_000)
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", max_age_s=0.2)
+
+    async def go() -> _SaysWhatItSent:
+        async with _SaysWhatItSent(market=spec, faults=faults) as ex:
+            await stream_until_finished(ex, [_target(ex, spec.symbols)], writer)
+            return ex
+
+    ex = asyncio.run(go())
+    assert ex.stats.connections_dropped == 1 and ex.stats.trades_skipped and ex.stats.trades_duplicated
+    sent = Counter(frame.decode() for _, frame in ex.malformed)
+    dead = pl.read_delta(str(tmp_path / "bronze" / "dead_letter"))
+    got = Counter(dead["payload"])
+    assert got <= sent and dead.height >= sum(sent.values()) - 10  # one flush (~200 frames) lost at the drop
+    kinds = {k for k, frame in ex.malformed if got[frame.decode()]}
+    assert kinds == set(MALFORMED_KINDS)
+    assert dead["channel"].to_list() == [_stream_of(p) for p in dead["payload"]]
 
 
 def test_duplicates_and_skips_are_kept_as_received(tmp_path: Path) -> None:

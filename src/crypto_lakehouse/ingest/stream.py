@@ -2,13 +2,17 @@
 
 The feed classes are cryptofeed's own, subclassed once more so that a frame the exchange
 handler cannot parse goes to ``bronze.dead_letter`` instead of killing the connection (cryptofeed
-3.0.1 reconnects on any handler error, which would lose the messages in between).
+3.0.1 reconnects on any handler error, which would lose the messages in between). Dead letters
+keep the exact frame text received and the stream it names (Binance: the combined stream's
+``stream`` field, e.g. ``btcusdt@aggTrade``), also for frames cryptofeed only logs and drops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -162,37 +166,75 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
     return {c: table[c] for c in channels}
 
 
+# "stream" (Binance combined streams), "channel"/"topic" (other venues): searched in the text, so
+# a truncated frame keeps its stream too
+_STREAM_FIELD = re.compile(r'"(?:stream|channel|topic)"\s*:\s*"([^"\\]*)"')
+
+
+def _frame_channel(frame: str | bytes) -> str | None:
+    """The stream a raw frame names (``btcusdt@aggTrade``), None when it names none (not JSON).
+    Failure path only."""
+    if isinstance(frame, bytes):
+        frame = frame.decode("utf-8", "replace")
+    m = _STREAM_FIELD.search(frame)
+    return m.group(1) if m else None
+
+
+def _dead_letter_frame(writer: BronzeWriter, feed: Feed, msg: str | bytes, conn: Any, error: str) -> None:
+    """Keep ``msg`` exactly as received, with the stream it names; a frame naming none (not
+    JSON) keeps its connection's address in the error instead."""
+    channel = _frame_channel(msg)
+    if channel is None and getattr(conn, "address", None):
+        error = f"{error} (connection {conn.address})"
+    writer.dead_letter(exchange=feed.id, channel=channel, error=error, payload=msg)
+
+
 class _UnexpectedMessages(logging.Handler):
     """cryptofeed's Binance handler logs frames with an unknown event type and drops them:
-    catch that log record and dead-letter the frame instead."""
+    catch that log record and dead-letter the frame instead.
 
-    def __init__(self, writers: dict[str, BronzeWriter]):
+    The log record holds only what cryptofeed parsed (the inner ``data`` object); the frame as
+    received is the ``msg`` of the :func:`writer_feed` message handler that is running below
+    this call (logging calls handlers synchronously, so that handler's frame is on the stack,
+    after any ``await`` too). Looking it up here costs nothing per message on the hot path.
+    Only frames of feeds writing to one of ``writers`` are kept (each :func:`stream_to_bronze`
+    adds its own handler)."""
+
+    def __init__(self, writers: list[BronzeWriter]):
         super().__init__(logging.WARNING)
         self.writers = writers
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "Unexpected message received" in str(record.msg) and record.args and len(record.args) >= 2:
-            exchange, msg = record.args[0], record.args[1]
-            writer = self.writers.get(exchange)
-            if writer is not None:
-                writer.dead_letter(exchange=exchange, channel=None, error="unexpected message type", payload=msg)
+        if "Unexpected message received" not in str(record.msg):
+            return
+        f = sys._getframe(1)
+        while f is not None and f.f_code is not _MESSAGE_HANDLER_CODE:
+            f = f.f_back
+        if f is None:  # not logged while a writer feed handled a frame
+            return
+        loc = f.f_locals
+        writer = loc["writer"]
+        if any(writer is w for w in self.writers):
+            _dead_letter_frame(writer, loc["self"], loc["msg"], loc["conn"], "unexpected message type")
+
+
+def _message_handler(base: type[Feed], writer: BronzeWriter | None) -> Any:
+    async def message_handler(self: Feed, msg: str, conn: Any, timestamp: float) -> None:
+        # its locals self, msg, conn and writer are read by _UnexpectedMessages: keep their names
+        try:
+            await base.message_handler(self, msg, conn, timestamp)
+        except Exception as exc:  # a malformed or unexpected frame: keep it, keep the connection
+            _dead_letter_frame(writer, self, msg, conn, f"{type(exc).__name__}: {exc}")
+
+    return message_handler
+
+
+_MESSAGE_HANDLER_CODE = _message_handler(Feed, None).__code__  # one code object for every writer feed
 
 
 def writer_feed(base: type[Feed], writer: BronzeWriter) -> type[Feed]:
     """``base`` with a message handler that dead-letters frames it cannot handle."""
-
-    async def message_handler(self: Feed, msg: str, conn: Any, timestamp: float) -> None:
-        try:
-            await base.message_handler(self, msg, conn, timestamp)
-        except Exception as exc:  # a malformed or unexpected frame: keep it, keep the connection
-            writer.dead_letter(
-                exchange=self.id,
-                channel=getattr(conn, "address", None),
-                error=f"{type(exc).__name__}: {exc}",
-                payload=msg,
-            )
-
-    return type(f"Bronze{base.__name__}", (base,), {"message_handler": message_handler})
+    return type(f"Bronze{base.__name__}", (base,), {"message_handler": _message_handler(base, writer)})
 
 
 @dataclass(slots=True)
@@ -270,7 +312,7 @@ async def stream_to_bronze(
     live = None
     if live_port is not None:
         live = await LiveServer(writer, spool_dir=writer.spool_dir.parent, port=live_port).start()
-    handler = _UnexpectedMessages({f.id: writer for f in feeds})
+    handler = _UnexpectedMessages([writer])
     cf_logger = logging.getLogger("cryptofeed.exchanges")
     cf_logger.addHandler(handler)
     writer_stop = asyncio.Event()
