@@ -1,9 +1,11 @@
 """Every table's Arrow schema, partition columns and natural key, in one place.
 
-Bronze keeps what the exchange said. Prices and quantities are stored as the **decimal strings
-the exchange sent** (``"60001.43"``, ``"0.00100000"``): exact, with no scale limit and no float
-rounding, and cheap on the hot path; trailing zeros survive, so the value is byte-for-byte what
-was received. Silver parses them into typed decimals. Timestamps are timezone-aware UTC with
+Bronze keeps what the exchange said. Prices and quantities are stored as **decimal strings in
+plain positional notation** of the Decimal cryptofeed parsed (``"60001.43"``, ``"0.00100000"``,
+``"0.00000010"``), never exponent notation such as ``1.0E-7``: exact, with no scale limit and no
+float rounding, and cheap on the hot path. For every plain decimal the exchange sent (all
+Binance-family venues) this is the exchange's text character for character, trailing zeros
+included; text in exponent notation is written out (``1E+2`` -> ``"100"``). Silver parses them into typed decimals. Timestamps are timezone-aware UTC with
 microsecond precision (Delta's ``timestamp`` type; tz-naive would need ``timestampNtz`` and a
 newer protocol that Spark/Trino readers may lack).
 """
@@ -91,8 +93,8 @@ BRONZE: dict[str, TableSpec] = {
             [
                 _f("id", _S, True, "exchange trade id (Binance: aggregate trade id)"),
                 _f("side", _S, False, "taker side: buy or sell"),
-                _f("price", _S, False, "as sent"),
-                _f("amount", _S, False, "base quantity, as sent"),
+                _f("price", _S, False, "as sent, plain decimal text"),
+                _f("amount", _S, False, "base quantity, as sent, plain decimal text"),
                 _f("type", _S, True, "trade type when the exchange gives one"),
             ],
             ("exchange", "symbol", "id"),
@@ -104,7 +106,7 @@ BRONZE: dict[str, TableSpec] = {
                 _f("sequence", pa.int64(), True, "exchange update id after this message (Binance u / lastUpdateId)"),
                 _f("snapshot", pa.bool_(), False, "true: a full-book snapshot level; false: a delta"),
                 _f("side", _S, False, "bid or ask"),
-                _f("price", _S, False, "level price, as sent"),
+                _f("price", _S, False, "level price, as sent, plain decimal text"),
                 _f("size", _S, False, "new size at the level, as sent; 0 removes it"),
             ],
             ("exchange", "symbol", "sequence", "snapshot", "side", "price"),
@@ -172,7 +174,7 @@ BRONZE: dict[str, TableSpec] = {
                     _f("exchange", _S, True),
                     _f("channel", _S, True, "stream/channel the payload came from, when known"),
                     _f("error", _S, False, "why it could not be normalised"),
-                    _f("payload", _S, False, "the raw frame or record, verbatim"),
+                    _f("payload", _S, False, "the frame exactly as received (rows that do not fit a table: their repr)"),
                     *_INGEST,
                 ]
             ),
