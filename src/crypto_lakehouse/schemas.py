@@ -5,9 +5,10 @@ plain positional notation** of the Decimal cryptofeed parsed (``"60001.43"``, ``
 ``"0.00000010"``), never exponent notation such as ``1.0E-7``: exact, with no scale limit and no
 float rounding, and cheap on the hot path. For every plain decimal the exchange sent (all
 Binance-family venues) this is the exchange's text character for character, trailing zeros
-included; text in exponent notation is written out (``1E+2`` -> ``"100"``). Silver parses them into typed decimals. Timestamps are timezone-aware UTC with
-microsecond precision (Delta's ``timestamp`` type; tz-naive would need ``timestampNtz`` and a
-newer protocol that Spark/Trino readers may lack).
+included; text in exponent notation is written out (``1E+2`` -> ``"100"``). Silver parses them
+into typed decimals. Timestamps are timezone-aware UTC with microsecond precision (Delta's
+``timestamp`` type; tz-naive would need ``timestampNtz`` and a newer protocol that Spark/Trino
+readers may lack).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ BRONZE: dict[str, TableSpec] = {
                     _f("exchange", _S, True),
                     _f("channel", _S, True, "stream/channel the payload came from, when known"),
                     _f("error", _S, False, "why it could not be normalised"),
-                    _f("payload", _S, False, "the frame exactly as received (rows that do not fit a table: their repr)"),
+                    _f("payload", _S, False, "the frame exactly as received (rows not fitting a table: their repr)"),
                     *_INGEST,
                 ]
             ),
