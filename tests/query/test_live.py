@@ -42,29 +42,33 @@ def test_uncommitted_ticks_are_queryable_and_deduplicated(tmp_path: Path) -> Non
             seen["buffered_then"] = len(writer.buffered("bronze.trades"))
             seen["delta_exists"] = catalog.exists("bronze.trades")
             seen["sql"] = await asyncio.to_thread(lh.sql, "select count(*) as n from bronze.trades", live=True)
-            await writer.flush()  # now in Delta; then the same rows arrive again in the buffer
-            committed = lh.read("bronze.trades")
-            writer.add_many(
-                "bronze.trades",
-                [
-                    tuple(r)
-                    for r in committed.select(
-                        "exchange",
-                        "symbol",
-                        pl.col("ts").dt.epoch("us") / 1e6,
-                        pl.col("receipt_ts").dt.epoch("us") / 1e6,
-                        "id",
-                        "side",
-                        "price",
-                        "amount",
-                        "type",
-                    ).rows()
-                ],
-            )
-            seen["both"] = await asyncio.to_thread(lh.read, "bronze.trades", live=True)
-            seen["committed"] = committed
-            stop.set()
+            stop.set()  # the stream ends: its final flush commits every row, its live endpoint goes away
             await task
+            seen["registry_after_stop"] = (tmp_path / "spool" / "live" / "live.json").exists()
+        committed = lh.read("bronze.trades")
+        # the same rows arrive again in a (serving) writer's buffer: live = Delta + buffer, deduplicated
+        writer.add_many(
+            "bronze.trades",
+            [
+                tuple(r)
+                for r in committed.select(
+                    "exchange",
+                    "symbol",
+                    pl.col("ts").dt.epoch("us") / 1e6,
+                    pl.col("receipt_ts").dt.epoch("us") / 1e6,
+                    "id",
+                    "side",
+                    "price",
+                    "amount",
+                    "type",
+                ).rows()
+            ],
+        )
+        server = await LiveServer(writer, spool_dir=tmp_path / "spool").start()
+        seen["both"] = await asyncio.to_thread(lh.read, "bronze.trades", live=True)
+        seen["committed"] = committed
+        await server.stop()
+        await writer.flush()  # the repeats are committed too: bronze keeps what it receives
 
     asyncio.run(go())
     live = seen["live"]
@@ -75,7 +79,8 @@ def test_uncommitted_ticks_are_queryable_and_deduplicated(tmp_path: Path) -> Non
     assert both.select("exchange", "symbol", "id").n_unique() == both.height  # no duplicates
     assert set(committed["id"]) <= set(both["id"])
     # writer stopped: its registry is gone and reads fall back to Delta alone
-    assert not (tmp_path / "spool" / "live" / "live.json").exists()
+    assert not seen["registry_after_stop"] and not (tmp_path / "spool" / "live" / "live.json").exists()
+    assert lh.read("bronze.trades").height == 2 * committed.height
     delta_keys = lh.read("bronze.trades").select("exchange", "symbol", "id").unique()  # bronze keeps the repeats
     assert lh.read("bronze.trades", live=True).height == delta_keys.height
 
