@@ -284,3 +284,19 @@ def test_replay_emits_a_bar_at_its_window_end_after_every_trade_inside_it(lake: 
     )
     assert sorted(set(window["window_start"])) == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
     assert set(window["interval"]) == {"1m"}
+
+
+def test_a_file_url_root_reads_like_its_path(lake: Lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Lakehouse("file:///abs")`` is ``Lakehouse("/abs")``: scans (a reused table sees later
+    commits), SQL, time travel, tags and replay; nothing under the working directory."""
+    monkeypatch.chdir(tmp_path)
+    url = Lakehouse(f"file://{lake.catalog.root}")
+    assert url.catalog.root == lake.catalog.root
+    assert url.read("silver.trades").height == 4_800
+    _append(lake.catalog, _trades(100_000, 10, T0 + timedelta(hours=1)))
+    assert url.read("silver.trades").height == 4_820  # the reused table saw the new commit
+    assert url.sql("select count(*) as n from silver.trades", as_of=0)["n"][0] == 4_800
+    url.tag("via-url")
+    assert lake.read("silver.trades", as_of="via-url").height == 4_820
+    assert sum(b.num_rows for b in url.replay_batches(["gold.ohlcv"], start=T0, end=T0 + timedelta(hours=1))) == 24
+    assert not any(p.name.startswith("file:") for p in tmp_path.iterdir())

@@ -113,7 +113,7 @@ class Lakehouse:
         an offset: there the update is as cheap."""
         if not self.catalog.is_local:
             return False
-        log = Path(self.catalog.uri(table).removeprefix("file://"), "_delta_log")
+        log = Path(self.catalog.uri(table), "_delta_log")  # a local root is a plain absolute path
         return not (log / f"{version + 1:020d}.json").exists()
 
     # ------------------------------------------------------------------ time travel
