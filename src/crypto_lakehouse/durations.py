@@ -1,11 +1,14 @@
-"""Polars-style durations (``250ms``, ``1s``, ``3m``, ``2h``, ``1d``, ``1w``) parsed once, here."""
+"""Polars-style durations (``250ms``, ``1s``, ``3m``, ``2h``, ``1d``, ``1w``) parsed once, here,
+and the exchanges' candle intervals, which include calendar months (:func:`candle_interval`)."""
 
 from __future__ import annotations
 
+import calendar
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["CandleInterval", "candle_interval", "format_duration", "parse_duration"]
 
 _UNITS_US = {
     "us": 1,
@@ -47,3 +50,56 @@ def format_duration(td: timedelta) -> str:
         if us % size == 0:
             return f"{us // size}{unit}"
     raise AssertionError("unreachable: 'us' divides everything")
+
+
+_MONTHS = re.compile(r"(\d+)(M|mo)")
+
+
+@dataclass(frozen=True, slots=True)
+class CandleInterval:
+    """An exchange candle interval: a fixed length (``1m``, ``4h``, ``3d``, ``1w``) or a number of
+    calendar months (``1M``; the Binance archive spells it ``1mo``), whose length varies.
+
+    ``name`` is the spelling silver stores (the exchange API's: ``1M`` for a month, as cryptofeed
+    and ccxt write it); ``offset`` the Polars offset string (``dt.offset_by``, ``dt.truncate``)."""
+
+    name: str
+    months: int  # > 0: calendar months; 0: a fixed length
+    fixed: timedelta | None  # the length when fixed
+
+    @property
+    def offset(self) -> str:
+        return f"{self.months}mo" if self.months else format_duration(self.fixed)  # type: ignore[arg-type]
+
+    def add(self, t: datetime, n: int = 1) -> datetime:
+        """``t`` plus ``n`` intervals (months: the same day and time ``n`` months on, the day
+        clamped to the month's last, as Polars' ``dt.offset_by`` does)."""
+        if not self.months:
+            return t + n * self.fixed  # type: ignore[operator]
+        month = t.month - 1 + n * self.months
+        year, month = t.year + month // 12, month % 12 + 1
+        return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
+
+    def count(self, start: datetime, end: datetime) -> int:
+        """Whole intervals from ``start`` up to ``end`` (e.g. candles expected in ``[start, end)``)."""
+        if not self.months:
+            return max(0, (end - start) // self.fixed)  # type: ignore[operator]
+        n = max(0, ((end.year - start.year) * 12 + end.month - start.month) // self.months)
+        while n and self.add(start, n) > end:
+            n -= 1
+        return n
+
+
+def candle_interval(text: str) -> CandleInterval | None:
+    """The interval of a candle (``"1m"``, ``"3d"``, ``"1w"``, ``"1M"``, ``"1mo"``), or None
+    when ``text`` is not one (silver quarantines such candles). Case matters: ``m`` is a
+    minute, ``M`` a month."""
+    s = str(text).strip()
+    m = _MONTHS.fullmatch(s)
+    if m:
+        n = int(m.group(1))
+        return CandleInterval(f"{n}M", n, None) if n > 0 else None
+    try:
+        return CandleInterval(s, 0, parse_duration(s))
+    except ValueError:
+        return None
