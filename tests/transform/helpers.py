@@ -37,3 +37,19 @@ def stream_into_bronze(ex: LoopbackExchange, root: Path, *, writer_id: str = "w"
 
     asyncio.run(go())
     return writer
+
+
+def write_bronze(catalog: Catalog, table: str, rows: list[dict]) -> None:
+    """Append ``rows`` (dicts of bronze columns; ``date``, ``writer_id``, ``batch_id`` and
+    nullable columns may be left out) to ``table`` as one commit, as the writer would."""
+    import polars as pl
+
+    from crypto_lakehouse.schemas import BRONZE
+
+    spec = BRONZE[table]
+    schema = pl.from_arrow(spec.schema.empty_table()).schema  # type: ignore[union-attr]
+    filled = [{"writer_id": "test", "batch_id": 0, "date": None, **r} for r in rows]
+    df = pl.DataFrame(filled, schema={c: schema[c] for c in filled[0]})
+    df = df.with_columns(pl.coalesce("ts", "receipt_ts").dt.date().alias("date"))
+    df = df.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in df.columns)
+    catalog.append(table, df.select(spec.schema.names).to_arrow().cast(spec.schema))

@@ -5,27 +5,44 @@ Incremental: each silver table's commit carries the Delta application transactio
 ``("promote:<bronze table>", <bronze version>)``, written in the **same commit** as the rows,
 so the next run reads only bronze commits after that version (``Catalog.changes``) and a crash
 can never promote a bronze version twice or skip one. Quarantine rows are written first and
-deduplicated by a hash of the raw row, so a retried run does not quarantine twice.
+deduplicated by a stable hash of the raw row (sha256 of its JSON in the bronze schema's column
+order), so a retried or reprocessing run does not quarantine twice.
 
-Idempotent: rows are deduplicated within the batch (first received wins) and anti-joined with
-the keys already in silver, so silver never holds a duplicate, whatever is reprocessed.
+Idempotent, also under concurrency: rows are deduplicated within the batch (first received wins)
+and anti-joined with the keys already in silver, read from one snapshot of the table; the append
+is committed **against that snapshot** with the application transaction
+``("silver-writer:<table>", <snapshot version> + 1)``, one app id per table shared by every writer
+(promote, reprocess, ``backfill``, the gap filler). A writer that committed after the snapshot
+carried the same app id, so delta-rs' conflict checker refuses the second commit
+(``CommitFailedError``, a concurrent transaction); the loser re-reads, dedups again and retries.
+Silver never holds a duplicate, whatever runs at the same time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.config import Settings, SilverSettings
-from crypto_lakehouse.durations import parse_duration
+from crypto_lakehouse.durations import candle_interval, parse_duration
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.backfill import Backfiller
-from crypto_lakehouse.schemas import SILVER, table_spec
+from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.catalog import TABLE_PROPERTIES
 
 __all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_from_settings", "promote_silver"]
 
@@ -83,12 +100,20 @@ class _Plan:
     floats: tuple[str, ...] = ()  # string columns parsed to Float64
     nullable_floats: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
-    time_col: str = "ts"  # bounded by TS_MIN .. now + skew
     keep: Callable[[], pl.Expr] | None = None  # rows to promote (others are superseded, counted)
+    # adds parsed ``__<column>`` columns the rules need beyond the floats (candles: the interval)
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
     @property
     def key(self) -> tuple[str, ...]:
         return SILVER[self.silver].key
+
+
+def _parse_intervals(df: pl.DataFrame) -> pl.DataFrame:
+    """``__interval``: a candle's interval as silver stores it (``1mo`` -> ``1M``), null when it
+    is no interval (:func:`candle_interval`). Parsed once per distinct value."""
+    names = {v: (iv.name if (iv := candle_interval(v)) else None) for v in df.get_column("interval").unique().to_list()}
+    return df.with_columns(pl.col("interval").replace_strict(names, return_dtype=pl.String).alias("__interval"))
 
 
 _SIDES = ("buy", "sell")
@@ -166,6 +191,11 @@ PLANS: dict[str, _Plan] = {
             "silver.candles",
             floats=("open", "high", "low", "close", "volume"),
             rules=(
+                ("unknown_interval", lambda: pl.col("__interval").is_null()),
+                (  # the window cannot open after the candle was reported
+                    "ts_out_of_bounds",
+                    lambda: (pl.col("start") < TS_MIN) | (pl.col("start") > pl.coalesce("ts", "receipt_ts")),
+                ),
                 *(r for c in ("open", "high", "low", "close") for r in (_not_numeric(c), _positive(c))),
                 _not_numeric("volume"),
                 _positive("volume", allow_zero=True),
@@ -177,8 +207,8 @@ PLANS: dict[str, _Plan] = {
                     ),
                 ),
             ),
-            time_col="start",
             keep=lambda: pl.col("closed"),
+            prepare=_parse_intervals,
         ),
     )
 }
@@ -204,11 +234,17 @@ class PromoteResult:
 
 
 def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split rows into (good rows in silver's columns, quarantined rows)."""
-    parsed = df.with_columns(
-        [pl.col(c).cast(pl.Float64, strict=False).alias(f"__{c}") for c in (*plan.floats, *plan.nullable_floats)]
-    )
-    when = pl.col(plan.time_col) if plan.time_col != "ts" else pl.coalesce("ts", "receipt_ts")
+    """Split rows into (good rows in silver's columns, quarantined rows).
+
+    Exchange time is bounded by :data:`TS_MIN` and by the row's own receipt: ``ts`` may be at
+    most ``max_future_skew`` after ``receipt_ts`` (the clocks of the venue and of the writer
+    differ). Not by ``now``: a row committed while a slow run runs is received after the run
+    started, and is valid. ``now`` only stamps ``detected_at``."""
+    floats = (*plan.floats, *plan.nullable_floats)
+    parsed = df.with_columns([pl.col(c).cast(pl.Float64, strict=False).alias(f"__{c}") for c in floats])
+    if plan.prepare is not None:
+        parsed = plan.prepare(parsed)
+    when = pl.coalesce("ts", "receipt_ts")  # the time that decides the row's date (TIME_COLUMN, as bronze)
     rules: list[Rule] = [
         (
             "unknown_symbol",
@@ -217,7 +253,12 @@ def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions)
                 | (~pl.col("symbol").is_in(list(opts.symbols)) if opts.symbols else pl.lit(False))
             ),
         ),
-        ("ts_out_of_bounds", lambda: when.is_null() | (when < TS_MIN) | (when > now + opts.max_future_skew)),
+        (
+            "ts_out_of_bounds",
+            lambda: when.is_null() | (when < TS_MIN) | (when > pl.col("receipt_ts") + opts.max_future_skew),
+        ),
+        # "NaN", "inf", "1e999" parse to floats that are no price, size or rate
+        *((f"{c}_not_finite", lambda c=c: _num(c).is_nan() | _num(c).is_infinite()) for c in floats),
         *plan.rules,
     ]
     rule = pl.lit(None, dtype=pl.String)
@@ -225,30 +266,56 @@ def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions)
         rule = pl.when(expr().fill_null(False)).then(pl.lit(name)).otherwise(rule)
     parsed = parsed.with_columns(rule.alias("__rule"))
     bad = parsed.filter(pl.col("__rule").is_not_null())
-    raw_cols = [c for c in df.columns if not c.startswith("__")]
+    raw = _raw_json(plan, bad.select(c for c in df.columns if not c.startswith("__")))
     quarantine = bad.select(
         pl.lit(plan.silver).alias("table"),
         pl.col("__rule").alias("rule"),
         pl.col("exchange"),
         pl.col("symbol"),
-        pl.struct(raw_cols).struct.json_encode().alias("raw"),
     ).with_columns(
-        pl.col("raw").hash(seed=0).reinterpret(signed=True).alias("row_hash"),
+        pl.Series("raw", raw, dtype=pl.String),
+        pl.Series("row_hash", [_row_hash(r) for r in raw], dtype=pl.Int64),
         pl.lit(now).cast(_UTC).alias("detected_at"),
     )
-    good = parsed.filter(pl.col("__rule").is_null()).with_columns(
-        [pl.col(f"__{c}").alias(c) for c in (*plan.floats, *plan.nullable_floats)]
-    )
+    good = parsed.filter(pl.col("__rule").is_null()).with_columns([pl.col(f"__{c}").alias(c) for c in floats])
+    if "__interval" in good.columns:
+        good = good.with_columns(pl.col("__interval").alias("interval"))
     return good, quarantine
 
 
+def _json_value(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    return str(v)
+
+
+def _raw_json(plan: _Plan, rows: pl.DataFrame) -> list[str]:
+    """Each row as JSON with its columns in a fixed order (the bronze table's, then any others by
+    name), whatever order the frame has: change-data reads put partition columns last. Values
+    are written by Python (timestamps as ISO 8601), not by a library whose format may change."""
+    order = {c: i for i, c in enumerate(BRONZE[plan.bronze].schema.names)}
+    columns = sorted(rows.columns, key=lambda c: (order.get(c, len(order)), c))
+    return [
+        json.dumps(dict(zip(columns, r, strict=True)), default=_json_value, separators=(",", ":"))
+        for r in rows.select(columns).iter_rows()
+    ]
+
+
+def _row_hash(raw: str) -> int:
+    """The first 8 bytes of the sha256 of ``raw``, as a signed 64-bit integer: the same in every
+    process and version (Polars' ``hash()`` is not promised to be)."""
+    return int.from_bytes(hashlib.sha256(raw.encode()).digest()[:8], "big", signed=True)
+
+
 def _to_silver(plan: _Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.DataFrame:
+    """Silver's columns. ``date`` is the UTC date of the table's time column (``ts``, or
+    ``receipt_ts`` when the exchange sent none, as in bronze) for every table: the column reads
+    and reprocessing filter on decides the partition, so pruning never loses a row (a candle
+    opening at 23:59 closes, and is dated, after midnight)."""
     spec = SILVER[plan.silver]
     cols = {f.name: f for f in spec.schema}
     df = good.with_columns(
-        pl.coalesce("ts", "receipt_ts").dt.date().alias("date")
-        if plan.time_col == "ts"
-        else pl.col("start").dt.date().alias("date"),
+        pl.coalesce(TIME_COLUMN[plan.silver], "receipt_ts").dt.date().alias("date"),
         (pl.lit(source) if isinstance(source, str) else source).alias("source"),
     )
     if "id" in cols and cols["id"].type == pl.Int64 or plan.silver == "silver.trades":
@@ -256,51 +323,134 @@ def _to_silver(plan: _Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.Dat
     return df.select(list(cols))
 
 
-def _dedup(plan: _Plan, catalog: Catalog, rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Drop duplicates within ``rows`` (first received wins) and rows whose key silver holds."""
+def _within_batch(plan: _Plan, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with each key once: where a key repeats within the batch, the first received wins."""
     key = list(plan.key)
-    before = rows.height
-    # only rows whose key repeats need ordering: of those, the first received wins
     repeated = rows.select(pl.len().over(key) > 1).to_series()
     dups = rows.filter(repeated)
-    if dups.height:
-        dups = dups.sort("receipt_ts").unique(subset=key, keep="first")
-        rows = pl.concat([rows.filter(~repeated), dups])
-    if rows.height and catalog.exists(plan.silver):
+    if not dups.height:
+        return rows
+    return pl.concat([rows.filter(~repeated), dups.sort("receipt_ts").unique(subset=key, keep="first")])
+
+
+def _dedup(plan: _Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.DataFrame:
+    """``rows`` less those whose key silver holds in ``snapshot`` (None: no table yet)."""
+    if not rows.height or snapshot is None:
+        return rows
+    key = list(plan.key)
+    where = pl.col("exchange").is_in(rows.get_column("exchange").unique().to_list()) & pl.col("symbol").is_in(
+        rows.get_column("symbol").unique().to_list()
+    )
+    if plan.silver == "silver.candles":
+        # the key has no ts: the same candle can come dated differently (streamed, stamped by its
+        # close event; backfilled or archived, by its stop; or written when silver dated candles by
+        # their start), but never before the day it opened
+        starts = rows.get_column("start")
+        where &= (pl.col("date") >= starts.min().date()) & pl.col("start").is_between(starts.min(), starts.max())
+    else:
         dates = rows.get_column("date")
-        existing = (
-            pl.scan_delta(catalog.uri(plan.silver), storage_options=catalog.storage_options)
-            .filter(
-                pl.col("exchange").is_in(rows.get_column("exchange").unique().to_list())
-                & pl.col("symbol").is_in(rows.get_column("symbol").unique().to_list())
-                & pl.col("date").is_between(dates.min(), dates.max())
+        where &= pl.col("date").is_between(dates.min(), dates.max())
+    existing = pl.scan_delta(snapshot).filter(where).select(key).collect()
+    if existing.height:
+        rows = rows.join(existing, on=key, how="anti", nulls_equal=True)
+    return rows
+
+
+# How silver tables are written: every append is committed against the snapshot its dedup read,
+# carrying the table's writer app id, so two writers racing from one snapshot conflict.
+_WRITER_APP = "silver-writer:{table}"
+_ATTEMPTS = 30  # commits lost to concurrent writers before giving up (each retry re-reads)
+_PARQUET = WriterProperties(compression="ZSTD", compression_level=3)  # as Catalog._write
+
+
+def _snapshot(catalog: Catalog, spec: TableSpec) -> DeltaTable:
+    """The latest snapshot of ``spec``'s table, created empty first if it does not exist (two
+    writers creating it at once: one wins, the other's commit fails and it opens the winner's)."""
+    if not catalog.exists(spec.name):
+        try:
+            catalog.append(spec.name, spec.schema.empty_table())
+        except Exception:  # noqa: BLE001 - a racing creator won: the table exists now
+            if not catalog.exists(spec.name):
+                raise
+    return catalog.open(spec.name)
+
+
+def _append_at(
+    catalog: Catalog, spec: TableSpec, snapshot: DeltaTable, data: pa.Table, apps: list[tuple[str, int]]
+) -> None:
+    """Append ``data`` as one commit against ``snapshot`` (not the latest version: delta-rs checks
+    every commit since ``snapshot`` for a conflict), recording ``apps`` transactions in it. With
+    the options ``Catalog._write`` uses. (Belongs in Catalog, e.g. ``Catalog.append(...,
+    snapshot=dt)``; kept here until it has one.)"""
+    write_deltalake(
+        snapshot,
+        data,
+        mode="append",
+        partition_by=list(spec.partition_by) or None,
+        configuration=TABLE_PROPERTIES[spec.layer],
+        writer_properties=_PARQUET,
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]),
+    )
+
+
+def _write_deduped(
+    catalog: Catalog,
+    table: str,
+    dedup: Callable[[DeltaTable | None], pl.DataFrame],
+    *,
+    app: tuple[str, int] | None = None,
+) -> pl.DataFrame:
+    """Dedup against a snapshot of ``table`` and append what is new against that snapshot,
+    under the table's writer app id; on a conflict (another writer committed since), read again
+    and retry. ``app`` is recorded in the same commit (a promote's progress), even with no rows,
+    unless the table already records it at that version or later. Returns the rows written."""
+    spec = table_spec(table)
+    writer_app = _WRITER_APP.format(table=table)
+    for attempt in range(_ATTEMPTS):
+        snapshot = catalog.open(table) if catalog.exists(table) else None
+        rows = dedup(snapshot)
+        progress = app
+        if app is not None and snapshot is not None:
+            done = snapshot.transaction_version(app[0])
+            if done is not None and done >= app[1]:
+                progress = None  # a racing promote recorded this bronze version (or a later one)
+        if not rows.height and progress is None:
+            return rows
+        if snapshot is None:  # a new table: create it, then dedup against it (it may not be new by then)
+            _snapshot(catalog, spec)
+            continue
+        apps = [(writer_app, snapshot.version() + 1), *([progress] if progress else [])]
+        try:
+            _append_at(catalog, spec, snapshot, rows.to_arrow().cast(spec.schema), apps)
+            return rows
+        except CommitFailedError as exc:  # a concurrent writer: its rows may be ours; read again
+            LOG.info(
+                "%s: concurrent commit since version %d (%s); retry %d", table, snapshot.version(), exc, attempt + 1
             )
-            .select(key)
-            .collect()
-        )
-        if existing.height:
-            rows = rows.join(existing, on=key, how="anti", nulls_equal=True)
-    return rows, before - rows.height
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+    raise LakehouseError(f"append to {table} lost {_ATTEMPTS} times in a row to concurrent writers; run it again")
+
+
+def _quarantine_seen(catalog: Catalog, q: pl.DataFrame, snapshot: DeltaTable | None) -> pl.DataFrame:
+    """``q`` less the rows ``snapshot`` of silver.quarantine already holds (by table + row hash)."""
+    if snapshot is None or not q.height:
+        return q
+    seen = (
+        pl.scan_delta(snapshot)
+        .filter(pl.col("table").is_in(q.get_column("table").unique().to_list()))
+        .select("table", "row_hash")
+        .collect()
+    )
+    return q.join(seen, on=["table", "row_hash"], how="anti")
 
 
 def _quarantine(catalog: Catalog, q: pl.DataFrame) -> int:
     """Append quarantined rows not already there (by table + hash of the raw row)."""
     if q.is_empty():
         return 0
-    q = q.unique(subset=["table", "row_hash"], keep="first")
-    if catalog.exists("silver.quarantine"):
-        seen = (
-            pl.scan_delta(catalog.uri("silver.quarantine"), storage_options=catalog.storage_options)
-            .filter(pl.col("table").is_in(q.get_column("table").unique().to_list()))
-            .select("table", "row_hash")
-            .collect()
-        )
-        q = q.join(seen, on=["table", "row_hash"], how="anti")
-    if q.height:
-        catalog.append(
-            "silver.quarantine", q.select([f.name for f in table_spec("silver.quarantine").schema]).to_arrow()
-        )
-    return q.height
+    columns = [f.name for f in table_spec("silver.quarantine").schema]
+    q = q.unique(subset=["table", "row_hash"], keep="first").select(columns)
+    return _write_deduped(catalog, "silver.quarantine", lambda snapshot: _quarantine_seen(catalog, q, snapshot)).height
 
 
 class _Report:
@@ -361,26 +511,25 @@ def _promote_rows(
     for rule in bad.get_column("rule").unique().to_list():
         report.add(plan.silver, f"quarantined:{rule}", bad.filter(pl.col("rule") == rule))
     _quarantine(catalog, bad)
-    rows, dups = _dedup(plan, catalog, _to_silver(plan, good, source))
-    report.add(plan.silver, "duplicates", value=dups)
+    batch = _within_batch(plan, _to_silver(plan, good, source))
+    rows = _write_deduped(catalog, plan.silver, lambda snapshot: _dedup(plan, batch, snapshot), app=app)
+    report.add(plan.silver, "duplicates", value=good.height - rows.height)
     report.add(plan.silver, "rows_out", rows)
-    if rows.height or app is not None:
-        app_id, version = app if app else (None, None)
-        catalog.append(plan.silver, rows.to_arrow().cast(SILVER[plan.silver].schema), app_id=app_id, version=version)
     return rows.height
 
 
 def _bronze_frame(
     catalog: Catalog, plan: _Plan, *, after: int | None, upto: int, start: datetime | None, end: datetime | None
 ) -> pl.DataFrame:
+    """Bronze rows to promote: a window of exchange time (``start``/``end``, on the table's time
+    column and pruned by ``date``, its date, for every table), or the commits after ``after``."""
     if start is not None or end is not None:
         lf = pl.scan_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
-        t = pl.col(plan.time_col)
-        prune = plan.time_col == "ts"  # `date` is the date of ts; a long candle's start can be days earlier
+        t = pl.col(TIME_COLUMN[plan.bronze])
         if start is not None:
-            lf = lf.filter((t >= start) & ((pl.col("date") >= start.date()) if prune else pl.lit(True)))
+            lf = lf.filter((t >= start) & (pl.col("date") >= start.date()))
         if end is not None:
-            lf = lf.filter((t < end) & ((pl.col("date") <= end.date()) if prune else pl.lit(True)))
+            lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
         return lf.collect()
     if after is None:  # the whole table: Polars reads a snapshot fastest
         return pl.read_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
