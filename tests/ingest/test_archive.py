@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 import zipfile
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -237,3 +238,262 @@ def test_archive_rows_are_promoted_with_source_archive_and_deduplicated_against_
     sources = dict(zip(silver["id"].to_list(), silver["source"].to_list(), strict=True))
     assert {sources[i] for i in range(5_100, 5_150)} == {"stream"}  # received first
     assert {sources[i] for i in range(5_000, 5_100)} == {"archive"}
+
+
+# ------------------------------------------------------------------ every kind the CLI offers, real formats
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _ms(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One archive kind in Binance's real CSV format and the bronze rows it must become."""
+
+    kind: str
+    market: str
+    period: tuple[date, date]
+    path: str
+    header: str
+    lines: list[str]
+    table: str
+    exchange: str
+    symbol: str
+    expected: list[dict]  # bronze columns (besides exchange/symbol/date/writer_id) per row, by ts
+
+
+_KINDS = [
+    _Kind(  # spot: 8 columns (the last is is_best_match), capitalised booleans, no header in real files
+        "aggTrades",
+        "spot",
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        "data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.zip",
+        "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match",
+        [
+            f"3371227474,42283.58000000,0.00100000,3371227474,3371227476,{_ms(T0) + 1},True,True",
+            f"3371227475,42283.59000000,0.02000000,3371227477,3371227477,{_ms(T0) + 2},False,True",
+        ],
+        "bronze.trades",
+        "BINANCE",
+        "BTC-USDT",
+        [
+            {
+                "ts": T0 + timedelta(milliseconds=1),
+                "id": "3371227474",
+                "side": "sell",
+                "price": "42283.58000000",
+                "amount": "0.00100000",
+                "type": None,
+            },
+            {
+                "ts": T0 + timedelta(milliseconds=2),
+                "id": "3371227475",
+                "side": "buy",
+                "price": "42283.59000000",
+                "amount": "0.02000000",
+                "type": None,
+            },
+        ],
+    ),
+    _Kind(  # USD-M futures: header row in real files, lower-case booleans
+        "aggTrades",
+        "um",
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        _path("2024-01-01"),
+        "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker",
+        [f"1960436791,42314.0,0.020,4440155826,4440155826,{_ms(T0) + 67},true"],
+        "bronze.trades",
+        "BINANCE_FUTURES",
+        "BTC-USDT-PERP",
+        [
+            {
+                "ts": T0 + timedelta(milliseconds=67),
+                "id": "1960436791",
+                "side": "sell",
+                "price": "42314.0",
+                "amount": "0.020",
+                "type": None,
+            }
+        ],
+    ),
+    _Kind(
+        "klines:1m",
+        "spot",
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip",
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+        "taker_buy_quote_volume,ignore",
+        [
+            f"{_ms(T0)},42283.58000000,42298.62000000,42261.02000000,42298.61000000,35.92724000,"
+            f"{_ms(T0) + 59_999},1519196.17880070,1327,21.61088000,913862.04396790,0",
+            f"{_ms(T0) + 60_000},42298.62000000,42320.00000000,42298.61000000,42320.00000000,21.07084000,"
+            f"{_ms(T0) + 119_999},891337.11829760,1029,11.46541000,485026.32006300,0",
+        ],
+        "bronze.candles",
+        "BINANCE",
+        "BTC-USDT",
+        [
+            {
+                "ts": T0 + timedelta(milliseconds=59_999),
+                "interval": "1m",
+                "start": T0,
+                "stop": T0 + timedelta(milliseconds=59_999),
+                "trades": 1327,
+                "open": "42283.58000000",
+                "high": "42298.62000000",
+                "low": "42261.02000000",
+                "close": "42298.61000000",
+                "volume": "35.92724000",
+                "closed": True,
+            },
+            {
+                "ts": T0 + timedelta(milliseconds=119_999),
+                "interval": "1m",
+                "start": T0 + timedelta(minutes=1),
+                "stop": T0 + timedelta(milliseconds=119_999),
+                "trades": 1029,
+                "open": "42298.62000000",
+                "high": "42320.00000000",
+                "low": "42298.61000000",
+                "close": "42320.00000000",
+                "volume": "21.07084000",
+                "closed": True,
+            },
+        ],
+    ),
+    _Kind(  # a calendar month: the archive spells the interval 1mo
+        "klines:1mo",
+        "um",
+        (date(2024, 1, 1), date(2024, 1, 31)),
+        "data/futures/um/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-01.zip",
+        "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+        "taker_buy_quote_volume,ignore",
+        [
+            f"{_ms(T0)},42314.00,48969.48,38555.00,42580.00,7650548.311,{_ms(datetime(2024, 2, 1, tzinfo=UTC)) - 1},"
+            "329129826505.99870,63270891,3807285.426,163853186297.12470,0"
+        ],
+        "bronze.candles",
+        "BINANCE_FUTURES",
+        "BTC-USDT-PERP",
+        [
+            {
+                "ts": datetime(2024, 2, 1, tzinfo=UTC) - timedelta(milliseconds=1),
+                "interval": "1mo",
+                "start": T0,
+                "stop": datetime(2024, 2, 1, tzinfo=UTC) - timedelta(milliseconds=1),
+                "trades": 63270891,
+                "open": "42314.00",
+                "high": "48969.48",
+                "low": "38555.00",
+                "close": "42580.00",
+                "volume": "7650548.311",
+                "closed": True,
+            }
+        ],
+    ),
+    _Kind(
+        "fundingRate",
+        "um",
+        (date(2024, 1, 1), date(2024, 1, 31)),
+        "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip",
+        "calc_time,funding_interval_hours,last_funding_rate",
+        [f"{_ms(T0)},8,0.00037409", f"{_ms(T0) + 8 * 3_600_000 + 2},8,-0.00001250"],
+        "bronze.funding",
+        "BINANCE_FUTURES",
+        "BTC-USDT-PERP",
+        [
+            {
+                "ts": T0,
+                "rate": "0.00037409",
+                "mark_price": None,
+                "index_price": None,
+                "predicted_rate": None,
+                "next_funding_time": None,
+            },
+            {
+                "ts": T0 + timedelta(hours=8, milliseconds=2),
+                "rate": "-0.00001250",
+                "mark_price": None,
+                "index_price": None,
+                "predicted_rate": None,
+                "next_funding_time": None,
+            },
+        ],
+    ),
+    _Kind(  # ts is the event time, as the stream's ticker (cryptofeed uses the message's E)
+        "bookTicker",
+        "um",
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        "data/futures/um/daily/bookTicker/BTCUSDT/BTCUSDT-bookTicker-2024-01-01.zip",
+        "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time",
+        [
+            f"3818226453214,42313.90,9.093,42314.00,1.702,{_ms(T0) + 4},{_ms(T0) + 7}",
+            f"3818226453290,42313.90,9.101,42314.00,1.690,{_ms(T0) + 11},{_ms(T0) + 12}",
+        ],
+        "bronze.ticker",
+        "BINANCE_FUTURES",
+        "BTC-USDT-PERP",
+        [
+            {
+                "ts": T0 + timedelta(milliseconds=7),
+                "sequence": 3818226453214,
+                "bid": "42313.90",
+                "bid_size": "9.093",
+                "ask": "42314.00",
+                "ask_size": "1.702",
+            },
+            {
+                "ts": T0 + timedelta(milliseconds=12),
+                "sequence": 3818226453290,
+                "bid": "42313.90",
+                "bid_size": "9.101",
+                "ask": "42314.00",
+                "ask_size": "1.690",
+            },
+        ],
+    ),
+    _Kind(
+        "bookTicker",
+        "cm",
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        "data/futures/cm/daily/bookTicker/BTCUSD_PERP/BTCUSD_PERP-bookTicker-2024-01-01.zip",
+        "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time",
+        [f"782210418531,42300.1,1250,42300.2,311,{_ms(T0) + 30},{_ms(T0) + 31}"],
+        "bronze.ticker",
+        "BINANCE_DELIVERY",
+        "BTC-USD-PERP",
+        [
+            {
+                "ts": T0 + timedelta(milliseconds=31),
+                "sequence": 782210418531,
+                "bid": "42300.1",
+                "bid_size": "1250",
+                "ask": "42300.2",
+                "ask_size": "311",
+            }
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["header", "no-header"])
+@pytest.mark.parametrize("case", _KINDS, ids=[f"{k.market}-{k.kind}" for k in _KINDS])
+def test_every_kind_the_cli_offers_imports_its_real_csv_format(server, tmp_path: Path, case: _Kind, header: bool):
+    site, base = server
+    _publish(site, case.path, ("\n".join(([case.header] if header else []) + case.lines) + "\n").encode())
+    catalog = Catalog(tmp_path / "lake")
+    symbol = case.path.rsplit("/", 1)[-1].split("-", 1)[0]
+    files = archive_files(
+        market=case.market, kind=case.kind, symbols=[symbol], start=case.period[0], end=case.period[1]
+    )
+    assert [f.path for f in files] == [case.path]
+    r = import_archives(catalog, files, base_url=base, cache_dir=tmp_path / "cache", progress=False)
+    assert r.failed == {} and r.imported == {case.path: len(case.lines)}
+    rows = pl.read_delta(catalog.uri(case.table)).sort("ts")
+    assert rows.select("exchange", "symbol").unique().rows() == [(case.exchange, case.symbol)]
+    assert rows["writer_id"].str.starts_with("archive:").all()  # silver's source='archive'
+    assert rows["date"].to_list() == [e["ts"].date() for e in case.expected]
+    assert rows.select(list(case.expected[0])).to_dicts() == case.expected

@@ -273,8 +273,20 @@ def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, 
     return arrow.num_rows
 
 
+def _nulls(n: int, dtype: type[pl.DataType]) -> pl.Series:
+    """``n`` nulls: the bronze columns an archive kind does not have."""
+    return pl.Series([None] * n, dtype=dtype)
+
+
 def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[str, pl.DataFrame]:
-    """CSV -> (bronze table, rows in the writer's row layout, timestamps as epoch seconds)."""
+    """CSV -> (bronze table, rows in the writer's row layout, timestamps as epoch seconds).
+
+    Columns by position (Binance's formats; a header row, when present, is skipped):
+    aggTrades ``agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,
+    is_buyer_maker[,is_best_match]``; klines ``open_time,open,high,low,close,volume,close_time,
+    quote_volume,count,...``; fundingRate ``calc_time,funding_interval_hours,last_funding_rate``;
+    bookTicker ``update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,
+    transaction_time,event_time``."""
     std = venue(exchange).std_symbol(file.symbol)
     name = file.path.rsplit("/", 1)[-1]
     with zipfile.ZipFile(io.BytesIO(data)) as z:
@@ -301,7 +313,7 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
                     ).to_series(),
                     "price": c[1],
                     "amount": c[2],
-                    "type": pl.Series([None] * n, dtype=pl.String),
+                    "type": _nulls(n, pl.String),
                 }
             )
             return "bronze.trades", df
@@ -328,29 +340,30 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
             )
             return "bronze.candles", df
         if file.kind == "fundingRate":
-            rows = _read_csv(text, name, 3)
-            c = list(zip(*rows, strict=False)) if rows else [[]] * 3
+            c = _read_csv(text, name, 3)
+            n = len(c[0])
             df = pl.DataFrame(
                 {
                     "exchange": exchange,
                     "symbol": std,
-                    "ts": _seconds(c[0]),
+                    "ts": _seconds(c[0]),  # the settlement's calc_time
                     "receipt_ts": now,
-                    "mark_price": pl.Series([None] * n, dtype=pl.String),
-                    "index_price": pl.Series([None] * n, dtype=pl.String),
+                    "mark_price": _nulls(n, pl.String),
+                    "index_price": _nulls(n, pl.String),
                     "rate": c[2],
-                    "predicted_rate": pl.Series([None] * n, dtype=pl.String),
-                    "next_funding_time": pl.Series([None] * len(rows), dtype=pl.Float64),
+                    "predicted_rate": _nulls(n, pl.String),
+                    "next_funding_time": _nulls(n, pl.Float64),
                 }
             )
             return "bronze.funding", df
-        rows = _read_csv(text, name, 6)  # bookTicker
-        c = list(zip(*rows, strict=False)) if rows else [[]] * 6
+        c = _read_csv(text, name, 7)  # bookTicker
         df = pl.DataFrame(
             {
                 "exchange": exchange,
                 "symbol": std,
-                "ts": _seconds(c[5]),
+                # event_time, as the stream's ticker rows (cryptofeed stamps them with the message's
+                # E), so an update seen by both has one (sequence, ts) key in silver
+                "ts": _seconds(c[6]),
                 "receipt_ts": now,
                 "sequence": c[0].cast(pl.Int64, strict=True),
                 "bid": c[1],
