@@ -23,6 +23,7 @@ import pytest
 
 from crypto_lakehouse.ingest import BronzeWriter
 from crypto_lakehouse.ingest.archive import archive_files, import_archives
+from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.silver import promote_silver
 
@@ -238,6 +239,141 @@ def test_archive_rows_are_promoted_with_source_archive_and_deduplicated_against_
     sources = dict(zip(silver["id"].to_list(), silver["source"].to_list(), strict=True))
     assert {sources[i] for i in range(5_100, 5_150)} == {"stream"}  # received first
     assert {sources[i] for i in range(5_000, 5_100)} == {"archive"}
+
+
+# ------------------------------------------------------------------ identity = the full archive path
+def _import(catalog: Catalog, base: str, cache: Path, *, market: str, kind: str, day: date, symbol: str = "BTCUSDT"):
+    files = archive_files(market=market, kind=kind, symbols=[symbol], start=day, end=day)
+    return import_archives(catalog, files, base_url=base, cache_dir=cache, progress=False)
+
+
+def test_spot_and_futures_files_of_the_same_name_are_separate_identities(server, tmp_path: Path) -> None:
+    """Spot and USD-M futures publish ``BTCUSDT-aggTrades-2024-01-01.zip`` under the same file
+    name; replacing the futures file (changed checksum) must leave the spot rows alone."""
+    site, base = server
+    day = date(2024, 1, 1)
+    spot = "data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.zip"
+    _publish(site, spot, _agg_csv(1, 100, day, header=False, micros=False))
+    _publish(site, _path("2024-01-01"), _agg_csv(10_001, 100, day, header=True, micros=False))
+    catalog = Catalog(tmp_path / "lake")
+    assert _import(catalog, base, tmp_path / "c1", market="spot", kind="aggTrades", day=day).imported == {spot: 100}
+    assert _import(catalog, base, tmp_path / "c1", market="um", kind="aggTrades", day=day).ok
+    _publish(site, _path("2024-01-01"), _agg_csv(10_001, 90, day, header=True, micros=False))  # corrected upstream
+    changed = _import(catalog, base, tmp_path / "c2", market="um", kind="aggTrades", day=day)
+    assert changed.imported == {_path("2024-01-01"): 90}
+    trades = pl.read_delta(catalog.uri("bronze.trades"))
+    spot_rows = trades.filter(pl.col("exchange") == "BINANCE").height
+    assert spot_rows == 100  # the spot rows survived the futures file's replacement
+    per_writer = dict(trades.group_by("writer_id").len().iter_rows())
+    assert per_writer == {f"archive:{spot}": 100, f"archive:{_path('2024-01-01')}": 90}
+    manifest = pl.read_delta(catalog.uri("meta.archive_manifest"))
+    assert dict(manifest.select("file", "rows").iter_rows()) == {spot: 100, _path("2024-01-01"): 90}
+
+
+def test_rows_of_the_file_name_identity_written_before_are_replaced_too(server, tmp_path: Path) -> None:
+    """Lakes imported before the full-path identity hold ``archive:<file name>`` rows: a changed
+    file replaces those of its own market (exchange) and leaves the other market's alone."""
+    site, base = server
+    day = date(2024, 1, 1)
+    spot = "data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.zip"
+    _publish(site, spot, _agg_csv(1, 100, day, header=False, micros=False))
+    _publish(site, _path("2024-01-01"), _agg_csv(10_001, 100, day, header=True, micros=False))
+    catalog = Catalog(tmp_path / "lake")
+    assert _import(catalog, base, tmp_path / "c1", market="spot", kind="aggTrades", day=day).ok
+    assert _import(catalog, base, tmp_path / "c1", market="um", kind="aggTrades", day=day).ok
+    old = pl.read_delta(catalog.uri("bronze.trades")).with_columns(  # as the file-name identity wrote them
+        pl.lit("archive:BTCUSDT-aggTrades-2024-01-01.zip").alias("writer_id")
+    )
+    catalog.replace("bronze.trades", old.to_arrow().cast(BRONZE["bronze.trades"].schema))
+    _publish(site, _path("2024-01-01"), _agg_csv(10_001, 90, day, header=True, micros=False))
+    assert _import(catalog, base, tmp_path / "c2", market="um", kind="aggTrades", day=day).ok
+    trades = pl.read_delta(catalog.uri("bronze.trades"))
+    assert dict(trades.group_by("exchange").len().iter_rows()) == {"BINANCE": 100, "BINANCE_FUTURES": 90}
+
+
+# ------------------------------------------------------------------ one file = one idempotent import
+class _StorageError(OSError):
+    """The injected failure: storage refusing one write."""
+
+
+def _fail_once(monkeypatch: pytest.MonkeyPatch, catalog: Catalog, table: str) -> list[str]:
+    """Make the next write (append or replace) of ``table`` through ``catalog`` raise, once; the
+    returned list records the failure. Every other write reaches the real Delta table."""
+    failed: list[str] = []
+    for name in ("append", "replace"):
+        real = getattr(catalog, name)
+
+        def write(target: str, *args: object, _real=real, **kwargs: object) -> object:
+            if target == table and not failed:
+                failed.append(target)
+                raise _StorageError(f"injected: storage refused the write to {target}")
+            return _real(target, *args, **kwargs)
+
+        monkeypatch.setattr(catalog, name, write)
+    return failed
+
+
+def test_a_failure_between_the_bronze_commit_and_the_manifest_imports_nothing_twice(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, base = server
+    day = date(2024, 1, 1)
+    _publish(site, _path("2024-01-01"), _agg_csv(1, 100, day, header=True, micros=False))
+    catalog = Catalog(tmp_path / "lake")
+    failed = _fail_once(monkeypatch, catalog, "meta.archive_manifest")  # bronze commits, the manifest write fails
+    first = _import(catalog, base, tmp_path / "cache", market="um", kind="aggTrades", day=day)
+    assert failed and list(first.failed) == [_path("2024-01-01")] and "injected" in first.failed[_path("2024-01-01")]
+    again = _import(catalog, base, tmp_path / "cache", market="um", kind="aggTrades", day=day)
+    assert again.imported == {_path("2024-01-01"): 100}
+    ids = pl.read_delta(catalog.uri("bronze.trades"))["id"].cast(pl.Int64)
+    assert ids.len() == 100 and sorted(ids) == list(range(1, 101))  # each id exactly once
+    assert pl.read_delta(catalog.uri("meta.archive_manifest"))["rows"].to_list() == [100]
+
+
+def test_a_failed_replacement_of_a_changed_file_keeps_its_old_rows(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, base = server
+    day = date(2024, 1, 1)
+    _publish(site, _path("2024-01-01"), _agg_csv(1, 100, day, header=True, micros=False))
+    catalog = Catalog(tmp_path / "lake")
+    assert _import(catalog, base, tmp_path / "c1", market="um", kind="aggTrades", day=day).ok
+    _publish(site, _path("2024-01-01"), _agg_csv(1, 80, day, header=True, micros=False))  # corrected upstream
+    failed = _fail_once(monkeypatch, catalog, "bronze.trades")
+    assert not _import(catalog, base, tmp_path / "c2", market="um", kind="aggTrades", day=day).ok and failed
+    kept = pl.read_delta(catalog.uri("bronze.trades")).height
+    assert kept == 100  # the old file's rows, as the manifest (unchanged) says
+    assert pl.read_delta(catalog.uri("meta.archive_manifest"))["rows"].to_list() == [100]
+    assert _import(catalog, base, tmp_path / "c2", market="um", kind="aggTrades", day=day).imported == {
+        _path("2024-01-01"): 80
+    }
+    ids = pl.read_delta(catalog.uri("bronze.trades"))["id"].cast(pl.Int64)
+    assert sorted(ids) == list(range(1, 81))
+
+
+def test_concurrent_imports_of_the_same_file_commit_its_rows_once(server, tmp_path: Path) -> None:
+    """Two imports (say the CLI and the flow) start together on a new lake: both see no manifest."""
+    site, base = server
+    day = date(2024, 1, 1)
+    _publish(site, _path("2024-01-01"), _agg_csv(1, 100, day, header=True, micros=False))
+    catalog = Catalog(tmp_path / "lake")
+    files = archive_files(market="um", kind="aggTrades", symbols=["BTCUSDT"], start=day, end=day)
+    start = threading.Barrier(2)
+    results = []
+
+    def run(i: int) -> None:
+        start.wait()
+        results.append(import_archives(catalog, files, base_url=base, cache_dir=tmp_path / f"c{i}", progress=False))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 2 and all(r.ok for r in results), [r.failed for r in results]
+    ids = pl.read_delta(catalog.uri("bronze.trades"))["id"].cast(pl.Int64)
+    assert ids.len() == 100 and ids.n_unique() == 100
+    assert pl.read_delta(catalog.uri("meta.archive_manifest")).height == 1
 
 
 # ------------------------------------------------------------------ every kind the CLI offers, real formats

@@ -2,12 +2,19 @@
 
 For each (symbol, period) the importer picks the monthly archive when a whole month is asked and
 daily ones otherwise, downloads them in parallel (bounded, resumable with HTTP ranges, with a
-progress bar), verifies each against its ``.CHECKSUM`` before anything is written, parses the CSV
-(with or without a header row; millisecond or microsecond timestamps) strictly, and appends each
-file's rows to bronze in **one commit** (all or nothing per file) with ``writer_id =
-"archive:<file>"``, which silver turns into ``source='archive'``. ``meta.archive_manifest``
-records every imported file: a re-run skips files with the same checksum; a file whose checksum
-changed upstream has its old rows deleted and is imported again (no duplicates).
+progress bar), verifies each against its ``.CHECKSUM`` before anything is written, and parses the
+CSV (with or without a header row; millisecond or microsecond timestamps) strictly.
+
+A file's identity is its **full archive path** (market, kind, symbol and file name: spot and
+futures publish files of the same *name*). Its rows carry ``writer_id = "archive:<path>"``, which
+silver turns into ``source='archive'``, and they are written by **one commit that replaces that
+identity**: the commit removes any rows the file had (an earlier import, a half-finished one, or
+the previous version of a file whose checksum changed upstream) and adds the new ones. Importing a
+file is therefore idempotent whatever fails when: a crash or a storage error before the commit
+leaves the old rows, one after it leaves the same rows the next run writes again, and of two
+concurrent imports of the same file Delta's conflict check fails one (which retries). Only then
+is ``meta.archive_manifest`` (keyed by the same path) updated: a re-run skips files whose checksum
+it records.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import hashlib
 import http.client
 import io
 import logging
+import random
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -26,10 +35,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange.venues import venue
-from crypto_lakehouse.schemas import BRONZE, META
+from crypto_lakehouse.schemas import BRONZE, META, table_spec
 from crypto_lakehouse.storage import Catalog
 
 __all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives"]
@@ -51,6 +62,19 @@ class ArchiveFile:
     kind: str  # aggTrades, klines, fundingRate, bookTicker
     interval: str | None
     symbol: str  # exchange symbol, BTCUSDT
+
+    @property
+    def writer_id(self) -> str:
+        """The file's identity in bronze: ``archive:`` + its full path (the prefix is what silver
+        maps to ``source='archive'``; nothing parses the rest)."""
+        return f"archive:{self.path}"
+
+    @property
+    def legacy_writer_id(self) -> str:
+        """The id imports before the full-path identity wrote (``archive:<file name>``). Unique
+        together with the exchange and symbol (the name holds symbol, kind or interval and
+        period), so the rows of lakes imported then are still replaced, not duplicated."""
+        return f"archive:{self.path.rsplit('/', 1)[-1]}"
 
 
 @dataclass(slots=True)
@@ -238,7 +262,7 @@ def import_archives(
                 if not data:
                     result.skipped.append(f.path)
                     continue
-                result.imported[f.path] = _commit_file(catalog, f, digest, data, replaces=f.path in done, base=base)
+                result.imported[f.path] = _commit_file(catalog, f, digest, data, base=base)
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the others; it is reported
                 msg = f"{f.path}: {exc}" if isinstance(exc, zipfile.BadZipFile) else str(exc)
                 LOG.error("archive import failed: %s", msg)
@@ -246,16 +270,21 @@ def import_archives(
     return result
 
 
-def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, replaces: bool, base: str) -> int:
-    """All or nothing per file: the rows are one append; a changed file's old rows go first."""
+def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, base: str) -> int:
+    """Import one verified file: its bronze rows, then its manifest row.
+
+    The bronze write is one commit that replaces the file's identity (see module doc), so a
+    failure anywhere (before, during or after it, or before the manifest write) never loses the
+    old rows nor doubles the new ones on the next run."""
     exchange = _MARKETS[f.market][1]
-    table, df = _parse(f, data, exchange, datetime.now(UTC).timestamp())
-    writer_id = f"archive:{f.path.rsplit('/', 1)[-1]}"
-    arrow = _to_bronze(table, df, writer_id).to_arrow().cast(BRONZE[table].schema)
-    if replaces and catalog.exists(table):  # the upstream file changed: its previous rows are replaced
-        catalog.open(table).delete(f"writer_id = '{writer_id}'")
-    catalog.append(table, arrow)
-    spec = META["meta.archive_manifest"]
+    std = venue(exchange).std_symbol(f.symbol)
+    table, df = _parse(f, data, exchange, std, datetime.now(UTC).timestamp())
+    arrow = _to_bronze(table, df, f.writer_id).to_arrow().cast(BRONZE[table].schema)
+    identity = (
+        f"exchange = {_sql(exchange)} AND symbol = {_sql(std)}"
+        f" AND writer_id IN ({_sql(f.writer_id)}, {_sql(f.legacy_writer_id)})"
+    )
+    _replace_identity(catalog, table, arrow, predicate=identity)
     row = {
         "file": f.path,
         "url": f"{base}/{f.path}",
@@ -264,13 +293,46 @@ def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, 
         "rows": arrow.num_rows,
         "imported_at": datetime.now(UTC),
     }
-    if catalog.exists("meta.archive_manifest"):
-        catalog.replace(
-            "meta.archive_manifest", pl.DataFrame([row]).to_arrow().cast(spec.schema), predicate=f"file = '{f.path}'"
-        )
-    else:
-        catalog.append("meta.archive_manifest", pl.DataFrame([row]).to_arrow().cast(spec.schema))
+    manifest = pl.DataFrame([row]).to_arrow().cast(META["meta.archive_manifest"].schema)
+    _replace_identity(catalog, "meta.archive_manifest", manifest, predicate=f"file = {_sql(f.path)}")
     return arrow.num_rows
+
+
+def _sql(text: str) -> str:
+    """``text`` as a SQL string literal for a delta-rs predicate (quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _replace_identity(catalog: Catalog, table: str, data: pa.Table, *, predicate: str, attempts: int = 5) -> None:
+    """Replace the rows of ``table`` matching ``predicate`` with ``data`` (which matches it too)
+    in one commit.
+
+    The table is created (empty) first: on a missing table a replace is a plain append, and two
+    concurrent first imports would both append. On an existing table Delta fails the commit that
+    loses a race with another replace of the same rows (or with a compaction of them): the
+    replace is idempotent, so it is simply retried on the newest version."""
+    if not catalog.exists(table):
+        _create(catalog, table)
+    delay = 0.05
+    for attempt in range(1, attempts + 1):
+        try:
+            catalog.replace(table, data, predicate=predicate)
+            return
+        except CommitFailedError as exc:
+            if attempt == attempts:
+                raise LakehouseError(f"{table}: commit conflicted {attempts} times ({exc}); re-run") from None
+            LOG.info("%s: commit conflict (%s); retry %d/%d", table, exc, attempt, attempts - 1)
+            time.sleep(delay * (1 + random.random()))  # jittered: two losers do not collide again
+            delay *= 2
+
+
+def _create(catalog: Catalog, table: str) -> None:
+    """Create ``table`` with no rows; a concurrent creator winning the race is fine."""
+    try:
+        catalog.append(table, table_spec(table).schema.empty_table())
+    except Exception:
+        if not catalog.exists(table):
+            raise
 
 
 def _nulls(n: int, dtype: type[pl.DataType]) -> pl.Series:
@@ -278,7 +340,7 @@ def _nulls(n: int, dtype: type[pl.DataType]) -> pl.Series:
     return pl.Series([None] * n, dtype=dtype)
 
 
-def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[str, pl.DataFrame]:
+def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) -> tuple[str, pl.DataFrame]:
     """CSV -> (bronze table, rows in the writer's row layout, timestamps as epoch seconds).
 
     Columns by position (Binance's formats; a header row, when present, is skipped):
@@ -287,7 +349,6 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, now: float) -> tuple[s
     quote_volume,count,...``; fundingRate ``calc_time,funding_interval_hours,last_funding_rate``;
     bookTicker ``update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,
     transaction_time,event_time``."""
-    std = venue(exchange).std_symbol(file.symbol)
     name = file.path.rsplit("/", 1)[-1]
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         members = [m for m in z.namelist() if m.endswith(".csv")]
