@@ -343,21 +343,9 @@ class BronzeWriter:
                 parts.append(ipc.open_file(pa.memory_map(str(path))).read_all().cast(spec.schema))
             except FileNotFoundError:  # drained since the listing: committed, so in Delta
                 continue
-        dropped = [0]
-
-        def fitting(rows: list[tuple]) -> list[pa.Table]:
-            # bisect around rows that do not convert; after 8 such pieces, drop failing pieces whole
-            # (bounded work on the writer's event loop however many rows are bad)
-            try:
-                return [_to_arrow(spec, columns, rows, self.writer_id, -1)]
-            except (pa.ArrowException, ValueError, TypeError, OverflowError):
-                if len(rows) == 1 or dropped[0] >= 8:
-                    dropped[0] += 1
-                    return []
-                half = len(rows) // 2
-                return fitting(rows[:half]) + fitting(rows[half:])
-
-        parts += fitting(self.buffered(table)) or [spec.schema.empty_table()]
+        # the rows that fit, as the commit will split them (bad rows are found column by column)
+        fitting, _bad = _to_arrow_isolating(spec, columns, self.buffered(table), self.writer_id, -1)
+        parts.append(fitting if fitting is not None else spec.schema.empty_table())
         return pa.concat_tables(parts)
 
     # ------------------------------------------------------------------ lifecycle
