@@ -7,11 +7,9 @@ import functools
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -198,8 +196,7 @@ def test_archive_rows_are_promoted_with_source_archive_and_deduplicated_against_
     server, tmp_path: Path
 ) -> None:
     site, base = server
-    now = datetime.now(UTC)
-    day = now.date()
+    day = (datetime.now(UTC) - timedelta(days=1)).date()  # yesterday: every row's receipt_ts >= ts < now
     _publish(site, _path(f"{day}"), _agg_csv(5_000, 200, day, header=True, micros=False))
     catalog = Catalog(tmp_path / "lake")
 
@@ -214,7 +211,7 @@ def test_archive_rows_are_promoted_with_source_archive_and_deduplicated_against_
                     "BINANCE_FUTURES",
                     "BTC-USDT-PERP",
                     t0 + i,
-                    time.time() - 3600,
+                    t0 + i + 1,  # received a second after the trade, a day before the archive
                     str(5_000 + i),
                     "sell" if i % 2 else "buy",
                     f"{100 + i % 7}.50",
@@ -229,11 +226,7 @@ def test_archive_rows_are_promoted_with_source_archive_and_deduplicated_against_
     asyncio.run(stream_rows())
     files = archive_files(market="um", kind="aggTrades", symbols=["BTCUSDT"], start=day, end=day)
     assert import_archives(catalog, files, base_url=base, cache_dir=tmp_path / "cache", progress=False).ok
-    os.environ["LAKEHOUSE_SILVER__MAX_FUTURE_SKEW"] = "1d"
-    try:
-        promote_silver(catalog, backfiller=None)
-    finally:
-        os.environ.pop("LAKEHOUSE_SILVER__MAX_FUTURE_SKEW")
+    promote_silver(catalog, backfiller=None)
     silver = pl.read_delta(catalog.uri("silver.trades")).sort("id")
     assert silver["id"].to_list() == list(range(5_000, 5_200))  # no duplicate where they overlap
     sources = dict(zip(silver["id"].to_list(), silver["source"].to_list(), strict=True))

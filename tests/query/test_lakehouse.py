@@ -300,3 +300,40 @@ def test_a_file_url_root_reads_like_its_path(lake: Lakehouse, tmp_path: Path, mo
     assert lake.read("silver.trades", as_of="via-url").height == 4_820
     assert sum(b.num_rows for b in url.replay_batches(["gold.ohlcv"], start=T0, end=T0 + timedelta(hours=1))) == 24
     assert not any(p.name.startswith("file:") for p in tmp_path.iterdir())
+
+
+def test_replay_emits_a_monthly_exchange_candle_at_its_calendar_month_end(tmp_path: Path) -> None:
+    """Gold keeps the exchanges' monthly candles (interval 1M): replay failed on them ("not a
+    fixed length"); a month's bar is known when its calendar month ends (31 or 28 days on)."""
+    catalog = Catalog(tmp_path)
+    spec = table_spec("gold.ohlcv")
+    months = [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)]
+    bars = pl.DataFrame(
+        {
+            "source": "exchange",
+            "interval": "1M",
+            "exchange": "BINANCE",
+            "symbol": "BTC-USDT",
+            "window_start": months,
+            "open": [1.0, 2.0, 3.0],
+            "high": [1.0, 2.0, 3.0],
+            "low": [1.0, 2.0, 3.0],
+            "close": [1.0, 2.0, 3.0],
+            "volume": [1.0, 2.0, 3.0],
+        }
+    ).with_columns(pl.col("window_start").dt.cast_time_unit("us"))
+    for name in spec.schema.names:
+        if name not in bars.columns:
+            bars = bars.with_columns(pl.lit(None).alias(name))
+    catalog.append("gold.ohlcv", bars.select(spec.schema.names).to_arrow().cast(spec.schema))
+    lake = Lakehouse(tmp_path)
+    out = pl.from_arrow(
+        pa.Table.from_batches(
+            lake.replay_batches(
+                ["gold.ohlcv"], start=datetime(2026, 2, 1, tzinfo=UTC), end=datetime(2026, 4, 1, tzinfo=UTC)
+            )
+        )
+    )
+    # January ends Feb 1 and February ends Mar 1 (28 days); March ends Apr 1, outside [start, end)
+    assert out["window_start"].to_list() == months[:2]
+    assert out["event_ts"].to_list() == [months[1], months[2]]

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
@@ -58,12 +57,6 @@ def test_a_candle_of_an_unknown_interval_is_quarantined_and_the_run_completes(tm
     build_gold(catalog, intervals=[timedelta(minutes=1)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="needs transform/gaps.py (the lead's) to step candles with durations.candle_interval "
-    "instead of parse_duration; remove this mark with that change",
-)
 def test_monthly_candles_promote_end_to_end_with_their_missing_month_as_a_gap(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path)
     # January and February streamed, April from the archive (its spelling), March missing

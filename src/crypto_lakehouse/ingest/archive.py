@@ -40,7 +40,7 @@ from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange.venues import venue
-from crypto_lakehouse.schemas import BRONZE, META, table_spec
+from crypto_lakehouse.schemas import BRONZE, META
 from crypto_lakehouse.storage import Catalog
 
 __all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives"]
@@ -312,7 +312,7 @@ def _replace_identity(catalog: Catalog, table: str, data: pa.Table, *, predicate
     loses a race with another replace of the same rows (or with a compaction of them): the
     replace is idempotent, so it is simply retried on the newest version."""
     if not catalog.exists(table):
-        _create(catalog, table)
+        catalog.create(table)
     delay = 0.05
     for attempt in range(1, attempts + 1):
         try:
@@ -324,15 +324,6 @@ def _replace_identity(catalog: Catalog, table: str, data: pa.Table, *, predicate
             LOG.info("%s: commit conflict (%s); retry %d/%d", table, exc, attempt, attempts - 1)
             time.sleep(delay * (1 + random.random()))  # jittered: two losers do not collide again
             delay *= 2
-
-
-def _create(catalog: Catalog, table: str) -> None:
-    """Create ``table`` with no rows; a concurrent creator winning the race is fine."""
-    try:
-        catalog.append(table, table_spec(table).schema.empty_table())
-    except Exception:
-        if not catalog.exists(table):
-            raise
 
 
 def _nulls(n: int, dtype: type[pl.DataType]) -> pl.Series:

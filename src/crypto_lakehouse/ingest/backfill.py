@@ -8,11 +8,12 @@ rate limiter (Binance's request weights) and we page through ``fromId`` (trades,
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
+from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.exchange.clients import ccxt_client
 from crypto_lakehouse.exchange.venues import venue
@@ -138,7 +139,9 @@ class Backfiller:
         """Closed klines with ``start <= open time < end``."""
         client, market = self._client(exchange), self._market(exchange, symbol)
         s_ms, e_ms = _ms(start), _ms(end)
-        step = int(client.parse_timeframe(interval) * 1000)
+        iv = candle_interval(interval)
+        if iv is None:
+            raise ValueError(f"not a candle interval: {interval!r}")
         rows: list[list] = []
         cursor = s_ms
         while cursor < e_ms:
@@ -148,17 +151,20 @@ class Backfiller:
             if not page:
                 break
             rows += page
-            cursor = page[-1][0] + step
+            cursor = page[-1][0] + 1  # the next candle opens after the last one's open
         now = datetime.now(UTC)
+        opens = [datetime.fromtimestamp(r[0] / 1000, UTC) for r in rows]
+        # a candle closes 1 ms before the next opens (a month's length varies: not parse_timeframe's 30 days)
+        stops = [iv.add(t) - timedelta(milliseconds=1) for t in opens]
         return pl.DataFrame(
             {
                 "exchange": [exchange] * len(rows),
                 "symbol": [symbol] * len(rows),
-                "ts": [datetime.fromtimestamp((r[0] + step - 1) / 1000, UTC) for r in rows],
+                "ts": stops,
                 "receipt_ts": [now] * len(rows),
                 "interval": [interval] * len(rows),
-                "start": [datetime.fromtimestamp(r[0] / 1000, UTC) for r in rows],
-                "stop": [datetime.fromtimestamp((r[0] + step - 1) / 1000, UTC) for r in rows],
+                "start": opens,
+                "stop": stops,
                 "trades": [None] * len(rows),
                 "open": [str(r[1]) for r in rows],
                 "high": [str(r[2]) for r in rows],

@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from crypto_lakehouse.config import Settings, load_settings
+from crypto_lakehouse.durations import CandleInterval, candle_interval
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, table_spec
 from crypto_lakehouse.storage import Catalog
@@ -408,7 +409,7 @@ class Lakehouse:
         t0: datetime,
         t1: datetime,
         symbols: Sequence[str] | None,
-        lengths: dict[str, timedelta] | None = None,
+        lengths: dict[str, CandleInterval] | None = None,
     ) -> pl.DataFrame:
         """Rows of ``table`` with t0 <= event time < t1 (and ``symbols``) from its Arrow dataset;
         for bars (``lengths``: interval -> bar length) the event time is the window end."""
@@ -425,8 +426,8 @@ class Lakehouse:
                 operator.or_,
                 (
                     (pads.field("interval") == iv)
-                    & (pads.field(tcol) >= pa.scalar(t0 - d, utc))
-                    & (pads.field(tcol) < pa.scalar(t1 - d, utc))
+                    & (pads.field(tcol) >= pa.scalar(t0 - _length_bounds(d)[1], utc))
+                    & (pads.field(tcol) < pa.scalar(t1 - _length_bounds(d)[0], utc))
                     for iv, d in lengths.items()
                 ),
             )
@@ -436,7 +437,11 @@ class Lakehouse:
             f = f & (pads.field("date") >= pa.scalar(t0.date())) & (pads.field("date") <= pa.scalar(t1.date()))
         if symbols is not None and "symbol" in spec.schema.names:
             f = f & pc.is_in(pads.field("symbol"), pa.array(list(symbols)))
-        return pl.from_arrow(ds.to_table(filter=f))  # type: ignore[return-value]
+        df: pl.DataFrame = pl.from_arrow(ds.to_table(filter=f))  # type: ignore[assignment]
+        if lengths is not None:  # exact for calendar months (the range above may be wider)
+            end = _event_time(table, lengths)
+            df = df.filter((end >= t0) & (end < t1))
+        return df
 
     def replay(
         self,
@@ -456,25 +461,32 @@ class Lakehouse:
 _BAR_TABLES = {"gold.ohlcv"}
 
 
-def _bar_lengths(dt: Any, table: str) -> dict[str, timedelta]:
-    """Interval (a partition value, e.g. ``"1m"``) -> bar length, for every interval in ``dt``."""
-    from crypto_lakehouse.durations import parse_duration
-
+def _bar_lengths(dt: Any, table: str) -> dict[str, CandleInterval]:
+    """Interval (a partition value, e.g. ``"1m"``, ``"1M"``) -> its bar length, for every
+    interval in ``dt``."""
     out = {}
     for iv in sorted({p["interval"] for p in dt.partitions()}):
-        try:
-            out[iv] = parse_duration(iv)
-        except ValueError as exc:
-            raise LakehouseError(f"{table} holds bars of interval {iv!r}, which is not a fixed length: {exc}") from None
+        length = candle_interval(iv)
+        if length is None:
+            raise LakehouseError(f"{table} holds bars of interval {iv!r}, which is not a bar length")
+        out[iv] = length
     return out
 
 
-def _event_time(table: str, lengths: dict[str, timedelta] | None) -> pl.Expr:
+def _length_bounds(length: CandleInterval) -> tuple[timedelta, timedelta]:
+    """The shortest and longest a bar of ``length`` lasts (calendar months vary)."""
+    if length.fixed is not None:
+        return length.fixed, length.fixed
+    return timedelta(days=28 * length.months), timedelta(days=31 * length.months)
+
+
+def _event_time(table: str, lengths: dict[str, CandleInterval] | None) -> pl.Expr:
     """When a row of ``table`` became known: its time column, or a bar's window end."""
     tcol = pl.col(TIME_COLUMN[table])
     if lengths is None:
         return tcol
-    return tcol + pl.col("interval").replace_strict(lengths, return_dtype=pl.Duration("us"))
+    offsets = {iv: length.offset for iv, length in lengths.items()}
+    return tcol.dt.offset_by(pl.col("interval").replace_strict(offsets, return_dtype=pl.String))
 
 
 # string literals and comments: table names inside them are not references

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,16 @@ class Catalog:
 
     def exists(self, table: str) -> bool:
         return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options)
+
+    def create(self, table: str) -> None:
+        """Create ``table`` with no rows unless it exists (a concurrent creator winning is fine)."""
+        if self.exists(table):
+            return
+        try:
+            self.append(table, table_spec(table).schema.empty_table())
+        except Exception:  # noqa: BLE001 - a racing creator won: the table exists now
+            if not self.exists(table):
+                raise
 
     def open(self, table: str, *, version: int | None = None) -> DeltaTable:
         """The Delta table, at ``version`` if given; :class:`LakehouseError` if it does not exist."""
@@ -173,6 +184,16 @@ class Catalog:
                 delay *= 2
         raise AssertionError("unreachable")
 
+    def append_against(
+        self, table: str, data: pa.Table, *, snapshot: DeltaTable, transactions: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        """Append ``data`` as one commit made against ``snapshot`` (an open version of ``table``,
+        not necessarily the latest): delta-rs checks every commit since it for a conflict and
+        raises :class:`deltalake.exceptions.CommitFailedError` on one, so a caller that decided
+        what to write from ``snapshot`` (say, rows not yet in it) reads again and retries.
+        ``transactions`` (app id, version) are recorded in the same commit."""
+        self._write(table_spec(table), data, None, None, target=snapshot, transactions=transactions)
+
     def replace(
         self,
         table: str,
@@ -245,21 +266,25 @@ class Catalog:
         *,
         mode: str = "append",
         predicate: str | None = None,
+        target: DeltaTable | None = None,
+        transactions: Sequence[tuple[str, int]] = (),
     ) -> None:
-        """The one place tables are written: layout, properties, compression, progress txn."""
-        if self.is_local:
+        """The one place tables are written: layout, properties, compression, progress txn.
+        ``target``: an open snapshot to commit against (conflicts since it are checked)."""
+        if self.is_local and target is None:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
-        commit = None
-        if app_id is not None:
-            commit = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)])
+        apps = [*transactions, *([(app_id, version)] if app_id is not None else [])]
+        commit = (
+            CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]) if apps else None
+        )
         write_deltalake(
-            self.uri(spec.name),
+            target if target is not None else self.uri(spec.name),
             data,
             mode=mode,
             predicate=predicate,
             partition_by=list(spec.partition_by) or None,
             configuration=TABLE_PROPERTIES[spec.layer],
-            storage_options=self.storage_options,
+            storage_options=None if target is not None else self.storage_options,
             writer_properties=_WRITER,
             commit_properties=commit,
         )

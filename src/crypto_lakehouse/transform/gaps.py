@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from crypto_lakehouse.durations import parse_duration
+from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.schemas import SESSIONS, table_spec
 from crypto_lakehouse.storage import Catalog
 
@@ -165,18 +165,20 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | Non
     candles = _scan(catalog, "silver.candles")
     if candles is not None:
         c = candles.select("exchange", "symbol", "interval", "start").unique().collect()
-        steps = pl.DataFrame(
-            {
-                "interval": (ivs := c.get_column("interval").unique().to_list()),
-                "step": [parse_duration(i) for i in ivs],
-            },
-            schema={"interval": pl.String, "step": pl.Duration("us")},
+        offsets = {iv: ci.offset for iv in c.get_column("interval").unique().to_list() if (ci := candle_interval(iv))}
+        c = c.filter(pl.col("interval").is_in(list(offsets))).with_columns(
+            pl.col("interval").replace_strict(offsets, return_dtype=pl.String).alias("offset")
         )
-        c = c.join(steps, on="interval")
         frames.append(
             c.sort("exchange", "symbol", "interval", "start")
-            .with_columns(pl.col("start").shift(1).over("exchange", "symbol", "interval").alias("prev"))
-            .filter(pl.col("start") - pl.col("prev") > pl.col("step"))
+            .with_columns(
+                pl.col("start")
+                .shift(1)
+                .over("exchange", "symbol", "interval")
+                .dt.offset_by(pl.col("offset"))
+                .alias("next")
+            )
+            .filter(pl.col("start") > pl.col("next"))
             .select(
                 "exchange",
                 "symbol",
@@ -184,7 +186,7 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | Non
                 "interval",
                 pl.lit(None, pl.Int64).alias("first_id"),
                 pl.lit(None, pl.Int64).alias("last_id"),
-                (pl.col("prev") + pl.col("step")).alias("start"),
+                pl.col("next").alias("start"),
                 pl.col("start").alias("end"),
                 pl.lit(None, pl.String).alias("reason"),
             )
@@ -402,7 +404,7 @@ def _fill_pass(
                 got = raw.get_column("id").cast(pl.Int64).n_unique()
             elif table == "silver.candles":
                 raw = backfiller.candles(gap["exchange"], gap["symbol"], gap["interval"], gap["start"], gap["end"])
-                expected = (gap["end"] - gap["start"]) // parse_duration(gap["interval"])
+                expected = candle_interval(gap["interval"]).count(gap["start"], gap["end"])  # type: ignore[union-attr]
                 got = raw.height
             else:
                 raw = backfiller.funding(gap["exchange"], gap["symbol"], gap["start"], gap["end"])

@@ -32,8 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.config import Settings, SilverSettings
@@ -42,7 +41,6 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
-from crypto_lakehouse.storage.catalog import TABLE_PROPERTIES
 
 __all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_from_settings", "promote_silver"]
 
@@ -360,37 +358,12 @@ def _dedup(plan: _Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.D
 # carrying the table's writer app id, so two writers racing from one snapshot conflict.
 _WRITER_APP = "silver-writer:{table}"
 _ATTEMPTS = 30  # commits lost to concurrent writers before giving up (each retry re-reads)
-_PARQUET = WriterProperties(compression="ZSTD", compression_level=3)  # as Catalog._write
 
 
 def _snapshot(catalog: Catalog, spec: TableSpec) -> DeltaTable:
-    """The latest snapshot of ``spec``'s table, created empty first if it does not exist (two
-    writers creating it at once: one wins, the other's commit fails and it opens the winner's)."""
-    if not catalog.exists(spec.name):
-        try:
-            catalog.append(spec.name, spec.schema.empty_table())
-        except Exception:  # noqa: BLE001 - a racing creator won: the table exists now
-            if not catalog.exists(spec.name):
-                raise
+    """The latest snapshot of ``spec``'s table, created empty first if it does not exist."""
+    catalog.create(spec.name)
     return catalog.open(spec.name)
-
-
-def _append_at(
-    catalog: Catalog, spec: TableSpec, snapshot: DeltaTable, data: pa.Table, apps: list[tuple[str, int]]
-) -> None:
-    """Append ``data`` as one commit against ``snapshot`` (not the latest version: delta-rs checks
-    every commit since ``snapshot`` for a conflict), recording ``apps`` transactions in it. With
-    the options ``Catalog._write`` uses. (Belongs in Catalog, e.g. ``Catalog.append(...,
-    snapshot=dt)``; kept here until it has one.)"""
-    write_deltalake(
-        snapshot,
-        data,
-        mode="append",
-        partition_by=list(spec.partition_by) or None,
-        configuration=TABLE_PROPERTIES[spec.layer],
-        writer_properties=_PARQUET,
-        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]),
-    )
 
 
 def _write_deduped(
@@ -421,7 +394,7 @@ def _write_deduped(
             continue
         apps = [(writer_app, snapshot.version() + 1), *([progress] if progress else [])]
         try:
-            _append_at(catalog, spec, snapshot, rows.to_arrow().cast(spec.schema), apps)
+            catalog.append_against(table, rows.to_arrow().cast(spec.schema), snapshot=snapshot, transactions=apps)
             return rows
         except CommitFailedError as exc:  # a concurrent writer: its rows may be ours; read again
             LOG.info(
@@ -565,7 +538,7 @@ def promote_silver(
             continue  # nothing new
         raw = _bronze_frame(catalog, plan, after=after, upto=upto, start=start, end=end)
         result.bronze_versions[plan.bronze] = (after, upto)
-        # rows the archive importer wrote carry writer ids "archive:<file>"
+        # rows the archive importer wrote carry writer ids "archive:<archive path>"
         archived = pl.col("writer_id").str.starts_with("archive:") if "writer_id" in raw.columns else pl.lit(False)
         raw = raw.with_columns(pl.when(archived).then(pl.lit("archive")).otherwise(pl.lit("stream")).alias("__source"))
         _promote_rows(
