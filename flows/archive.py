@@ -28,7 +28,7 @@ def archive_import_flow(
     files = archive_files(
         market=market, kind=kind, symbols=symbols, start=date.fromisoformat(start), end=date.fromisoformat(end)
     )
-    r = import_archives(Catalog(s.root, storage_options=s.storage_options), files, base_url=base_url, progress=False)
+    r = import_archives(Catalog.from_settings(s), files, base_url=base_url, progress=False)
     rows = [{"file": f, "status": "imported", "detail": str(n)} for f, n in r.imported.items()]
     rows += [{"file": f, "status": "skipped", "detail": "same checksum"} for f in r.skipped]
     rows += [{"file": f, "status": "FAILED", "detail": e} for f, e in r.failed.items()]

@@ -24,7 +24,7 @@ def backfill_flow(
     """Fetch ``exchange``/``symbol`` trades in [start, end) into silver (source='backfill')."""
     s = load_settings(config, root=root)
     added = backfill(
-        Catalog(s.root, storage_options=s.storage_options),
+        Catalog.from_settings(s),
         Backfiller(s.silver.backfill_rest),
         exchange=exchange.upper(),
         symbol=symbol,

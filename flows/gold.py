@@ -14,7 +14,7 @@ from crypto_lakehouse.transform.gold import build_gold
 def build_gold_flow(config: str | None = None, root: str | None = None) -> dict:
     """Recompute the gold bars touched by new silver rows, and gold funding."""
     s = load_settings(config, root=root)
-    r = build_gold(Catalog(s.root, storage_options=s.storage_options), intervals=s.gold.intervals)
+    r = build_gold(Catalog.from_settings(s), intervals=s.gold.intervals)
     rows = [{"interval": k, "bars_written": v} for k, v in r.bars_written.items()]
     create_table_artifact(
         key="gold-bars-written",

@@ -29,7 +29,7 @@ def _run(action: str, catalog: Catalog, table: str, horizon: timedelta | None) -
 
 def _maintain(action: str, config: str | None, root: str | None) -> list[dict]:
     s = load_settings(config, root=root)
-    catalog = Catalog(s.root, storage_options=s.storage_options)
+    catalog = Catalog.from_settings(s)
     jobs: list[tuple[str, timedelta | None]] = []
     for t in TABLES:
         if t.startswith("meta.") or not catalog.exists(t):

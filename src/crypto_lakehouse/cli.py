@@ -345,7 +345,7 @@ def promote_gold_cmd(config: ConfigOpt = None, root: RootOpt = None) -> None:
     from crypto_lakehouse.storage import Catalog
     from crypto_lakehouse.transform.gold import build_gold
 
-    r = build_gold(Catalog(settings.root, storage_options=settings.storage_options), intervals=settings.gold.intervals)
+    r = build_gold(Catalog.from_settings(settings), intervals=settings.gold.intervals)
     print(
         json.dumps(
             {
@@ -383,7 +383,7 @@ def backfill(
     if rest:
         urls[exchange.upper()] = rest
     added = run_backfill(
-        Catalog(settings.root, storage_options=settings.storage_options),
+        Catalog.from_settings(settings),
         Backfiller(urls),
         exchange=exchange.upper(),
         symbol=symbol,
@@ -498,7 +498,7 @@ def _maintain(
     from crypto_lakehouse.schemas import TABLES
     from crypto_lakehouse.storage import Catalog
 
-    catalog = Catalog(settings.root, storage_options=settings.storage_options)
+    catalog = Catalog.from_settings(settings)
     names = tables or [t for t in TABLES if not t.startswith("meta.") and catalog.exists(t)]
     reports = []
     for name in names:
@@ -578,7 +578,7 @@ def archive_import(
         raise LakehouseError(f"--start/--end must be YYYY-MM-DD: {exc}") from None
     files = archive_files(market=market, kind=kind, symbols=_csv(symbols) or [], start=first, end=last)
     result = import_archives(
-        Catalog(settings.root, storage_options=settings.storage_options),
+        Catalog.from_settings(settings),
         files,
         base_url=base_url,
         cache_dir=cache_dir,

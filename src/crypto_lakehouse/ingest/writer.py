@@ -283,7 +283,7 @@ class BronzeWriter:
         may run beside ``lakehouse stream`` on the same host (each id is one process)."""
         w = settings.writer
         return cls(
-            Catalog(settings.root, storage_options=settings.storage_options),
+            Catalog.from_settings(settings),
             writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
             max_rows=w.max_rows,
             max_age_s=w.max_age.total_seconds(),

@@ -47,7 +47,7 @@ class Lakehouse:
 
     def __init__(self, root: str | Path | None = None, *, config: Settings | None = None):
         self.settings = config or load_settings()
-        self.catalog = Catalog(root or self.settings.root, storage_options=self.settings.storage_options)
+        self.catalog = Catalog.from_settings(self.settings, root=root)
         self._tables: dict[tuple[str, int | None], Any] = {}  # loaded Delta tables, reused across reads
 
     @classmethod

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -24,6 +24,9 @@ from deltalake.exceptions import TableNotFoundError
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import TableSpec, table_spec
+
+if TYPE_CHECKING:
+    from crypto_lakehouse.config import Settings
 
 __all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError", "normalise_root"]
 
@@ -82,6 +85,11 @@ class Catalog:
         self.root = normalise_root(root)
         self.storage_options = dict(storage_options or {}) or None
         self.is_local = "://" not in self.root
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, root: str | Path | None = None) -> Catalog:
+        """The catalog of ``settings`` (its root, or ``root``, with its storage options)."""
+        return cls(root or settings.root, storage_options=settings.storage_options)
 
     def __repr__(self) -> str:
         return f"Catalog({self.root!r})"

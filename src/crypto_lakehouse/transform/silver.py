@@ -613,7 +613,7 @@ def promote_from_settings(
     tables: list[str] | None = None,
 ) -> PromoteResult:
     """:func:`promote_silver` with the catalog, backfill endpoints and options of ``settings``."""
-    catalog = Catalog(settings.root, storage_options=settings.storage_options)
+    catalog = Catalog.from_settings(settings)
     opts = SilverOptions.from_settings(settings.silver)
     backfiller = Backfiller(settings.silver.backfill_rest) if opts.backfill else None
     return promote_silver(catalog, tables=tables, start=start, end=end, backfiller=backfiller, options=opts)
