@@ -10,7 +10,8 @@ Format (cryptofeed's raw-data recorder, as in ``shared/data/cryptofeed-samples``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -141,8 +142,14 @@ def load_recording(path: str | Path) -> Recording:
 def write_synthetic_recording(spec: MarketSpec, path: str | Path, *, rounds: int) -> Path:
     """Record ``rounds`` of a synthetic market as cryptofeed would have recorded the live venue
     (same file names and line formats as ``shared/data/cryptofeed-samples``), for any of the four
-    Binance-family exchanges. Returns the ``PATH/NAME`` prefix."""
+    Binance-family exchanges. Returns the ``PATH/NAME`` prefix.
+
+    A recording is of the past: without ``spec.start_ms`` the session ends now (its exchange
+    time starts ``rounds`` rounds ago), so replaying it never stamps trades in the future."""
     market = SyntheticMarket(spec)
+    if spec.start_ms is None:
+        ended_ago_ms = int(rounds * market.step_us / 1000) + 1
+        market = SyntheticMarket(replace(spec, start_ms=int(time.time() * 1000) - ended_ago_ms))
     v = market.venue
     prefix = Path(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
