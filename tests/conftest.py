@@ -9,6 +9,12 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# each root's local state (spools, writer locks, live registry, cryptofeed log) under one
+# directory of this run, inherited by the CLI processes tests start; not the user's home
+if "LAKEHOUSE_STATE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["LAKEHOUSE_STATE_DIR"] = tempfile.mkdtemp(prefix="lakehouse-state-")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "cryptofeed-samples"

@@ -89,7 +89,9 @@ class WriterSettings(_Section):
     max_age: Duration = "1s"  # type: ignore[assignment]
     retries: int = Field(5, ge=0)
     retry_backoff: Duration = "200ms"  # type: ignore[assignment]
-    spool_dir: str = "./lakehouse_spool"
+    spool_dir: str | None = Field(
+        None, description="where failed batches wait and live writers register; None = the root's state directory"
+    )
     live_port: int | None = Field(0, ge=0, le=65535, description="live-buffer endpoint; 0 = a free port, None = off")
     compact_every: int = Field(50, ge=0, description="merge a table's small files every N commits; 0 = never")
 

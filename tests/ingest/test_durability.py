@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 
 from crypto_lakehouse.exchange import MarketSpec, running_exchange
 from crypto_lakehouse.ingest import BronzeWriter
-from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage import Catalog, state
 
 LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]
 
@@ -159,7 +159,7 @@ def test_sigterm_flushes_every_buffered_row(tmp_path: Path) -> None:
 
 def test_sigkill_leaves_readable_versions_and_spool_reapplies_once_on_restart(tmp_path: Path) -> None:
     root = _broken_root(tmp_path)
-    spool_dir = tmp_path / "lakehouse_spool" / "proc" / "bronze.trades"
+    spool_dir = state.spool_dir(root) / "proc" / "bronze.trades"  # the root's state, not the working directory
     spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
     env = {
         "LAKEHOUSE_WRITER__MAX_AGE": "200ms",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cryptofeed import FeedHandler
 from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
 from cryptofeed.feed import Feed
 
@@ -26,6 +27,8 @@ from crypto_lakehouse.exchange.clients import feed_class, run_feeds
 from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
+from crypto_lakehouse.storage import CommitError
+from crypto_lakehouse.storage.state import state_dir
 
 __all__ = [
     "CHANNELS",
@@ -318,8 +321,11 @@ async def stream_to_bronze(
     writer_stop = asyncio.Event()
     flusher = asyncio.create_task(writer.run(writer_stop))
     ended = "stopped"
+    # cryptofeed's log goes to the root's state directory, not the working directory
+    log_file = state_dir(writer.catalog.root) / "feedhandler.log"
+    fh = FeedHandler(config={"log": {"filename": str(log_file), "level": "WARNING"}})
     try:
-        await run_feeds(feeds, stop=stop)
+        await run_feeds(feeds, stop=stop, handler=fh)
     except BaseException as exc:
         ended = f"{type(exc).__name__}: {exc}"
         raise
@@ -332,6 +338,19 @@ async def stream_to_bronze(
         cf_logger.removeHandler(handler)
         if live is not None:
             await live.stop()
+    _raise_if_nothing_committed(writer)
+
+
+def _raise_if_nothing_committed(writer: BronzeWriter) -> None:
+    """A stream whose every commit failed (storage down, a wrong root) is a failure, even though
+    its rows are safe in the spool: say so, and where they wait."""
+    totals = writer.summary().values()
+    spooled = sum(t["rows_spooled"] for t in totals)
+    if spooled and not any(t["rows_committed"] for t in totals):
+        raise CommitError(
+            f"nothing was committed to {writer.catalog.root}: storage failed for every batch; {spooled:,} rows wait "
+            f"in the spool {writer.spool_dir} and are committed when this writer next starts with this root"
+        )
 
 
 def _loopback_status(base: str) -> tuple[dict, bytes]:

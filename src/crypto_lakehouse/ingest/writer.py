@@ -42,6 +42,8 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, TableSpec
 from crypto_lakehouse.storage import Catalog, CommitError
+from crypto_lakehouse.storage.state import spool_dir as default_spool_dir
+from crypto_lakehouse.storage.state import state_dir
 
 __all__ = ["BronzeWriter", "TableStats", "default_writer_id"]
 
@@ -254,7 +256,7 @@ class BronzeWriter:
         max_age_s: float = 1.0,
         retries: int = 5,
         backoff_s: float = 0.2,
-        spool_dir: str | Path = "./lakehouse_spool",
+        spool_dir: str | Path | None = None,
         spool_retry_s: float = 10.0,
         compact_every: int = 50,
     ):
@@ -264,7 +266,9 @@ class BronzeWriter:
         self.max_age_s = max_age_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self.spool_dir = Path(spool_dir) / self.writer_id.replace("/", "_")
+        # None: the root's own state directory on this host (storage.state), never the working directory
+        base = Path(spool_dir) if spool_dir is not None else default_spool_dir(catalog.root)
+        self.spool_dir = base / self.writer_id.replace("/", "_")
         self.spool_retry_s = spool_retry_s
         self.compact_every = compact_every
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
@@ -353,6 +357,7 @@ class BronzeWriter:
         """Take the writer id's lock, learn each table's next batch id and re-append what a
         previous run spooled."""
         self._lock()
+        self._claim_spool()
         await asyncio.to_thread(self._init_batches)
         await asyncio.to_thread(self._drain_spool)
 
@@ -361,10 +366,13 @@ class BronzeWriter:
         sharing it could drop or duplicate batches. The lock dies with the process."""
         import fcntl
 
-        path = (self.spool_dir / ".lock").resolve()
+        # keyed by the root, not the spool directory: two processes started from different working
+        # directories (or with different spool settings) still meet at the same lock
+        locks = state_dir(self.catalog.root) / "locks"
+        path = (locks / f"{self.writer_id.replace('/', '_')}.lock").resolve()
         if path in _HELD_LOCKS:  # this process holds it already (a restarted writer object)
             return
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        locks.mkdir(parents=True, exist_ok=True)
         fh = open(path, "w")  # noqa: SIM115 - held for the process lifetime
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -377,6 +385,23 @@ class BronzeWriter:
         fh.write(str(os.getpid()))
         fh.flush()
         _HELD_LOCKS[path] = fh
+
+    def _claim_spool(self) -> None:
+        """A spool is only ever applied to the root it was made for: its ``ROOT`` file names that
+        root, and batches spooled for another root stop this writer (they are never dropped)."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.spool_dir / "ROOT"
+        made_for = marker.read_text().strip() if marker.exists() else None
+        if made_for is not None and made_for != self.catalog.root:
+            waiting = sum(1 for name in BRONZE for _ in self._spooled(name))
+            if waiting:
+                raise LakehouseError(
+                    f"the spool {self.spool_dir} holds {waiting} batch(es) of writer {self.writer_id!r} for the root "
+                    f"{made_for}, not {self.catalog.root}: run this writer with --root {made_for} to commit them, "
+                    "or give it another id (writer.id)"
+                )
+        if made_for != self.catalog.root:
+            marker.write_text(self.catalog.root + "\n")
 
     def _init_batches(self) -> None:
         for name in BRONZE:

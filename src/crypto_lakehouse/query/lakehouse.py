@@ -283,6 +283,7 @@ class Lakehouse:
     def _live(self, table: str, *, as_of: AsOf, **filters: Any) -> list[pl.LazyFrame]:
         """The running writers' live rows of ``table``, fetched now (materialised, not lazy)."""
         from crypto_lakehouse.ingest.live import fetch_live
+        from crypto_lakehouse.storage.state import spool_dir
 
         if table not in BRONZE:
             raise LakehouseError(f"live reads cover the bronze tables (the writers' buffers), not {table}")
@@ -290,7 +291,7 @@ class Lakehouse:
             raise LakehouseError("live=True reads the present; it cannot be combined with as_of")
         return [
             self._filtered(pl.from_arrow(t).lazy(), table, **filters)  # type: ignore[union-attr]
-            for t in fetch_live(self.settings.writer.spool_dir, table)
+            for t in fetch_live(self.settings.writer.spool_dir or spool_dir(self.catalog.root), table)
         ]
 
     def read(self, table: str, **kwargs: Any) -> pl.DataFrame:
