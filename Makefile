@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+# compile bytecode at install: the first `lakehouse` call does not pay for it
+export UV_COMPILE_BYTECODE := 1
 # Registries may sit behind a TLS proxy whose CA is only in the system store.
 export UV_SYSTEM_CERTS := 1
 ifneq ($(wildcard /etc/ssl/certs/ca-certificates.crt),)
