@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -25,7 +24,9 @@ from deltalake.exceptions import TableNotFoundError
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import TableSpec, table_spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas (~1.6 s): only the reads that need it load it
+    import pyarrow.dataset as pads
+
     from crypto_lakehouse.config import Settings
 
 __all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError", "normalise_root"]
