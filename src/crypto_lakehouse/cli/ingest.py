@@ -18,7 +18,7 @@ __all__ = ["ingest_recording", "stream"]
 def stream(
     config: ConfigOpt = None,
     root: RootOpt = None,
-    exchange: Annotated[
+    exchanges: Annotated[
         list[str] | None, typer.Option("--exchange", "-e", help="Exchange to stream (repeatable); default: config.")
     ] = None,
     symbols: Annotated[
@@ -27,30 +27,31 @@ def stream(
     channels: Annotated[
         str | None, typer.Option(help="Channels, comma-separated: trades,l2_book,ticker,funding,liquidations,candles.")
     ] = None,
-    endpoint: Annotated[
+    endpoints: Annotated[
         list[str] | None,
         typer.Option(
+            "--endpoint",
             help="A loopback exchange's REST base (http://127.0.0.1:PORT) or a wss:// base; "
-            "EXCHANGE=URL to set one per exchange. Default: the exchange's own addresses."
+            "EXCHANGE=URL to set one per exchange. Default: the exchange's own addresses.",
         ),
     ] = None,
     rest_endpoint: Annotated[str | None, typer.Option(help="REST base to use with a wss:// endpoint.")] = None,
     ca_file: Annotated[Path | None, typer.Option(help="PEM certificate to trust for a wss:// endpoint.")] = None,
-    duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+    duration_s: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Live progress table on the terminal.")] = True,
 ) -> None:
     """Stream exchanges through cryptofeed into the bronze Delta tables (SIGINT/SIGTERM flush and stop)."""
     result = jobs.stream(
         settings(config, root),
-        exchanges=exchange,
+        exchanges=exchanges,
         symbols=csv(symbols),
         channels=csv(channels),
-        endpoints=endpoint,
+        endpoints=endpoints,
         rest_endpoint=rest_endpoint,
         ca_file=ca_file,
-        duration_s=duration,
+        duration_s=duration_s,
         progress=out if progress and out.is_terminal else None,
     )
     print(json.dumps(asdict(result)))

@@ -27,7 +27,7 @@ def _print(reports: list[MaintenanceReport]) -> None:
 
 @app.command("compact")
 def maintain_compact(
-    table: TableOpt = None,
+    tables: TableOpt = None,
     z_order: Annotated[
         list[str] | None,
         typer.Option("--z-order", help="Cluster each partition by these columns (repeatable); docs/maintenance.md."),
@@ -36,22 +36,22 @@ def maintain_compact(
     root: RootOpt = None,
 ) -> None:
     """Merge small files (safe while the writer appends)."""
-    _print(jobs.compact(settings(config, root), tables=table, z_order=z_order))
+    _print(jobs.compact(settings(config, root), tables=tables, z_order=z_order))
 
 
 @app.command("checkpoint")
-def maintain_checkpoint(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+def maintain_checkpoint(tables: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
     """Write checkpoints; clean expired log entries unless a tag needs them."""
-    _print(jobs.checkpoint(settings(config, root), tables=table))
+    _print(jobs.checkpoint(settings(config, root), tables=tables))
 
 
 @app.command("vacuum")
-def maintain_vacuum(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+def maintain_vacuum(tables: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
     """Delete files older than the layer's maintenance.vacuum_retention that no tagged version needs."""
-    _print(jobs.vacuum(settings(config, root), tables=table))
+    _print(jobs.vacuum(settings(config, root), tables=tables))
 
 
 @app.command("retention")
-def maintain_retention(table: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
+def maintain_retention(tables: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
     """Delete data older than maintenance.retention.<layer> (tagged versions still read it)."""
-    _print(jobs.delete_old_data(settings(config, root), tables=table))
+    _print(jobs.delete_old_data(settings(config, root), tables=tables))

@@ -17,15 +17,16 @@ app = typer.Typer(help="Named versions for reproducible backtests.", no_args_is_
 @app.command("create")
 def tag_create(
     name: Annotated[str, typer.Argument(help="Tag name.")],
-    table: Annotated[
-        list[str] | None, typer.Option(help="Only this table (repeatable); default: every silver and gold table.")
+    tables: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="Only this table (repeatable); default: every silver and gold table."),
     ] = None,
     note: Annotated[str | None, typer.Option(help="Free text kept with the tag.")] = None,
     config: ConfigOpt = None,
     root: RootOpt = None,
 ) -> None:
     """Pin the current version of every silver and gold table (or the given ones) under NAME."""
-    emit(jobs.create_tag(settings(config, root), name=name, tables=table, note=note), "table", None)
+    emit(jobs.create_tag(settings(config, root), name=name, tables=tables, note=note), "table", None)
 
 
 @app.command("list")
