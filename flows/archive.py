@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
@@ -21,7 +23,7 @@ def archive_import_flow(
     root: str | None = None,
     workers: int = 4,
     cache_dir: str = "./lakehouse_archive_cache",
-) -> dict:
+) -> dict[str, Any]:
     """Import the archives of ``symbols`` from ``start`` to ``end`` (dates, inclusive)."""
     r = jobs.archive_import(
         load_settings(config, root=root),

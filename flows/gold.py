@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
@@ -10,7 +12,7 @@ from crypto_lakehouse.config import load_settings
 
 
 @flow(name="build-gold")
-def build_gold_flow(config: str | None = None, root: str | None = None) -> dict:
+def build_gold_flow(config: str | None = None, root: str | None = None) -> dict[str, Any]:
     """Recompute the gold bars touched by new silver rows, and gold funding."""
     r = jobs.promote_gold(load_settings(config, root=root))
     rows = [{"interval": k, "bars_written": v} for k, v in r.bars_written.items()]

@@ -60,7 +60,7 @@ def maintenance_steps(
     forever (``maintenance.retention.<layer>`` null) or that is not partitioned by date."""
     if action not in MAINTENANCE_ACTIONS:
         raise ValueError(f"unknown maintenance action {action!r}")
-    steps = []
+    steps: list[MaintenanceStep] = []
     for table in tables:
         horizon = None
         if action == "vacuum":
@@ -113,7 +113,7 @@ def maintain(
     """Run ``actions`` in turn, each over ``tables`` (default: every existing data table);
     ``z_order`` columns cluster compaction. One report per table and action."""
     catalog = Catalog.from_settings(settings)
-    reports = []
+    reports: list[MaintenanceReport] = []
     for action in actions:
         plan = plan_maintenance(catalog, action, settings=settings.maintenance, tables=tables, z_order=z_order)
         reports += [run_maintenance_step(catalog, step) for step in plan]
