@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
-from crypto_lakehouse.ingest.archive import archive_files, import_archives
-from crypto_lakehouse.storage import Catalog
 
 
 @flow(name="archive-import")
@@ -22,13 +21,21 @@ def archive_import_flow(
     base_url: str = "https://data.binance.vision",
     config: str | None = None,
     root: str | None = None,
-) -> dict:
+    workers: int = 4,
+    cache_dir: str = "./lakehouse_archive_cache",
+) -> dict[str, Any]:
     """Import the archives of ``symbols`` from ``start`` to ``end`` (dates, inclusive)."""
-    s = load_settings(config, root=root)
-    files = archive_files(
-        market=market, kind=kind, symbols=symbols, start=date.fromisoformat(start), end=date.fromisoformat(end)
+    r = jobs.archive_import(
+        load_settings(config, root=root),
+        market=market,
+        kind=kind,
+        symbols=symbols,
+        start=start,
+        end=end,
+        base_url=base_url,
+        workers=workers,
+        cache_dir=cache_dir,
     )
-    r = import_archives(Catalog.from_settings(s), files, base_url=base_url, progress=False)
     rows = [{"file": f, "status": "imported", "detail": str(n)} for f, n in r.imported.items()]
     rows += [{"file": f, "status": "skipped", "detail": "same checksum"} for f in r.skipped]
     rows += [{"file": f, "status": "FAILED", "detail": e} for f, e in r.failed.items()]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
-from crypto_lakehouse.storage import Catalog
-from crypto_lakehouse.transform.gold import build_gold
 
 
 @flow(name="build-gold")
-def build_gold_flow(config: str | None = None, root: str | None = None) -> dict:
+def build_gold_flow(config: str | None = None, root: str | None = None) -> dict[str, Any]:
     """Recompute the gold bars touched by new silver rows, and gold funding."""
-    s = load_settings(config, root=root)
-    r = build_gold(Catalog.from_settings(s), intervals=s.gold.intervals)
+    r = jobs.promote_gold(load_settings(config, root=root))
     rows = [{"interval": k, "bars_written": v} for k, v in r.bars_written.items()]
     create_table_artifact(
         key="gold-bars-written",

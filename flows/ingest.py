@@ -3,14 +3,12 @@ cancelled (SIGTERM flushes every buffer first); a number makes the bounded varia
 
 from __future__ import annotations
 
-import asyncio
-import signal
+from typing import Any
 
 from prefect import flow, get_run_logger
 
+from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
-from crypto_lakehouse.ingest import BronzeWriter
-from crypto_lakehouse.ingest.stream import stream_targets, stream_to_bronze
 
 
 @flow(name="ingest")
@@ -22,24 +20,19 @@ def ingest_flow(
     channels: list[str] | None = None,
     config: str | None = None,
     root: str | None = None,
-) -> dict:
-    s = load_settings(config, root=root)
-    targets = stream_targets(s, exchanges=exchanges, symbols=symbols, channels=channels, endpoints=endpoints)
-    writer = BronzeWriter.from_settings(s)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (RuntimeError, ValueError):  # not the main thread: Prefect's cancellation applies
-                break
-        if duration_s is not None:
-            loop.call_later(duration_s, stop.set)
-        await stream_to_bronze(targets, writer, stop=stop, live_port=s.writer.live_port)
-
-    asyncio.run(run())
-    summary = writer.summary()
-    get_run_logger().info("ingest: %s", {t: v["rows_committed"] for t, v in summary.items()})
-    return summary
+    rest_endpoint: str | None = None,
+    ca_file: str | None = None,
+) -> dict[str, Any]:
+    """Stream ``exchanges`` into bronze; the options are those of ``lakehouse stream``."""
+    result = jobs.stream(
+        load_settings(config, root=root),
+        exchanges=exchanges,
+        symbols=symbols,
+        channels=channels,
+        endpoints=endpoints,
+        rest_endpoint=rest_endpoint,
+        ca_file=ca_file,
+        duration_s=duration_s,
+    )
+    get_run_logger().info("ingest: %s", {t: v["rows_committed"] for t, v in result.tables.items()})
+    return result.tables

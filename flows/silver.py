@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
-from crypto_lakehouse.transform.silver import parse_window, promote_from_settings
 
 
 @flow(name="promote-silver")
 def promote_silver_flow(
-    config: str | None = None, root: str | None = None, start: str | None = None, end: str | None = None
-) -> dict:
-    """Promote new bronze commits (or reprocess ``start``..``end``) into silver and fill gaps."""
-    result = promote_from_settings(load_settings(config, root=root), start=parse_window(start), end=parse_window(end))
+    config: str | None = None,
+    root: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    tables: list[str] | None = None,
+) -> dict[str, Any]:
+    """Promote new bronze commits (or reprocess ``start``..``end``) into silver and fill gaps;
+    ``tables``: only these (trades, book, ...)."""
+    result = jobs.promote_silver(load_settings(config, root=root), start=start, end=end, tables=tables).promotion
     report = result.report.to_dicts() if result.report is not None else []
     create_table_artifact(
         key="silver-dq-report",

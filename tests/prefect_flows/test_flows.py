@@ -170,6 +170,43 @@ def test_compact_flow_merges_files_and_publishes_its_report(harness, tmp_path: P
     assert pl.read_delta(str(root / "bronze" / "trades")).height == 18  # 3 x 6 rows, none lost
 
 
+def test_compact_flow_takes_the_commands_tables_and_z_order(harness, tmp_path: Path) -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from flows.maintenance import compact_flow
+
+    root = tmp_path / "lake"
+    for _ in range(2):
+        _bronze(root)
+    reports = compact_flow(root=str(root), tables=["bronze.trades"], z_order=["ts"])
+    assert [r["table"] for r in reports] == ["bronze.trades"] and "z-ordered by ts" in reports[0]["detail"]
+
+
+def test_backfill_flow_takes_a_rest_base_like_the_command(harness, tmp_path: Path) -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, running_exchange
+    from flows.backfill import backfill_flow
+
+    market = SyntheticMarket(MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=1, start_ms=1_700_000_000_000))
+    for _ in range(60):  # a minute from 2023-11-14T22:13:20Z, one trade a second
+        market.step()
+    with running_exchange(market=market) as ex:
+        added = backfill_flow(
+            exchange="BINANCE",
+            symbol="BTC-USDT",
+            start="2023-11-14T22:13:00Z",
+            end="2023-11-14T22:20:00Z",
+            rest=ex.rest_url,  # the flow had no `rest` before: it could not reach a loopback exchange
+            root=str(tmp_path / "lake"),
+        )
+    tape = market.tape("BTCUSDT")
+    assert added == tape.last_id - tape.first_id + 1
+    assert pl.read_delta(str(tmp_path / "lake" / "silver" / "trades"))["id"].sort().to_list() == list(
+        range(tape.first_id, tape.last_id + 1)
+    )
+
+
 def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> None:
     from crypto_lakehouse.exchange import MarketSpec, running_exchange
     from flows.ingest import ingest_flow

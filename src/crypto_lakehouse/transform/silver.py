@@ -35,14 +35,14 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from crypto_lakehouse.config import Settings, SilverSettings
+from crypto_lakehouse.config import SilverSettings
 from crypto_lakehouse.durations import candle_interval, parse_duration
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
 
-__all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_from_settings", "promote_silver"]
+__all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_silver"]
 
 LOG = logging.getLogger(__name__)
 
@@ -603,17 +603,3 @@ def parse_window(text: str | None) -> datetime | None:
         return datetime.now(UTC) - parse_duration(text[1:])
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def promote_from_settings(
-    settings: Settings,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    tables: list[str] | None = None,
-) -> PromoteResult:
-    """:func:`promote_silver` with the catalog, backfill endpoints and options of ``settings``."""
-    catalog = Catalog.from_settings(settings)
-    opts = SilverOptions.from_settings(settings.silver)
-    backfiller = Backfiller(settings.silver.backfill_rest) if opts.backfill else None
-    return promote_silver(catalog, tables=tables, start=start, end=end, backfiller=backfiller, options=opts)

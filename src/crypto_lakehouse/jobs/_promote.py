@@ -1,0 +1,141 @@
+"""Jobs that build silver and gold: ``promote_silver``, ``promote_gold`` and ``backfill``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.transform import silver
+from crypto_lakehouse.transform.gold import GoldResult, build_gold
+from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions, parse_window
+
+__all__ = [
+    "BackfillResult",
+    "SilverResult",
+    "Window",
+    "backfill",
+    "backfill_urls",
+    "count_open_gaps",
+    "promote_gold",
+    "promote_silver",
+]
+
+Window = datetime | str
+"""A bound in exchange time: a datetime, or text ``2024-01-01``, ``2024-01-01T12:00:00Z`` or
+``-2h`` (that long before now), all UTC."""
+
+
+def _at(value: Window) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    parsed = parse_window(value)
+    assert parsed is not None  # text always parses to a time (or raises)
+    return parsed
+
+
+def _maybe_at(value: Window | None) -> datetime | None:
+    return None if value is None else _at(value)
+
+
+def count_open_gaps(gaps: pl.DataFrame | None) -> int:
+    """Gaps a promote run left open (backfill off, or the exchange could not fill them)."""
+    if gaps is None or gaps.is_empty():
+        return 0
+    return gaps.filter(pl.col("status") == "open").height
+
+
+@dataclass(frozen=True, slots=True)
+class SilverResult:
+    """A promote-silver run: what :func:`crypto_lakehouse.transform.silver.promote_silver`
+    reports, and how many gaps it left open."""
+
+    promotion: PromoteResult
+    open_gaps: int
+
+    def summary(self) -> dict[str, Any]:
+        """The run as JSON-ready data: run id, totals per table and metric, open gaps and the
+        bronze versions promoted (``[after, upto]`` per bronze table)."""
+        return {
+            "run_id": self.promotion.run_id,
+            "tables": self.promotion.totals(),
+            "open_gaps": self.open_gaps,
+            "bronze_versions": self.promotion.bronze_versions,
+        }
+
+
+def promote_silver(
+    settings: Settings,
+    *,
+    start: Window | None = None,
+    end: Window | None = None,
+    tables: Sequence[str] | None = None,
+) -> SilverResult:
+    """bronze -> silver: only bronze commits not yet promoted, or with ``start``/``end`` that
+    window of exchange time again (idempotent either way); gaps are filled over REST unless
+    ``silver.backfill`` is off. ``tables``: only these (``trades``, ``silver.book``, ...)."""
+    first, last = _maybe_at(start), _maybe_at(end)
+    opts = SilverOptions.from_settings(settings.silver)
+    result = silver.promote_silver(
+        Catalog.from_settings(settings),
+        tables=None if tables is None else list(tables),
+        start=first,
+        end=last,
+        backfiller=Backfiller(settings.silver.backfill_rest) if opts.backfill else None,
+        options=opts,
+    )
+    return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))
+
+
+def promote_gold(settings: Settings) -> GoldResult:
+    """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
+    silver rows added since the last run (nothing new: nothing written)."""
+    return build_gold(Catalog.from_settings(settings), intervals=settings.gold.intervals)
+
+
+def backfill_urls(configured: Mapping[str, str], *, exchange: str, rest: str | None) -> dict[str, str]:
+    """The REST bases a backfill uses: ``silver.backfill_rest``, with ``rest`` (if given) for
+    ``exchange`` in place of its configured one."""
+    urls = dict(configured)
+    if rest:
+        urls[exchange.upper()] = rest
+    return urls
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    exchange: str
+    symbol: str
+    rows_added: int
+
+
+def backfill(
+    settings: Settings,
+    *,
+    exchange: str,
+    symbol: str,
+    start: Window,
+    end: Window | None = None,
+    rest: str | None = None,
+) -> BackfillResult:
+    """Fetch ``exchange``/``symbol`` trades in ``[start, end)`` (``end`` default: now) over REST
+    with ccxt into silver, validated and deduplicated like everything else. ``rest``: the REST
+    base to use for ``exchange`` (a loopback exchange) instead of ``silver.backfill_rest``'s or
+    the exchange's own."""
+    name = exchange.upper()
+    added = silver.backfill(
+        Catalog.from_settings(settings),
+        Backfiller(backfill_urls(settings.silver.backfill_rest, exchange=name, rest=rest)),
+        exchange=name,
+        symbol=symbol,
+        start=_at(start),
+        end=_maybe_at(end) or datetime.now(UTC),
+        options=SilverOptions.from_settings(settings.silver),
+    )
+    return BackfillResult(exchange=name, symbol=symbol, rows_added=added)
