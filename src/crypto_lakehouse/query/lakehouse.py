@@ -112,10 +112,7 @@ class Lakehouse:
         so no ``<version + 1>.json`` means no newer commit. One stat, where an update lists the
         whole log directory (thousands of files on a streaming table). Object stores list from
         an offset: there the update is as cheap."""
-        if not self.catalog.is_local:
-            return False
-        log = Path(self.catalog.uri(table), "_delta_log")  # a local root is a plain absolute path
-        return not (log / f"{version + 1:020d}.json").exists()
+        return self.catalog.unchanged_since(table, version)
 
     # ------------------------------------------------------------------ time travel
     def version_at(self, table: str, as_of: AsOf) -> int | None:
@@ -192,7 +189,7 @@ class Lakehouse:
         spec = table_spec("meta.tags")
         if not self.catalog.exists("meta.tags"):
             return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
-        return pl.read_delta(self.catalog.uri("meta.tags"), storage_options=self.catalog.storage_options)
+        return self.catalog.frame("meta.tags")
 
     def untag(self, name: str) -> None:
         if name not in self.tags().get_column("name").to_list():
@@ -246,7 +243,7 @@ class Lakehouse:
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
             version = self.version_at(table, as_of)
-            lf = pl.scan_delta(self._open(table, version))  # pinned now (an open loads the latest)
+            lf = self.catalog.scan_snapshot(self._open(table, version))  # pinned now (an open loads the latest)
             parts.append(self._filtered(lf, table, **filters))
         if live:
             parts += live_parts
@@ -313,7 +310,9 @@ class Lakehouse:
         con = duckdb.connect()
         try:
             con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-            use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
+            # DuckDB's delta extension reads the latest version, where the catalog lets it (loaded once, if at all)
+            use_ext = as_of is None and not live
+            extension = functools.cache(lambda: _delta_extension(con))
             for name in _referenced_tables(query):
                 if not self.catalog.exists(name) and not (live and name in BRONZE):
                     continue
@@ -322,9 +321,8 @@ class Lakehouse:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                 if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
                     con.register(alias, self.scan(name, live=True).collect().to_arrow())
-                elif use_ext:
-                    uri = self.catalog.uri(name)
-                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
+                elif use_ext and (source := self.catalog.duckdb_source(name)) is not None and extension():
+                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM {source}')
                     continue
                 else:
                     con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))

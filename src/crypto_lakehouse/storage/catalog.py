@@ -7,9 +7,11 @@ transaction ``(app_id, version)`` so a batch is committed at most once even when
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,6 +133,57 @@ class Catalog:
     def read(self, table: str, *, version: int | None = None) -> pa.Table:
         """The whole of ``table`` (at ``version``) as one Arrow table (see :meth:`dataset`)."""
         return self.dataset(table, version=version).to_table()
+
+    def scan(self, table: str, *, version: int | None = None) -> pl.LazyFrame:
+        """``table`` (at ``version``) as a lazy Polars scan with this catalog's storage options:
+        partition pruning and predicate pushdown on what the caller filters."""
+        return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
+
+    def frame(self, table: str, *, version: int | None = None) -> pl.DataFrame:
+        """The whole of ``table`` (at ``version``) as one Polars frame: :meth:`scan` collected."""
+        return self.scan(table, version=version).collect()
+
+    @staticmethod
+    def scan_snapshot(snapshot: DeltaTable) -> pl.LazyFrame:
+        """A lazy Polars scan of ``snapshot``, a version of a table :meth:`open` returned (the
+        scan reads that version, whatever has been committed since)."""
+        return pl.scan_delta(snapshot)
+
+    def unchanged_since(self, table: str, version: int) -> bool:
+        """Whether ``version`` is known to be the latest version of ``table`` without loading it:
+        on local disk, one stat (Delta versions are contiguous, so no ``<version + 1>.json``
+        means no newer commit), where an update lists the whole log directory. Always False on
+        an object store: there an update lists from an offset and is as cheap."""
+        if not self.is_local:
+            return False
+        return not Path(self.uri(table), "_delta_log", f"{version + 1:020d}.json").exists()
+
+    def duckdb_source(self, table: str) -> str | None:
+        """A DuckDB ``delta_scan(...)`` expression reading the latest version of ``table``, or
+        None when DuckDB's delta extension cannot read it with this catalog's settings (an object
+        store: its credentials are not passed to DuckDB)."""
+        if not self.is_local:
+            return None
+        return "delta_scan('{}')".format(self.uri(table).replace("'", "''"))
+
+    def lock_file(self, table: str, *, purpose: str) -> Path:
+        """A lock file for ``purpose`` on ``table``: beside the data for a local root (every process
+        using that root shares it); for an object store, in this host's temp directory (processes
+        on other hosts do not see it)."""
+        if self.is_local:
+            return Path(self.root) / "_locks" / f"{table}.{purpose}.lock"
+        digest = hashlib.sha256(self.uri(table).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.{purpose}.lock"
+
+    def stored_files(self, table: str) -> tuple[int, int]:
+        """Data files of ``table`` and their bytes. On local disk every Parquet file under the
+        table, referenced or not (what vacuum can free); on an object store, the latest
+        version's files."""
+        if not self.is_local:
+            s = self.summary(table)
+            return s.get("files", 0), s.get("bytes", 0)
+        files = list(Path(self.uri(table)).rglob("*.parquet"))
+        return len(files), sum(p.stat().st_size for p in files)
 
     def _fs_path(self, table: str) -> str:
         uri = self.uri(table)
