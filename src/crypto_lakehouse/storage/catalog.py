@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import CommitError, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -61,10 +61,6 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
     },
 }
 _WRITER = WriterProperties(compression="ZSTD", compression_level=3)
-
-
-class CommitError(LakehouseError):
-    """An append that still failed after its retries."""
 
 
 def normalise_root(root: str | Path) -> str:
@@ -114,11 +110,14 @@ class Catalog:
                 raise
 
     def open(self, table: str, *, version: int | None = None) -> DeltaTable:
-        """The Delta table, at ``version`` if given; :class:`LakehouseError` if it does not exist."""
+        """The Delta table, at ``version`` if given. :class:`TableNotFound` if it does not exist,
+        :class:`VersionNotFound` if it does but ``version``'s log cannot be found."""
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
-            raise LakehouseError(f"table {table} does not exist yet under {self.root}") from None
+            if version is not None and self.exists(table):
+                raise VersionNotFound(f"version {version} of {table} cannot be found under {self.root}") from None
+            raise TableNotFound(f"table {table} does not exist yet under {self.root}") from None
 
     def dataset(self, table: str, *, version: int | None = None) -> pads.Dataset:
         """``table`` (at ``version``) as a pyarrow dataset read through pyarrow's **native**
