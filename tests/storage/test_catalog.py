@@ -49,8 +49,8 @@ def test_changes_return_appended_rows_only(tmp_path: Path) -> None:
 def test_append_with_a_committed_transaction_is_skipped_on_retry(tmp_path: Path) -> None:
     c = Catalog(tmp_path)
     assert c.append("silver.trades", _rows([1]), app_id="w", version=1)
-    assert c.committed_version("silver.trades", "w") == 1
-    assert c.committed_version("silver.trades", "other") is None
+    assert c.transaction_version("silver.trades", "w") == 1
+    assert c.transaction_version("silver.trades", "other") is None
 
 
 def test_changes_count_every_append_when_commits_land_while_reading(tmp_path: Path, monkeypatch) -> None:

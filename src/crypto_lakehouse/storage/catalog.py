@@ -207,7 +207,7 @@ class Catalog:
             kwargs["scheme"] = kwargs["scheme"] or ("http" if opts.get("aws_allow_http") == "true" else "https")
         return pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
 
-    def committed_version(self, table: str, app_id: str) -> int | None:
+    def transaction_version(self, table: str, app_id: str) -> int | None:
         """The last transaction version committed by ``app_id`` (None: never, or no table)."""
         if not self.exists(table):
             return None
@@ -231,7 +231,7 @@ class Catalog:
         for attempt in range(retries + 1):
             try:
                 if app_id is not None and attempt > 0:
-                    done = self.committed_version(table, app_id)
+                    done = self.transaction_version(table, app_id)
                     if done is not None and done >= version:
                         return False
                 self._write(spec, data, app_id, version)

@@ -154,7 +154,7 @@ def _silver_scan(catalog: Catalog, table: str) -> pl.LazyFrame:
 def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame | None, int | None, int]:
     """Rows appended to ``table`` since gold last consumed it (None: nothing new)."""
     upto = catalog.open(table).version()
-    after = catalog.committed_version("gold.ohlcv" if table != "silver.funding" else "gold.funding", app_id)
+    after = catalog.transaction_version("gold.ohlcv" if table != "silver.funding" else "gold.funding", app_id)
     if after is not None and after >= upto:
         return None, after, upto
     if after is None:

@@ -531,7 +531,7 @@ def promote_silver(
             continue
         app_id = f"promote:{plan.bronze}"
         upto = catalog.open(plan.bronze).version()
-        after = catalog.committed_version(plan.silver, app_id)
+        after = catalog.transaction_version(plan.silver, app_id)
         reprocess = start is not None or end is not None
         if not reprocess and after is not None and after >= upto:
             result.bronze_versions[plan.bronze] = (after, upto)
