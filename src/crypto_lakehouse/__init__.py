@@ -5,12 +5,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crypto_lakehouse.config import Settings, load_settings
-from crypto_lakehouse.errors import ConfigError, LakehouseError
+from crypto_lakehouse.errors import (
+    CommitError,
+    ConfigError,
+    LakehouseError,
+    TableNotFound,
+    TagNotFound,
+    UnknownTable,
+    VersionNotFound,
+)
 
 if TYPE_CHECKING:
     from crypto_lakehouse.query import Lakehouse
 
-__all__ = ["ConfigError", "Lakehouse", "LakehouseError", "Settings", "load_settings"]
+__all__ = [
+    "CommitError",
+    "ConfigError",
+    "Lakehouse",
+    "LakehouseError",
+    "Settings",
+    "TableNotFound",
+    "TagNotFound",
+    "UnknownTable",
+    "VersionNotFound",
+    "load_settings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -95,7 +95,7 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
     console.print(table)
     sym = v.std_symbol(lb.symbols[0])
     bars = (
-        pl.scan_delta(catalog.uri("gold.ohlcv"), storage_options=catalog.storage_options)
+        catalog.scan("gold.ohlcv")
         .filter((pl.col("source") == "trades") & (pl.col("interval") == "1m") & (pl.col("symbol") == sym))
         .sort("window_start")
         .tail(5)

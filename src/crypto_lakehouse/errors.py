@@ -1,11 +1,28 @@
 """The project's exceptions: every error a user can cause is a :class:`LakehouseError`.
 
-The CLI turns a ``LakehouseError`` into one readable line and exit code 2, never a traceback.
+The CLI turns a ``LakehouseError`` (any class below) into one readable line and exit code 2,
+never a traceback. The tree::
+
+    LakehouseError
+    ├── ConfigError       invalid configuration
+    ├── UnknownTable      not a table name (the message lists the known ones)
+    ├── TableNotFound     a valid table name, not created under this root yet
+    ├── VersionNotFound   a version or time before the table, past its log, or cleaned up
+    ├── TagNotFound       no such tag, or the tag does not pin the table
+    └── CommitError       an append that still failed after its retries
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LakehouseError"]
+__all__ = [
+    "CommitError",
+    "ConfigError",
+    "LakehouseError",
+    "TableNotFound",
+    "TagNotFound",
+    "UnknownTable",
+    "VersionNotFound",
+]
 
 
 class LakehouseError(Exception):
@@ -16,3 +33,24 @@ class LakehouseError(Exception):
 
 class ConfigError(LakehouseError):
     """Invalid configuration: the message names the key and the problem."""
+
+
+class UnknownTable(LakehouseError):
+    """A name that is not one of the lakehouse's tables; the message lists the known ones."""
+
+
+class TableNotFound(LakehouseError):
+    """A valid table name whose table has not been created under this root (nothing written yet)."""
+
+
+class VersionNotFound(LakehouseError):
+    """A version or point in time the table cannot be read at: before its first commit, past its
+    latest version, or whose Delta log has been cleaned up."""
+
+
+class TagNotFound(LakehouseError):
+    """No tag of that name, or a tag that does not pin the table asked for."""
+
+
+class CommitError(LakehouseError):
+    """An append that still failed after its retries."""

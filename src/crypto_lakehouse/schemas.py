@@ -14,10 +14,11 @@ readers may lack).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import pyarrow as pa
 
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import UnknownTable
 
 __all__ = [
     "BRONZE",
@@ -26,14 +27,43 @@ __all__ = [
     "SESSIONS",
     "SILVER",
     "TABLES",
+    "TABLE_NAMES",
     "TIME_COLUMN",
     "UTC_US",
+    "TableName",
     "TableSpec",
     "markdown",
     "table_spec",
 ]
 
 UTC_US = pa.timestamp("us", tz="UTC")
+
+TableName = Literal[
+    "bronze.trades",
+    "bronze.book",
+    "bronze.ticker",
+    "bronze.funding",
+    "bronze.liquidations",
+    "bronze.candles",
+    "bronze.dead_letter",
+    "bronze.sessions",
+    "silver.trades",
+    "silver.book",
+    "silver.ticker",
+    "silver.funding",
+    "silver.liquidations",
+    "silver.candles",
+    "silver.quarantine",
+    "silver.gaps",
+    "silver.dq_report",
+    "gold.ohlcv",
+    "gold.funding",
+    "meta.archive_manifest",
+    "meta.tags",
+]
+"""Every table's ``layer.kind`` name, for type checkers (a test keeps it equal to ``TABLES``);
+at run time :func:`table_spec` checks a name and raises :class:`UnknownTable` naming the known ones."""
+TABLE_NAMES: tuple[TableName, ...] = get_args(TableName)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +497,7 @@ def table_spec(name: str) -> TableSpec:
     try:
         return TABLES[name]
     except KeyError:
-        raise LakehouseError(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}") from None
+        raise UnknownTable(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}") from None
 
 
 def markdown() -> str:

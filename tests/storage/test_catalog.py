@@ -49,8 +49,8 @@ def test_changes_return_appended_rows_only(tmp_path: Path) -> None:
 def test_append_with_a_committed_transaction_is_skipped_on_retry(tmp_path: Path) -> None:
     c = Catalog(tmp_path)
     assert c.append("silver.trades", _rows([1]), app_id="w", version=1)
-    assert c.committed_version("silver.trades", "w") == 1
-    assert c.committed_version("silver.trades", "other") is None
+    assert c.transaction_version("silver.trades", "w") == 1
+    assert c.transaction_version("silver.trades", "other") is None
 
 
 def test_changes_count_every_append_when_commits_land_while_reading(tmp_path: Path, monkeypatch) -> None:
@@ -137,3 +137,38 @@ def test_processes_that_read_whole_tables_exit_cleanly(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         codes = list(pool.map(run, range(30)))
     assert codes == [0] * 30
+
+
+def test_scan_and_frame_read_a_version_with_polars(tmp_path: Path) -> None:
+    import polars as pl
+
+    c = Catalog(tmp_path)
+    c.append("silver.trades", _rows([1, 2]))
+    c.append("silver.trades", _rows([3]))
+    lf = c.scan("silver.trades", version=0)
+    assert isinstance(lf, pl.LazyFrame)
+    assert sorted(lf.collect()["id"]) == [1, 2]
+    assert sorted(c.frame("silver.trades")["id"]) == [1, 2, 3]
+    snapshot = c.open("silver.trades")
+    c.append("silver.trades", _rows([4]))
+    assert sorted(c.scan_snapshot(snapshot).collect()["id"]) == [1, 2, 3]  # the snapshot's version
+
+
+def test_unchanged_since_sees_a_newer_commit_on_local_disk(tmp_path: Path) -> None:
+    c = Catalog(tmp_path)
+    c.append("silver.trades", _rows([1]))
+    assert c.unchanged_since("silver.trades", 0)
+    c.append("silver.trades", _rows([2]))
+    assert not c.unchanged_since("silver.trades", 0)
+    assert not Catalog("s3://bucket/lake").unchanged_since("silver.trades", 0)  # unknown: update
+
+
+def test_local_paths_stay_in_the_catalog(tmp_path: Path) -> None:
+    c, remote = Catalog(tmp_path), Catalog("s3://bucket/lake")
+    assert c.duckdb_source("silver.trades") == f"delta_scan('{tmp_path}/silver/trades')"
+    assert remote.duckdb_source("silver.trades") is None
+    assert c.lock_file("silver.trades", purpose="compact") == tmp_path / "_locks" / "silver.trades.compact.lock"
+    assert remote.lock_file("silver.trades", purpose="compact").name.endswith(".compact.lock")
+    c.append("silver.trades", _rows([1]))
+    files, size = c.stored_files("silver.trades")
+    assert files == 1 and size > 0

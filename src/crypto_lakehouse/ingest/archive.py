@@ -218,7 +218,7 @@ def _to_bronze(table: str, df: pl.DataFrame, writer_id: str) -> pl.DataFrame:
 def _manifest(catalog: Catalog) -> dict[str, str]:
     if not catalog.exists("meta.archive_manifest"):
         return {}
-    m = pl.read_delta(catalog.uri("meta.archive_manifest"), storage_options=catalog.storage_options)
+    m = catalog.frame("meta.archive_manifest")
     return dict(zip(m["file"].to_list(), m["checksum"].to_list(), strict=True))
 
 

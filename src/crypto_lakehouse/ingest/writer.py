@@ -405,7 +405,7 @@ class BronzeWriter:
 
     def _init_batches(self) -> None:
         for name in BRONZE:
-            committed = self.catalog.committed_version(name, self.writer_id) or 0
+            committed = self.catalog.transaction_version(name, self.writer_id) or 0
             spooled = [int(p.stem) for p in self._spooled(name)]
             self._next_batch[name] = max([committed, *spooled]) + 1
 
@@ -566,7 +566,7 @@ class BronzeWriter:
         for path in self._spooled(name):
             batch = int(path.stem)
             try:
-                done = self.catalog.committed_version(name, self.writer_id)
+                done = self.catalog.transaction_version(name, self.writer_id)
                 if done is not None and done >= batch:
                     st.spool_skipped += 1
                     LOG.warning("spooled %s batch %d is already committed: dropping it", name, batch)

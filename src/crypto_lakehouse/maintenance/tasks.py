@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import polars as pl
 from deltalake.exceptions import CommitFailedError
@@ -40,7 +37,7 @@ def pinned_versions(catalog: Catalog, table: str) -> list[int]:
     """Versions of ``table`` that tags pin (they must stay readable)."""
     if not catalog.exists("meta.tags"):
         return []
-    tags = pl.read_delta(catalog.uri("meta.tags"), storage_options=catalog.storage_options)
+    tags = catalog.frame("meta.tags")
     return sorted(set(tags.filter(pl.col("table") == table)["version"].to_list()))
 
 
@@ -107,11 +104,7 @@ def _compaction_lock(catalog: Catalog, table: str, *, wait: bool) -> Iterator[No
     directory: compactions on different hosts are not serialised (docs/maintenance.md)."""
     import fcntl
 
-    if catalog.is_local:
-        path = Path(catalog.root) / "_locks" / f"{table}.compact.lock"
-    else:
-        digest = hashlib.sha256(catalog.uri(table).encode()).hexdigest()[:16]
-        path = Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.compact.lock"
+    path = catalog.lock_file(table, purpose="compact")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         try:
@@ -168,7 +161,7 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) 
     if hours * 3600 != retention.total_seconds():
         rounded = f"; horizon {format_duration(retention)} rounded up to {hours}h (delta-rs vacuums by whole hours)"
         LOG.warning("%s: vacuum%s", table, rounded.removeprefix(";"))
-    before, size_before = _files_on_disk(catalog, table)
+    before, size_before = catalog.stored_files(table)
     pinned = pinned_versions(catalog, table)
     removed = dt.vacuum(
         retention_hours=hours,
@@ -177,7 +170,7 @@ def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) 
         full=True,
         keep_versions=pinned or None,
     )
-    after, size_after = _files_on_disk(catalog, table)
+    after, size_after = catalog.stored_files(table)
     return MaintenanceReport(
         table,
         "vacuum",
@@ -197,13 +190,6 @@ def _interval(value: str) -> timedelta:
     if len(parts) != 2 or parts[1].rstrip("s") not in _UNITS:
         raise LakehouseError(f"cannot read the table property duration {value!r}")
     return timedelta(seconds=float(parts[0]) * _UNITS[parts[1].rstrip("s")])
-
-
-def _files_on_disk(catalog: Catalog, table: str) -> tuple[int, int]:
-    if not catalog.is_local:
-        return _files(catalog, table)
-    files = [p for p in Path(catalog.uri(table)).rglob("*.parquet")]
-    return len(files), sum(p.stat().st_size for p in files)
 
 
 def retention(catalog: Catalog, table: str, *, keep: timedelta, now: datetime | None = None) -> MaintenanceReport:

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.durations import CandleInterval, candle_interval
-from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, table_spec
+from crypto_lakehouse.errors import LakehouseError, TagNotFound, VersionNotFound
+from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, TableName, table_spec
 from crypto_lakehouse.storage import Catalog
 
 __all__ = ["AsOf", "Lakehouse"]
@@ -74,7 +74,7 @@ class Lakehouse:
             },
         ).drop("exists")
 
-    def history(self, table: str) -> pl.DataFrame:
+    def history(self, table: TableName) -> pl.DataFrame:
         """Commits of ``table``, newest first: version, timestamp (UTC), operation, parameters."""
         dt = self._open(table)
         rows = [
@@ -112,13 +112,10 @@ class Lakehouse:
         so no ``<version + 1>.json`` means no newer commit. One stat, where an update lists the
         whole log directory (thousands of files on a streaming table). Object stores list from
         an offset: there the update is as cheap."""
-        if not self.catalog.is_local:
-            return False
-        log = Path(self.catalog.uri(table), "_delta_log")  # a local root is a plain absolute path
-        return not (log / f"{version + 1:020d}.json").exists()
+        return self.catalog.unchanged_since(table, version)
 
     # ------------------------------------------------------------------ time travel
-    def version_at(self, table: str, as_of: AsOf) -> int | None:
+    def version_at(self, table: TableName, as_of: AsOf) -> int | None:
         """The Delta version of ``table`` that ``as_of`` designates (None: the latest).
 
         A string is a tag name when such a tag exists or when it does not read as a time; else a
@@ -135,11 +132,11 @@ class Lakehouse:
         latest = dt.version()
         if isinstance(as_of, int):
             if not 0 <= as_of <= latest:
-                raise LakehouseError(f"{table} has versions 0..{latest}; version {as_of} does not exist")
+                raise VersionNotFound(f"{table} has versions 0..{latest}; version {as_of} does not exist")
             try:
                 self._open(table, as_of)  # loaded once here, reused by the read
             except LakehouseError:  # the table exists, so the log of that version is gone
-                raise LakehouseError(
+                raise VersionNotFound(
                     f"version {as_of} of {table} can no longer be read: its log has been cleaned up "
                     f"({_log_retention(dt)}); tag versions you will need to read later"
                 ) from None
@@ -154,15 +151,15 @@ class Lakehouse:
         if not eligible:
             first = datetime.fromtimestamp(commits[0][1] / 1000, UTC) if commits else None
             if commits and commits[0][0] > 0:  # versions before the oldest listed one: log cleaned up
-                raise LakehouseError(
+                raise VersionNotFound(
                     f"{table} cannot be read as of {when.isoformat()}: its log before version {commits[0][0]} "
                     f"({first}) has been cleaned up ({_log_retention(dt)}); tag versions you will need to read later"
                 )
-            raise LakehouseError(f"{table} did not exist at {when.isoformat()} (its first commit is {first})")
+            raise VersionNotFound(f"{table} did not exist at {when.isoformat()} (its first commit is {first})")
         return max(eligible)
 
     # ------------------------------------------------------------------ tags
-    def tag(self, name: str, *, tables: Sequence[str] | None = None, note: str | None = None) -> pl.DataFrame:
+    def tag(self, name: str, *, tables: Sequence[TableName] | None = None, note: str | None = None) -> pl.DataFrame:
         """Pin the current version of every silver and gold table (or of ``tables``) under
         ``name``. Bronze tables are pinned only when named: a tagged table keeps its whole log from
         then on, and bronze commits every second, so its log (read by every open) would grow
@@ -192,11 +189,11 @@ class Lakehouse:
         spec = table_spec("meta.tags")
         if not self.catalog.exists("meta.tags"):
             return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
-        return pl.read_delta(self.catalog.uri("meta.tags"), storage_options=self.catalog.storage_options)
+        return self.catalog.frame("meta.tags")
 
     def untag(self, name: str) -> None:
         if name not in self.tags().get_column("name").to_list():
-            raise LakehouseError(f"no tag named {name!r}")
+            raise TagNotFound(f"no tag named {name!r}")
         self.catalog.open("meta.tags").delete(f"name = '{name}'")
 
     def _tag_version(self, name: str, table: str) -> int:
@@ -204,10 +201,10 @@ class Lakehouse:
         pins = tags.filter(pl.col("name") == name)
         if pins.is_empty():
             known = sorted(set(tags.get_column("name").to_list()))
-            raise LakehouseError(f"{name!r} is neither a time nor a tag (tags: {', '.join(known) or 'none'})")
+            raise TagNotFound(f"{name!r} is neither a time nor a tag (tags: {', '.join(known) or 'none'})")
         row = pins.filter(pl.col("table") == table)
         if row.is_empty():
-            raise LakehouseError(
+            raise TagNotFound(
                 f"tag {name!r} does not pin {table} (it pins {', '.join(sorted(pins.get_column('table')))})"
             )
         return int(row.get_column("version")[0])
@@ -215,7 +212,7 @@ class Lakehouse:
     # ------------------------------------------------------------------ reads
     def scan(
         self,
-        table: str,
+        table: TableName,
         *,
         start: datetime | str | None = None,
         end: datetime | str | None = None,
@@ -246,7 +243,7 @@ class Lakehouse:
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
             version = self.version_at(table, as_of)
-            lf = pl.scan_delta(self._open(table, version))  # pinned now (an open loads the latest)
+            lf = self.catalog.scan_snapshot(self._open(table, version))  # pinned now (an open loads the latest)
             parts.append(self._filtered(lf, table, **filters))
         if live:
             parts += live_parts
@@ -294,9 +291,30 @@ class Lakehouse:
             for t in fetch_live(self.settings.writer.spool_dir or spool_dir(self.catalog.root), table)
         ]
 
-    def read(self, table: str, **kwargs: Any) -> pl.DataFrame:
-        """``scan(...).collect()``; ``.to_pandas()`` / ``.to_arrow()`` on the result for the others."""
-        return self.scan(table, **kwargs).collect()
+    def read(
+        self,
+        table: TableName,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        exchange: str | None = None,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        as_of: AsOf = None,
+        live: bool = False,
+    ) -> pl.DataFrame:
+        """:meth:`scan` with the same arguments, collected; ``.to_pandas()`` / ``.to_arrow()`` on
+        the result for the others."""
+        return self.scan(
+            table,
+            start=start,
+            end=end,
+            exchange=exchange,
+            symbols=symbols,
+            columns=columns,
+            as_of=as_of,
+            live=live,
+        ).collect()
 
     def sql(self, query: str, *, as_of: AsOf = None, live: bool = False) -> pl.DataFrame:
         """Run DuckDB SQL over the tables it names (``bronze.trades``, ``silver.trades``,
@@ -313,7 +331,9 @@ class Lakehouse:
         con = duckdb.connect()
         try:
             con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-            use_ext = self.catalog.is_local and as_of is None and not live and _delta_extension(con)
+            # DuckDB's delta extension reads the latest version, where the catalog lets it (loaded once, if at all)
+            use_ext = as_of is None and not live
+            extension = functools.cache(lambda: _delta_extension(con))
             for name in _referenced_tables(query):
                 if not self.catalog.exists(name) and not (live and name in BRONZE):
                     continue
@@ -322,9 +342,8 @@ class Lakehouse:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                 if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
                     con.register(alias, self.scan(name, live=True).collect().to_arrow())
-                elif use_ext:
-                    uri = self.catalog.uri(name)
-                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM delta_scan(\'{uri}\')')
+                elif use_ext and (source := self.catalog.duckdb_source(name)) is not None and extension():
+                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM {source}')
                     continue
                 else:
                     con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))

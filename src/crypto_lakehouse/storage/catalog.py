@@ -7,9 +7,11 @@ transaction ``(app_id, version)`` so a batch is committed at most once even when
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +23,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import CommitError, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas (~1.6 s): only the reads that need it load it
@@ -60,10 +62,6 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
     },
 }
 _WRITER = WriterProperties(compression="ZSTD", compression_level=3)
-
-
-class CommitError(LakehouseError):
-    """An append that still failed after its retries."""
 
 
 def normalise_root(root: str | Path) -> str:
@@ -113,11 +111,14 @@ class Catalog:
                 raise
 
     def open(self, table: str, *, version: int | None = None) -> DeltaTable:
-        """The Delta table, at ``version`` if given; :class:`LakehouseError` if it does not exist."""
+        """The Delta table, at ``version`` if given. :class:`TableNotFound` if it does not exist,
+        :class:`VersionNotFound` if it does but ``version``'s log cannot be found."""
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
-            raise LakehouseError(f"table {table} does not exist yet under {self.root}") from None
+            if version is not None and self.exists(table):
+                raise VersionNotFound(f"version {version} of {table} cannot be found under {self.root}") from None
+            raise TableNotFound(f"table {table} does not exist yet under {self.root}") from None
 
     def dataset(self, table: str, *, version: int | None = None) -> pads.Dataset:
         """``table`` (at ``version``) as a pyarrow dataset read through pyarrow's **native**
@@ -132,6 +133,57 @@ class Catalog:
     def read(self, table: str, *, version: int | None = None) -> pa.Table:
         """The whole of ``table`` (at ``version``) as one Arrow table (see :meth:`dataset`)."""
         return self.dataset(table, version=version).to_table()
+
+    def scan(self, table: str, *, version: int | None = None) -> pl.LazyFrame:
+        """``table`` (at ``version``) as a lazy Polars scan with this catalog's storage options:
+        partition pruning and predicate pushdown on what the caller filters."""
+        return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
+
+    def frame(self, table: str, *, version: int | None = None) -> pl.DataFrame:
+        """The whole of ``table`` (at ``version``) as one Polars frame: :meth:`scan` collected."""
+        return self.scan(table, version=version).collect()
+
+    @staticmethod
+    def scan_snapshot(snapshot: DeltaTable) -> pl.LazyFrame:
+        """A lazy Polars scan of ``snapshot``, a version of a table :meth:`open` returned (the
+        scan reads that version, whatever has been committed since)."""
+        return pl.scan_delta(snapshot)
+
+    def unchanged_since(self, table: str, version: int) -> bool:
+        """Whether ``version`` is known to be the latest version of ``table`` without loading it:
+        on local disk, one stat (Delta versions are contiguous, so no ``<version + 1>.json``
+        means no newer commit), where an update lists the whole log directory. Always False on
+        an object store: there an update lists from an offset and is as cheap."""
+        if not self.is_local:
+            return False
+        return not Path(self.uri(table), "_delta_log", f"{version + 1:020d}.json").exists()
+
+    def duckdb_source(self, table: str) -> str | None:
+        """A DuckDB ``delta_scan(...)`` expression reading the latest version of ``table``, or
+        None when DuckDB's delta extension cannot read it with this catalog's settings (an object
+        store: its credentials are not passed to DuckDB)."""
+        if not self.is_local:
+            return None
+        return "delta_scan('{}')".format(self.uri(table).replace("'", "''"))
+
+    def lock_file(self, table: str, *, purpose: str) -> Path:
+        """A lock file for ``purpose`` on ``table``: beside the data for a local root (every process
+        using that root shares it); for an object store, in this host's temp directory (processes
+        on other hosts do not see it)."""
+        if self.is_local:
+            return Path(self.root) / "_locks" / f"{table}.{purpose}.lock"
+        digest = hashlib.sha256(self.uri(table).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.{purpose}.lock"
+
+    def stored_files(self, table: str) -> tuple[int, int]:
+        """Data files of ``table`` and their bytes. On local disk every Parquet file under the
+        table, referenced or not (what vacuum can free); on an object store, the latest
+        version's files."""
+        if not self.is_local:
+            s = self.summary(table)
+            return s.get("files", 0), s.get("bytes", 0)
+        files = list(Path(self.uri(table)).rglob("*.parquet"))
+        return len(files), sum(p.stat().st_size for p in files)
 
     def _fs_path(self, table: str) -> str:
         uri = self.uri(table)
@@ -156,7 +208,7 @@ class Catalog:
             kwargs["scheme"] = kwargs["scheme"] or ("http" if opts.get("aws_allow_http") == "true" else "https")
         return pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
 
-    def committed_version(self, table: str, app_id: str) -> int | None:
+    def transaction_version(self, table: str, app_id: str) -> int | None:
         """The last transaction version committed by ``app_id`` (None: never, or no table)."""
         if not self.exists(table):
             return None
@@ -180,7 +232,7 @@ class Catalog:
         for attempt in range(retries + 1):
             try:
                 if app_id is not None and attempt > 0:
-                    done = self.committed_version(table, app_id)
+                    done = self.transaction_version(table, app_id)
                     if done is not None and done >= version:
                         return False
                 self._write(spec, data, app_id, version)

@@ -48,7 +48,7 @@ TIME_FILL_WINDOW = timedelta(hours=1)
 def _scan(catalog: Catalog, table: str) -> pl.LazyFrame | None:
     if not catalog.exists(table):
         return None
-    return pl.scan_delta(catalog.uri(table), storage_options=catalog.storage_options)
+    return catalog.scan(table)
 
 
 def _empty() -> pl.DataFrame:
@@ -120,7 +120,7 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | Non
     now = now or datetime.now(UTC)
     frames = [_empty()]
     if catalog.exists(SESSIONS.name):
-        sessions = pl.read_delta(catalog.uri(SESSIONS.name), storage_options=catalog.storage_options)
+        sessions = catalog.frame(SESSIONS.name)
         previous = _previous(catalog)
         filled = previous.filter(
             (pl.col("table") == "silver.trades") & pl.col("first_id").is_null() & (pl.col("status") == "filled")
@@ -218,7 +218,7 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | Non
 def _previous(catalog: Catalog) -> pl.DataFrame:
     spec = table_spec("silver.gaps")
     if catalog.exists("silver.gaps"):
-        return pl.read_delta(catalog.uri("silver.gaps"), storage_options=catalog.storage_options)
+        return catalog.frame("silver.gaps")
     return pl.DataFrame(schema=pl.Schema(pl.from_arrow(spec.schema.empty_table()).schema))
 
 
@@ -264,7 +264,7 @@ def _short_tails(
 
     if backfiller is None or not catalog.exists("silver.trades") or not catalog.exists(SESSIONS.name):
         return _empty()
-    sessions = pl.read_delta(catalog.uri(SESSIONS.name), storage_options=catalog.storage_options)
+    sessions = catalog.frame(SESSIONS.name)
     idle = coverage_gaps(sessions, now=now).filter(pl.col("end") == now)
     out = [_empty()]
     last = (

@@ -148,17 +148,17 @@ def _predicate(source: str, interval: str, clusters: pl.DataFrame, column: str =
 
 
 def _silver_scan(catalog: Catalog, table: str) -> pl.LazyFrame:
-    return pl.scan_delta(catalog.uri(table), storage_options=catalog.storage_options)
+    return catalog.scan(table)
 
 
 def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame | None, int | None, int]:
     """Rows appended to ``table`` since gold last consumed it (None: nothing new)."""
     upto = catalog.open(table).version()
-    after = catalog.committed_version("gold.ohlcv" if table != "silver.funding" else "gold.funding", app_id)
+    after = catalog.transaction_version("gold.ohlcv" if table != "silver.funding" else "gold.funding", app_id)
     if after is not None and after >= upto:
         return None, after, upto
     if after is None:
-        return pl.read_delta(catalog.uri(table), version=upto, storage_options=catalog.storage_options), after, upto
+        return catalog.frame(table, version=upto), after, upto
     return pl.from_arrow(catalog.changes(table, after=after, upto=upto)), after, upto  # type: ignore[return-value]
 
 
@@ -310,7 +310,7 @@ def _build_funding(catalog: Catalog, result: GoldResult) -> None:
     result.silver_versions["silver.funding"] = (after, upto)
     if new is None:
         return
-    f = pl.read_delta(catalog.uri("silver.funding"), version=upto, storage_options=catalog.storage_options)
+    f = catalog.frame("silver.funding", version=upto)
     settled = f.filter(pl.col("source") != "stream").select(
         "exchange",
         "symbol",

@@ -348,7 +348,7 @@ def _dedup(plan: _Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.D
     else:
         dates = rows.get_column("date")
         where &= pl.col("date").is_between(dates.min(), dates.max())
-    existing = pl.scan_delta(snapshot).filter(where).select(key).collect()
+    existing = Catalog.scan_snapshot(snapshot).filter(where).select(key).collect()
     if existing.height:
         rows = rows.join(existing, on=key, how="anti", nulls_equal=True)
     return rows
@@ -409,7 +409,7 @@ def _quarantine_seen(catalog: Catalog, q: pl.DataFrame, snapshot: DeltaTable | N
     if snapshot is None or not q.height:
         return q
     seen = (
-        pl.scan_delta(snapshot)
+        Catalog.scan_snapshot(snapshot)
         .filter(pl.col("table").is_in(q.get_column("table").unique().to_list()))
         .select("table", "row_hash")
         .collect()
@@ -497,7 +497,7 @@ def _bronze_frame(
     """Bronze rows to promote: a window of exchange time (``start``/``end``, on the table's time
     column and pruned by ``date``, its date, for every table), or the commits after ``after``."""
     if start is not None or end is not None:
-        lf = pl.scan_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
+        lf = catalog.scan(plan.bronze, version=upto)
         t = pl.col(TIME_COLUMN[plan.bronze])
         if start is not None:
             lf = lf.filter((t >= start) & (pl.col("date") >= start.date()))
@@ -505,7 +505,7 @@ def _bronze_frame(
             lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
         return lf.collect()
     if after is None:  # the whole table: Polars reads a snapshot fastest
-        return pl.read_delta(catalog.uri(plan.bronze), version=upto, storage_options=catalog.storage_options)
+        return catalog.frame(plan.bronze, version=upto)
     return pl.from_arrow(catalog.changes(plan.bronze, after=after, upto=upto))  # type: ignore[return-value]
 
 
@@ -531,7 +531,7 @@ def promote_silver(
             continue
         app_id = f"promote:{plan.bronze}"
         upto = catalog.open(plan.bronze).version()
-        after = catalog.committed_version(plan.silver, app_id)
+        after = catalog.transaction_version(plan.silver, app_id)
         reprocess = start is not None or end is not None
         if not reprocess and after is not None and after >= upto:
             result.bronze_versions[plan.bronze] = (after, upto)
