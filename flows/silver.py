@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from crypto_lakehouse.config import load_settings
+from crypto_lakehouse.ingest.backfill import backfiller_from_settings
 from crypto_lakehouse.transform.silver import parse_window, promote_from_settings
 
 
@@ -14,7 +15,10 @@ def promote_silver_flow(
     config: str | None = None, root: str | None = None, start: str | None = None, end: str | None = None
 ) -> dict:
     """Promote new bronze commits (or reprocess ``start``..``end``) into silver and fill gaps."""
-    result = promote_from_settings(load_settings(config, root=root), start=parse_window(start), end=parse_window(end))
+    settings = load_settings(config, root=root)
+    result = promote_from_settings(
+        settings, start=parse_window(start), end=parse_window(end), backfiller=backfiller_from_settings(settings)
+    )
     report = result.report.to_dicts() if result.report is not None else []
     create_table_artifact(
         key="silver-dq-report",

@@ -320,9 +320,16 @@ def promote_silver_cmd(
     """bronze -> silver: validate, quarantine, deduplicate, fill gaps (ccxt). Only new bronze commits,
     unless --start/--end reprocess a window (idempotent either way). Prints a JSON summary."""
     settings = _settings(config, root)
+    from crypto_lakehouse.ingest.backfill import backfiller_from_settings
     from crypto_lakehouse.transform.silver import parse_window, promote_from_settings
 
-    result = promote_from_settings(settings, start=parse_window(start), end=parse_window(end), tables=_csv(tables))
+    result = promote_from_settings(
+        settings,
+        start=parse_window(start),
+        end=parse_window(end),
+        tables=_csv(tables),
+        backfiller=backfiller_from_settings(settings),
+    )
     gaps = result.gaps
     open_gaps = 0 if gaps is None or gaps.is_empty() else gaps.filter(gaps["status"] == "open").height
     print(
