@@ -137,7 +137,7 @@ def exchange_serve(
 ) -> None:
     """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
     s = _settings(config, root).loopback  # validate before the heavy imports
-    from crypto_lakehouse.exchange import FaultPlan, LoopbackExchange, MarketSpec
+    from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec
 
     faults = FaultPlan(
         skip_trades=[_id_range(r) for r in skip_trades or []],
@@ -199,8 +199,8 @@ def exchange_record(
 ) -> None:
     """Write a synthetic session in cryptofeed's recording format (for replay and tests)."""
     s = _settings(config, root).loopback
-    from crypto_lakehouse.exchange import MarketSpec
-    from crypto_lakehouse.exchange.recording import write_synthetic_recording
+    from crypto_lakehouse.loopback import MarketSpec
+    from crypto_lakehouse.loopback.recording import write_synthetic_recording
 
     spec = MarketSpec(
         exchange=(exchange or s.exchange).upper(),
@@ -295,8 +295,8 @@ def ingest_recording_cmd(
 ) -> None:
     """Replay a recorded session through the loopback exchange and cryptofeed into bronze; print a JSON summary."""
     settings = _settings(config, root)
-    from crypto_lakehouse.exchange import load_recording
-    from crypto_lakehouse.ingest import ingest_recording
+    from crypto_lakehouse.loopback import load_recording
+    from crypto_lakehouse.loopback.replay import ingest_recording
 
     rec = load_recording(recording)
     writer = _writer(settings, role="replay")
@@ -606,7 +606,7 @@ def demo(
 ) -> None:
     """Run the main job on embedded defaults and print what it did."""
     settings = _settings(config, root)
-    from crypto_lakehouse.demo import run_demo
+    from crypto_lakehouse.devtools.demo import run_demo
 
     run_demo(settings, _writer(settings, role="demo"), recording=recording, seconds=seconds, console=out)
 

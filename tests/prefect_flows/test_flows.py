@@ -171,7 +171,7 @@ def test_compact_flow_merges_files_and_publishes_its_report(harness, tmp_path: P
 
 
 def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> None:
-    from crypto_lakehouse.exchange import MarketSpec, running_exchange
+    from crypto_lakehouse.loopback import MarketSpec, running_exchange
     from flows.ingest import ingest_flow
 
     os.environ["LAKEHOUSE_WRITER__SPOOL_DIR"] = str(tmp_path / "spool")

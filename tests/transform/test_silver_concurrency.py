@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.plans import QualityReport

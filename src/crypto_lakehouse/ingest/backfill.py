@@ -17,8 +17,8 @@ import polars as pl
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.clients import ccxt_client
-from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.venues.clients import ccxt_client
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol"]
 
