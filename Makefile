@@ -52,10 +52,10 @@ test: setup
 	$(BIN)/python -m pytest
 
 serve: setup  ## offline Prefect server + worker + deployments + loopback exchange + streaming writer
-	$(BIN)/python -m crypto_lakehouse.serve start
+	$(BIN)/python -m crypto_lakehouse.devtools.serve start
 
 stop:
-	$(BIN)/python -m crypto_lakehouse.serve stop
+	$(BIN)/python -m crypto_lakehouse.devtools.serve stop
 
 lint: setup
 	$(BIN)/ruff check src flows tests benchmarks

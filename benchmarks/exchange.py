@@ -104,8 +104,7 @@ def bench_server(max_trades: int, tmp: Path) -> float:
 def bench_cryptofeed(max_trades: int, tmp: Path) -> float:
     from cryptofeed.connection import connection_stats
 
-    from crypto_lakehouse.exchange import feed_class
-    from crypto_lakehouse.exchange.clients import run_feeds
+    from crypto_lakehouse.venues.clients import feed_class, run_feeds
 
     proc, ws, rest, cert = _serve(max_trades, tmp)
     received = frames = 0

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, feed_class
-from crypto_lakehouse.exchange.clients import run_feeds
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import ROW_COLUMNS, _to_arrow
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket
 from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.venues.clients import feed_class, run_feeds
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 

@@ -18,10 +18,11 @@ import pytest
 from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
 from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
 
-from crypto_lakehouse.exchange import MarketSpec
-from crypto_lakehouse.exchange.recording import write_synthetic_recording
-from crypto_lakehouse.ingest import BronzeWriter, ingest_recording, stream
+from crypto_lakehouse.ingest import BronzeWriter, stream
 from crypto_lakehouse.ingest.stream import bronze_callbacks
+from crypto_lakehouse.loopback import MarketSpec
+from crypto_lakehouse.loopback.recording import write_synthetic_recording
+from crypto_lakehouse.loopback.replay import ingest_recording
 from crypto_lakehouse.storage import Catalog
 
 TINY, TINY_TEXT = Decimal("0.00000010"), "0.00000010"  # str() of it: '1.0E-7'

@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from crypto_lakehouse.exchange import MarketSpec, running_exchange
 from crypto_lakehouse.ingest import BronzeWriter
+from crypto_lakehouse.loopback import MarketSpec, running_exchange
 from crypto_lakehouse.storage import Catalog, state
 
 LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from crypto_lakehouse.exchange import MarketSpec
-from crypto_lakehouse.exchange.recording import write_synthetic_recording
-from crypto_lakehouse.ingest import BronzeWriter, ingest_recording
+from crypto_lakehouse.ingest import BronzeWriter
+from crypto_lakehouse.loopback import MarketSpec
+from crypto_lakehouse.loopback.recording import write_synthetic_recording
+from crypto_lakehouse.loopback.replay import ingest_recording
 from crypto_lakehouse.storage import Catalog
 
 

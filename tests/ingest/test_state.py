@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from crypto_lakehouse import LakehouseError
-from crypto_lakehouse.exchange import MarketSpec, running_exchange
 from crypto_lakehouse.ingest import BronzeWriter
+from crypto_lakehouse.loopback import MarketSpec, running_exchange
 from crypto_lakehouse.storage import Catalog, state
 
 LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crypto_lakehouse.exchange import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
-from crypto_lakehouse.ingest.replay import stream_until_finished
+from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
+from crypto_lakehouse.loopback.replay import stream_until_finished
 from crypto_lakehouse.storage import Catalog
 
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from crypto_lakehouse import LakehouseError, jobs, load_settings
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.jobs._promote import _at, _maybe_at
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 
 
 def test_backfill_urls_put_the_given_rest_base_over_the_configured_one() -> None:

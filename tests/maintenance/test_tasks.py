@@ -17,8 +17,8 @@ from deltalake import DeltaTable
 
 from crypto_lakehouse import Lakehouse
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec
 from crypto_lakehouse.maintenance import CompactionBusy, checkpoint, compact, retention, vacuum
 from crypto_lakehouse.schemas import BRONZE, SILVER
 from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from crypto_lakehouse.devtools.serve import _BIN, deploy_all, start_prefect_server, start_worker, stop
 from crypto_lakehouse.ingest import BronzeWriter
-from crypto_lakehouse.serve import _BIN, deploy_all, start_prefect_server, start_worker, stop
 from crypto_lakehouse.storage import Catalog
 
 PROJECT = Path(__file__).resolve().parents[2]

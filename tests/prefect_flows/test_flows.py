@@ -185,7 +185,7 @@ def test_compact_flow_takes_the_commands_tables_and_z_order(harness, tmp_path: P
 def test_backfill_flow_takes_a_rest_base_like_the_command(harness, tmp_path: Path) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, running_exchange
+    from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
     from flows.backfill import backfill_flow
 
     market = SyntheticMarket(MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=1, start_ms=1_700_000_000_000))
@@ -208,7 +208,7 @@ def test_backfill_flow_takes_a_rest_base_like_the_command(harness, tmp_path: Pat
 
 
 def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> None:
-    from crypto_lakehouse.exchange import MarketSpec, running_exchange
+    from crypto_lakehouse.loopback import MarketSpec, running_exchange
     from flows.ingest import ingest_flow
 
     os.environ["LAKEHOUSE_WRITER__SPOOL_DIR"] = str(tmp_path / "spool")

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from crypto_lakehouse import Lakehouse, LakehouseError, load_settings
-from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.live import LiveServer
+from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec
 from crypto_lakehouse.storage import Catalog
 
 

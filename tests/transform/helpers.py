@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cryptofeed.connection import connection_stats
 
-from crypto_lakehouse.exchange import LoopbackExchange
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+from crypto_lakehouse.loopback import LoopbackExchange
 from crypto_lakehouse.storage import Catalog
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec, running_exchange
 from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec, running_exchange
 from crypto_lakehouse.schemas import SESSIONS
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gaps import coverage_gaps

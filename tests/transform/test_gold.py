@@ -12,7 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket
 from crypto_lakehouse.schemas import SILVER
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gold import build_gold

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from crypto_lakehouse.exchange import FaultPlan, MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.ingest import BronzeWriter
 from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.loopback import FaultPlan, MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.silver import promote_silver
 

@@ -13,6 +13,7 @@ import polars as pl
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import build_gold
+from crypto_lakehouse.transform.plans import QualityReport
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
 from .helpers import write_bronze
@@ -32,7 +33,7 @@ def test_archive_and_stream_spellings_of_a_month_are_one_candle_in_silver(tmp_pa
             [_monthly(0, interval=interval)],
             schema_overrides={c: pl.Datetime("us", "UTC") for c in ("ts", "receipt_ts", "start", "stop")},
         )
-        report = silver._Report("r", now)
+        report = QualityReport("r", now)
         silver._promote_rows(plan, catalog, raw, source="archive", now=now, opts=NO_BACKFILL, report=report, app=None)
     got = pl.read_delta(str(tmp_path / "silver" / "candles"))
     assert got.select("interval", "start").rows() == [("1M", MONTHS[0])]

@@ -17,10 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
+from crypto_lakehouse.transform.plans import QualityReport
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
 from .helpers import write_bronze
@@ -114,7 +115,7 @@ def test_three_writers_racing_from_one_snapshot_each_id_once(tmp_path: Path, mon
 
     def gap_filler(rows: pl.DataFrame) -> Callable[[], object]:  # what fill_gaps calls per gap
         plan = silver.PLANS["silver.trades"]
-        report = silver._Report("r", now)
+        report = QualityReport("r", now)
         return lambda: silver._promote_rows(
             plan, catalog, rows, source="backfill", now=now, opts=NO_BACKFILL, report=report, app=None
         )

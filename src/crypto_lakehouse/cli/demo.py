@@ -1,4 +1,4 @@
-"""``lakehouse demo``: the main job on embedded defaults (see :mod:`crypto_lakehouse.demo`)."""
+"""``lakehouse demo``: the main job on embedded defaults (see :mod:`crypto_lakehouse.devtools.demo`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def demo(
 ) -> None:
     """Run the main job on embedded defaults and print what it did."""
     s = settings(config, root)
-    from crypto_lakehouse.demo import run_demo  # the loopback exchange and every stage
+    from crypto_lakehouse.devtools.demo import run_demo  # the loopback exchange and every stage
     from crypto_lakehouse.ingest import BronzeWriter
 
     run_demo(s, BronzeWriter.from_settings(s, role="demo"), recording=recording, seconds=seconds, console=out)

@@ -60,7 +60,7 @@ def exchange_serve(
 ) -> None:
     """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
     s = settings(config, root).loopback  # validate before the heavy imports
-    from crypto_lakehouse.exchange import FaultPlan, LoopbackExchange, MarketSpec
+    from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec
 
     faults = FaultPlan(
         skip_trades=[_id_range(r) for r in skip_trades or []],
@@ -122,8 +122,8 @@ def exchange_record(
 ) -> None:
     """Write a synthetic session in cryptofeed's recording format (for replay and tests)."""
     s = settings(config, root).loopback
-    from crypto_lakehouse.exchange import MarketSpec
-    from crypto_lakehouse.exchange.recording import write_synthetic_recording
+    from crypto_lakehouse.loopback import MarketSpec
+    from crypto_lakehouse.loopback.recording import write_synthetic_recording
 
     spec = MarketSpec(
         exchange=(exchange or s.exchange).upper(),

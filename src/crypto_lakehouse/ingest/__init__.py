@@ -1,7 +1,7 @@
-"""Ingest: the bronze streaming writer, recorded-session ingestion (and later backfill, archives)."""
+"""Ingest: the bronze streaming writer, REST backfill and archive import (replaying a recorded
+session through the loopback exchange is ``crypto_lakehouse.loopback.replay``)."""
 
-from crypto_lakehouse.ingest.replay import ingest_recording
 from crypto_lakehouse.ingest.stream import FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
 
-__all__ = ["BronzeWriter", "FeedTarget", "ingest_recording", "stream_to_bronze"]
+__all__ = ["BronzeWriter", "FeedTarget", "stream_to_bronze"]

@@ -39,9 +39,9 @@ import pyarrow as pa
 from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.schemas import BRONZE, META
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives"]
 

@@ -2,7 +2,8 @@
 
 Rows come back in silver's shape with ``source='backfill'``; ccxt paces the requests with its
 rate limiter (Binance's request weights) and we page through ``fromId`` (trades, exact) or time
-(candles, funding).
+(candles, funding). A :class:`Backfiller` is the ``VenueHistory`` that silver's gap filler and
+``backfill`` ask (``crypto_lakehouse.transform.history``): the callers build it and pass it in.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 
 import polars as pl
 
+from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.clients import ccxt_client
-from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.venues.clients import ccxt_client
+from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["Backfiller", "exchange_symbol"]
+__all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol"]
 
 LOG = logging.getLogger(__name__)
 _PAGE = 1000
@@ -83,6 +85,10 @@ class Backfiller:
                 break
             next_id = nxt
         return self._trade_frame(exchange, symbol, rows)
+
+    def contiguous_trade_ids(self, exchange: str) -> bool:
+        """Whether ``exchange``'s trade ids are consecutive per symbol (Binance aggTrade ids)."""
+        return venue(exchange).contiguous_trade_ids
 
     def latest_trade_id(self, exchange: str, symbol: str) -> int | None:
         """The venue's most recent trade id for ``symbol`` (None: it lists no trade)."""
@@ -221,3 +227,9 @@ class Backfiller:
                 "next_funding_time": pl.Datetime("us", "UTC"),
             },
         )
+
+
+def backfiller_from_settings(settings: Settings) -> Backfiller | None:
+    """The :class:`Backfiller` of ``settings`` (``[silver] backfill_rest`` endpoints), or None
+    when ``[silver] backfill`` is off."""
+    return Backfiller(settings.silver.backfill_rest) if settings.silver.backfill else None

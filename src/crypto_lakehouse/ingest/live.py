@@ -4,15 +4,13 @@ endpoint, so readers can union them with Delta (``Lakehouse.scan(..., live=True)
 Discovery: the writer publishes ``<spool_dir>/live/<writer_id>.json`` (its URL and pid) while it
 runs and removes it on exit; readers look there (the spool directory is local to the host, as is
 the endpoint). ``GET /live/<table>`` answers an Arrow IPC stream in the bronze table's schema.
+The registry and the reading side are :mod:`crypto_lakehouse.storage.live` (reads need no ingest).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,10 +19,9 @@ from aiohttp import web
 
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.schemas import BRONZE
+from crypto_lakehouse.storage.live import registry_entry
 
-__all__ = ["LiveServer", "fetch_live"]
-
-LOG = logging.getLogger(__name__)
+__all__ = ["LiveServer"]
 
 
 class LiveServer:
@@ -33,7 +30,7 @@ class LiveServer:
     def __init__(self, writer: BronzeWriter, *, spool_dir: str | Path, host: str = "127.0.0.1", port: int = 0):
         self.writer = writer
         self.host, self.port = host, port
-        self.registry = Path(spool_dir) / "live" / f"{writer.writer_id.replace('/', '_')}.json"
+        self.registry = registry_entry(spool_dir, writer.writer_id)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -64,17 +61,3 @@ class LiveServer:
         with ipc.new_stream(sink, data.schema) as w:
             w.write_table(data)
         return web.Response(body=sink.getvalue().to_pybytes(), content_type="application/vnd.apache.arrow.stream")
-
-
-def fetch_live(spool_dir: str | Path, table: str, *, timeout: float = 5.0) -> list[pa.Table]:
-    """Live rows of ``table`` from every writer registered under ``spool_dir``; writers that do
-    not answer (stopped, killed) are skipped, so reads fall back to Delta alone."""
-    out = []
-    for entry in sorted((Path(spool_dir) / "live").glob("*.json")):
-        try:
-            url = json.loads(entry.read_text())["url"]
-            with urllib.request.urlopen(f"{url}/live/{table}", timeout=timeout) as r:
-                out.append(ipc.open_stream(r.read()).read_all())
-        except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
-            LOG.debug("live buffer at %s not available: %s", entry, exc)
-    return out

@@ -23,12 +23,12 @@ from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.clients import feed_class, run_feeds
-from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
 from crypto_lakehouse.storage.state import state_dir
+from crypto_lakehouse.venues.clients import feed_class, run_feeds
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
     "CHANNELS",

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.ingest.backfill import Backfiller, backfiller_from_settings
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
@@ -87,7 +87,7 @@ def promote_silver(
         tables=None if tables is None else list(tables),
         start=first,
         end=last,
-        backfiller=Backfiller(settings.silver.backfill_rest) if opts.backfill else None,
+        backfiller=backfiller_from_settings(settings),
         options=opts,
     )
     return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.exchange import load_recording
-from crypto_lakehouse.ingest.replay import ingest_recording as replay_into
 from crypto_lakehouse.ingest.writer import BronzeWriter
+from crypto_lakehouse.loopback import load_recording
+from crypto_lakehouse.loopback.replay import ingest_recording as replay_into
 
 __all__ = ["RecordingResult", "ingest_recording"]
 

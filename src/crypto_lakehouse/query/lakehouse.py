@@ -279,7 +279,7 @@ class Lakehouse:
 
     def _live(self, table: str, *, as_of: AsOf, **filters: Any) -> list[pl.LazyFrame]:
         """The running writers' live rows of ``table``, fetched now (materialised, not lazy)."""
-        from crypto_lakehouse.ingest.live import fetch_live
+        from crypto_lakehouse.storage.live import fetch_live
         from crypto_lakehouse.storage.state import spool_dir
 
         if table not in BRONZE:

@@ -10,18 +10,15 @@ run that crashed between its silver commit and its gap bookkeeping.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.schemas import SESSIONS, table_spec
 from crypto_lakehouse.storage import Catalog
-
-if TYPE_CHECKING:
-    from crypto_lakehouse.ingest.backfill import Backfiller
+from crypto_lakehouse.transform.history import VenueHistory
+from crypto_lakehouse.transform.plans import PLANS, Promote, QualityReport, SilverOptions
 
 __all__ = ["SESSION_GRACE", "TIME_FILL_WINDOW", "coverage_gaps", "detect_gaps", "fill_gaps"]
 
@@ -223,7 +220,7 @@ def _previous(catalog: Catalog) -> pl.DataFrame:
 
 
 def _probe_tails(
-    current: pl.DataFrame, backfiller: Backfiller | None, *, now: datetime
+    current: pl.DataFrame, backfiller: VenueHistory | None, *, now: datetime
 ) -> tuple[pl.DataFrame, dict[tuple[str, str, datetime], pl.DataFrame]]:
     """Open-ended coverage gaps (no session streaming until ``now``) are gaps only if the venue
     traded in them: ask its REST history (at most :data:`TIME_FILL_WINDOW` from the start). A
@@ -255,13 +252,11 @@ def _probe_tails(
 
 
 def _short_tails(
-    catalog: Catalog, current: pl.DataFrame, backfiller: Backfiller | None, *, now: datetime
+    catalog: Catalog, current: pl.DataFrame, backfiller: VenueHistory | None, *, now: datetime
 ) -> pl.DataFrame:
     """Where trade ids are contiguous and no session is streaming a symbol, compare silver's last
     id with the venue's latest (REST): trades after it are an id gap, whatever their timestamps
     say (a stream stopped while trades were in flight misses trades stamped before its end)."""
-    from crypto_lakehouse.exchange.venues import venue
-
     if backfiller is None or not catalog.exists("silver.trades") or not catalog.exists(SESSIONS.name):
         return _empty()
     sessions = catalog.frame(SESSIONS.name)
@@ -272,7 +267,7 @@ def _short_tails(
     )
     for exchange, symbol in idle.select("exchange", "symbol").unique().iter_rows():
         try:
-            if not venue(exchange).contiguous_trade_ids:
+            if not backfiller.contiguous_trade_ids(exchange):
                 continue
             latest = backfiller.latest_trade_id(exchange, symbol)
         except Exception as exc:  # noqa: BLE001 - unknown venue or REST trouble: nothing to compare
@@ -309,18 +304,19 @@ def _short_tails(
 def fill_gaps(
     catalog: Catalog,
     *,
-    backfiller: Backfiller | None,
-    report: Any,
+    backfiller: VenueHistory | None,
+    report: QualityReport,
     now: datetime,
-    options: Any,
-    promote: Callable[[Any, pl.DataFrame], int],
+    options: SilverOptions,
+    promote: Promote,
 ) -> pl.DataFrame:
     """Record new gaps, close those no longer missing, try to backfill the open ones, and rewrite
     ``silver.gaps``. Returns the gaps table as written.
 
     A coverage gap is filled by time; where ids are contiguous that can reveal an id gap (trades
     the stream received late are stamped before the session's end), which a second pass fills
-    in the same run (at most :data:`_PASSES` passes)."""
+    in the same run (at most :data:`_PASSES` passes). Without a ``backfiller`` gaps are recorded,
+    not filled; ``promote`` writes the rows it returns, ``report`` counts what was found and filled."""
     gaps, again = _fill_pass(catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote)
     for _ in range(_PASSES - 1):
         if not again:
@@ -337,15 +333,13 @@ _PASSES = 3
 def _fill_pass(
     catalog: Catalog,
     *,
-    backfiller: Backfiller | None,
-    report: Any,
+    backfiller: VenueHistory | None,
+    report: QualityReport,
     now: datetime,
-    options: Any,
-    promote: Callable[[Any, pl.DataFrame], int],
+    options: SilverOptions,
+    promote: Promote,
 ) -> tuple[pl.DataFrame, bool]:
     """One pass of :func:`fill_gaps`; True when a fill by time added rows (look again)."""
-    from crypto_lakehouse.transform.silver import PLANS
-
     by_time_added = False
 
     current = detect_gaps(catalog, funding_gap=options.funding_gap, now=now)

@@ -28,188 +28,27 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from crypto_lakehouse.config import SilverSettings
-from crypto_lakehouse.durations import candle_interval, parse_duration
+from crypto_lakehouse.durations import parse_duration
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.transform.gaps import fill_gaps
+from crypto_lakehouse.transform.history import VenueHistory
+from crypto_lakehouse.transform.plans import PLANS, TS_MIN, Plan, QualityReport, Rule, SilverOptions, float_col
 
 __all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_silver"]
 
 LOG = logging.getLogger(__name__)
 
-TS_MIN = datetime(2009, 1, 3, tzinfo=UTC)  # the first bitcoin block: nothing trades before it
 SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+(-PERP|-\d{6})?$"
 _UTC = pl.Datetime("us", "UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class SilverOptions:
-    max_future_skew: timedelta = timedelta(seconds=10)
-    funding_gap: timedelta = timedelta(minutes=1)
-    symbols: frozenset[str] | None = None  # allow-list; None: any well-formed symbol
-    backfill: bool = True
-    backfill_max_trades: int = 1_000_000  # trade ids per gap and run (a huge gap continues next run)
-
-    @classmethod
-    def from_settings(cls, s: SilverSettings) -> SilverOptions:
-        return cls(
-            max_future_skew=s.max_future_skew,
-            funding_gap=s.funding_gap,
-            symbols=frozenset(s.symbols) if s.symbols else None,
-            backfill=s.backfill,
-            backfill_max_trades=s.backfill_max_trades,
-        )
-
-
-Rule = tuple[str, Callable[[], pl.Expr]]  # (name, expression that is TRUE for a bad row)
-
-
-def _num(c: str) -> pl.Expr:
-    return pl.col(f"__{c}")
-
-
-def _not_numeric(c: str, *, nullable: bool = False) -> Rule:
-    bad = lambda: _num(c).is_null() & (pl.col(c).is_not_null() if nullable else pl.lit(True))  # noqa: E731
-    return (f"{c}_not_numeric", bad)
-
-
-def _positive(c: str, *, allow_zero: bool = False) -> Rule:
-    return (
-        f"{c}_not_positive" if not allow_zero else f"{c}_negative",
-        lambda: (_num(c) < 0) if allow_zero else (_num(c) <= 0),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How one bronze table becomes its silver table."""
-
-    bronze: str
-    silver: str
-    floats: tuple[str, ...] = ()  # string columns parsed to Float64
-    nullable_floats: tuple[str, ...] = ()
-    rules: tuple[Rule, ...] = ()
-    keep: Callable[[], pl.Expr] | None = None  # rows to promote (others are superseded, counted)
-    # adds parsed ``__<column>`` columns the rules need beyond the floats (candles: the interval)
-    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        return SILVER[self.silver].key
-
-
-def _parse_intervals(df: pl.DataFrame) -> pl.DataFrame:
-    """``__interval``: a candle's interval as silver stores it (``1mo`` -> ``1M``), null when it
-    is no interval (:func:`candle_interval`). Parsed once per distinct value."""
-    names = {v: (iv.name if (iv := candle_interval(v)) else None) for v in df.get_column("interval").unique().to_list()}
-    return df.with_columns(pl.col("interval").replace_strict(names, return_dtype=pl.String).alias("__interval"))
-
-
-_SIDES = ("buy", "sell")
-PLANS: dict[str, _Plan] = {
-    p.silver: p
-    for p in (
-        _Plan(
-            "bronze.trades",
-            "silver.trades",
-            floats=("price", "amount"),
-            rules=(
-                ("ts_missing", lambda: pl.col("ts").is_null()),
-                ("bad_id", lambda: pl.col("id").cast(pl.Int64, strict=False).is_null()),
-                _not_numeric("price"),
-                _positive("price"),
-                _not_numeric("amount"),
-                _positive("amount"),
-                ("unknown_side", lambda: ~pl.col("side").is_in(_SIDES)),
-            ),
-        ),
-        _Plan(
-            "bronze.book",
-            "silver.book",
-            floats=("price", "size"),
-            rules=(
-                _not_numeric("price"),
-                _positive("price"),
-                _not_numeric("size"),
-                _positive("size", allow_zero=True),
-                ("unknown_side", lambda: ~pl.col("side").is_in(("bid", "ask"))),
-            ),
-        ),
-        _Plan(
-            "bronze.ticker",
-            "silver.ticker",
-            floats=("bid", "ask"),
-            nullable_floats=("bid_size", "ask_size"),
-            rules=(
-                _not_numeric("bid"),
-                _positive("bid"),
-                _not_numeric("ask"),
-                _positive("ask"),
-                _not_numeric("bid_size", nullable=True),
-                _not_numeric("ask_size", nullable=True),
-                ("crossed_book", lambda: _num("bid") >= _num("ask")),
-            ),
-        ),
-        _Plan(
-            "bronze.funding",
-            "silver.funding",
-            nullable_floats=("mark_price", "index_price", "rate", "predicted_rate"),
-            rules=(
-                _not_numeric("mark_price", nullable=True),
-                ("mark_price_not_positive", lambda: _num("mark_price") <= 0),
-                _not_numeric("rate", nullable=True),
-                ("rate_out_of_bounds", lambda: _num("rate").abs() > 0.1),
-                _not_numeric("index_price", nullable=True),
-                _not_numeric("predicted_rate", nullable=True),
-            ),
-        ),
-        _Plan(
-            "bronze.liquidations",
-            "silver.liquidations",
-            floats=("quantity", "price"),
-            rules=(
-                _not_numeric("price"),
-                _positive("price"),
-                _not_numeric("quantity"),
-                _positive("quantity"),
-                ("unknown_side", lambda: ~pl.col("side").is_in(_SIDES)),
-            ),
-        ),
-        _Plan(
-            "bronze.candles",
-            "silver.candles",
-            floats=("open", "high", "low", "close", "volume"),
-            rules=(
-                ("unknown_interval", lambda: pl.col("__interval").is_null()),
-                (  # the window cannot open after the candle was reported
-                    "ts_out_of_bounds",
-                    lambda: (pl.col("start") < TS_MIN) | (pl.col("start") > pl.coalesce("ts", "receipt_ts")),
-                ),
-                *(r for c in ("open", "high", "low", "close") for r in (_not_numeric(c), _positive(c))),
-                _not_numeric("volume"),
-                _positive("volume", allow_zero=True),
-                (
-                    "high_low_inconsistent",
-                    lambda: (
-                        (_num("low") > pl.min_horizontal(_num("open"), _num("close")))
-                        | (_num("high") < pl.max_horizontal(_num("open"), _num("close")))
-                    ),
-                ),
-            ),
-            keep=lambda: pl.col("closed"),
-            prepare=_parse_intervals,
-        ),
-    )
-}
 
 
 @dataclass(slots=True)
@@ -231,7 +70,7 @@ class PromoteResult:
         return out
 
 
-def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _validate(plan: Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split rows into (good rows in silver's columns, quarantined rows).
 
     Exchange time is bounded by :data:`TS_MIN` and by the row's own receipt: ``ts`` may be at
@@ -256,7 +95,7 @@ def _validate(plan: _Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions)
             lambda: when.is_null() | (when < TS_MIN) | (when > pl.col("receipt_ts") + opts.max_future_skew),
         ),
         # "NaN", "inf", "1e999" parse to floats that are no price, size or rate
-        *((f"{c}_not_finite", lambda c=c: _num(c).is_nan() | _num(c).is_infinite()) for c in floats),
+        *((f"{c}_not_finite", lambda c=c: float_col(c).is_nan() | float_col(c).is_infinite()) for c in floats),
         *plan.rules,
     ]
     rule = pl.lit(None, dtype=pl.String)
@@ -287,7 +126,7 @@ def _json_value(v: Any) -> Any:
     return str(v)
 
 
-def _raw_json(plan: _Plan, rows: pl.DataFrame) -> list[str]:
+def _raw_json(plan: Plan, rows: pl.DataFrame) -> list[str]:
     """Each row as JSON with its columns in a fixed order (the bronze table's, then any others by
     name), whatever order the frame has: change-data reads put partition columns last. Values
     are written by Python (timestamps as ISO 8601), not by a library whose format may change."""
@@ -305,7 +144,7 @@ def _row_hash(raw: str) -> int:
     return int.from_bytes(hashlib.sha256(raw.encode()).digest()[:8], "big", signed=True)
 
 
-def _to_silver(plan: _Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.DataFrame:
+def _to_silver(plan: Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.DataFrame:
     """Silver's columns. ``date`` is the UTC date of the table's time column (``ts``, or
     ``receipt_ts`` when the exchange sent none, as in bronze) for every table: the column reads
     and reprocessing filter on decides the partition, so pruning never loses a row (a candle
@@ -321,7 +160,7 @@ def _to_silver(plan: _Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.Dat
     return df.select(list(cols))
 
 
-def _within_batch(plan: _Plan, rows: pl.DataFrame) -> pl.DataFrame:
+def _within_batch(plan: Plan, rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` with each key once: where a key repeats within the batch, the first received wins."""
     key = list(plan.key)
     repeated = rows.select(pl.len().over(key) > 1).to_series()
@@ -331,7 +170,7 @@ def _within_batch(plan: _Plan, rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([rows.filter(~repeated), dups.sort("receipt_ts").unique(subset=key, keep="first")])
 
 
-def _dedup(plan: _Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.DataFrame:
+def _dedup(plan: Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.DataFrame:
     """``rows`` less those whose key silver holds in ``snapshot`` (None: no table yet)."""
     if not rows.height or snapshot is None:
         return rows
@@ -426,52 +265,15 @@ def _quarantine(catalog: Catalog, q: pl.DataFrame) -> int:
     return _write_deduped(catalog, "silver.quarantine", lambda snapshot: _quarantine_seen(catalog, q, snapshot)).height
 
 
-class _Report:
-    def __init__(self, run_id: str, now: datetime):
-        self.run_id, self.now = run_id, now
-        self.rows: list[tuple] = []
-
-    def add(
-        self,
-        table: str,
-        metric: str,
-        counts: pl.DataFrame | None = None,
-        value: int | None = None,
-        exchange: str | None = None,
-        symbol: str | None = None,
-    ) -> None:
-        if counts is not None:
-            for ex, sym, n in counts.group_by("exchange", "symbol").len().iter_rows():
-                if n:
-                    self.rows.append((table, ex, sym, metric, n))
-        elif value:
-            self.rows.append((table, exchange, symbol, metric, value))
-
-    def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(
-            [(self.run_id, self.now, *r) for r in self.rows],
-            schema={
-                "run_id": pl.String,
-                "run_at": _UTC,
-                "table": pl.String,
-                "exchange": pl.String,
-                "symbol": pl.String,
-                "metric": pl.String,
-                "value": pl.Int64,
-            },
-            orient="row",
-        )
-
-
 def _promote_rows(
-    plan: _Plan,
+    plan: Plan,
     catalog: Catalog,
     raw: pl.DataFrame,
     *,
     source: str,
     now: datetime,
     opts: SilverOptions,
-    report: _Report,
+    report: QualityReport,
     app: tuple[str, int] | None,
 ) -> int:
     """Validate, quarantine, dedup and append ``raw`` (bronze-shaped rows); returns rows written."""
@@ -492,7 +294,7 @@ def _promote_rows(
 
 
 def _bronze_frame(
-    catalog: Catalog, plan: _Plan, *, after: int | None, upto: int, start: datetime | None, end: datetime | None
+    catalog: Catalog, plan: Plan, *, after: int | None, upto: int, start: datetime | None, end: datetime | None
 ) -> pl.DataFrame:
     """Bronze rows to promote: a window of exchange time (``start``/``end``, on the table's time
     column and pruned by ``date``, its date, for every table), or the commits after ``after``."""
@@ -515,7 +317,7 @@ def promote_silver(
     tables: list[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    backfiller: Backfiller | None = None,
+    backfiller: VenueHistory | None = None,
     options: SilverOptions | None = None,
     now: datetime | None = None,
 ) -> PromoteResult:
@@ -524,7 +326,7 @@ def promote_silver(
     opts = options or SilverOptions()
     now = now or datetime.now(UTC)
     result = PromoteResult(run_id=uuid.uuid4().hex[:12])
-    report = _Report(result.run_id, now)
+    report = QualityReport(result.run_id, now)
     for name in tables or list(PLANS):
         plan = PLANS[name if name.startswith("silver.") else f"silver.{name}"]
         if not catalog.exists(plan.bronze):
@@ -551,8 +353,6 @@ def promote_silver(
             report=report,
             app=None if reprocess else (app_id, upto),
         )
-    from crypto_lakehouse.transform.gaps import fill_gaps
-
     result.gaps = fill_gaps(
         catalog,
         backfiller=backfiller if opts.backfill else None,
@@ -571,7 +371,7 @@ def promote_silver(
 
 def backfill(
     catalog: Catalog,
-    backfiller: Backfiller,
+    backfiller: VenueHistory,
     *,
     exchange: str,
     symbol: str,
@@ -583,7 +383,7 @@ def backfill(
     (validated and deduplicated like everything else); returns the rows added."""
     opts = options or SilverOptions()
     now = datetime.now(UTC)
-    report = _Report(uuid.uuid4().hex[:12], now)
+    report = QualityReport(uuid.uuid4().hex[:12], now)
     raw = backfiller.trades_by_time(exchange.upper(), symbol, start, end)
     n = _promote_rows(
         PLANS["silver.trades"], catalog, raw, source="backfill", now=now, opts=opts, report=report, app=None

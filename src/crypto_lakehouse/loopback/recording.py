@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.synthetic import MarketSpec, SyntheticMarket
-from crypto_lakehouse.exchange.venues import VENUES, venue
+from crypto_lakehouse.loopback.synthetic import MarketSpec, SyntheticMarket
+from crypto_lakehouse.venues.registry import VENUES, venue
 
 # stream key suffix -> (cryptofeed channel, subscribed stream suffix)
 _STREAMS = {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from crypto_lakehouse.durations import parse_duration
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.venues import Venue, venue
+from crypto_lakehouse.venues.registry import Venue, venue
 
 __all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape"]
 

@@ -2,8 +2,8 @@
 process worker, every deployment of ``prefect.yaml``, the loopback exchange and the streaming
 writer, each a background process whose PID and log live under ``.serve/``.
 
-    python -m crypto_lakehouse.serve start [--port 4200]
-    python -m crypto_lakehouse.serve stop
+    python -m crypto_lakehouse.devtools.serve start [--port 4200]
+    python -m crypto_lakehouse.devtools.serve stop
 """
 
 from __future__ import annotations

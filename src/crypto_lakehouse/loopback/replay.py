@@ -8,11 +8,11 @@ from pathlib import Path
 
 from cryptofeed.connection import connection_stats
 
-from crypto_lakehouse.exchange import LoopbackExchange, Recording, load_recording
-from crypto_lakehouse.exchange.recording import _STREAMS
-from crypto_lakehouse.exchange.venues import venue
 from crypto_lakehouse.ingest.stream import CHANNELS, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
+from crypto_lakehouse.loopback import LoopbackExchange, Recording, load_recording
+from crypto_lakehouse.loopback.recording import _STREAMS
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = ["ingest_recording", "recording_subscription", "stream_until_finished"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from cryptofeed.connection import connection_stats
 
-from crypto_lakehouse.exchange import LoopbackExchange, feed_class
-from crypto_lakehouse.exchange.clients import run_feeds
+from crypto_lakehouse.loopback import LoopbackExchange
+from crypto_lakehouse.venues.clients import feed_class, run_feeds
 
 
 class Collected:

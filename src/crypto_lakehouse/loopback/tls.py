@@ -1,7 +1,8 @@
 """A self-signed certificate made at start-up, so the loopback exchange can serve ``wss://``.
 
 cryptofeed's websocket connection only accepts ``wss://`` addresses; clients trust this
-certificate explicitly (no verification is switched off).
+certificate explicitly (``crypto_lakehouse.venues.clients.client_ssl_context``; no verification
+is switched off).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["Certificate", "client_ssl_context", "make_certificate"]
+__all__ = ["Certificate", "make_certificate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +69,3 @@ def make_certificate(host: str = "127.0.0.1") -> Certificate:
             serialization.NoEncryption(),
         ),
     )
-
-
-def client_ssl_context(cert_pem: bytes | str) -> ssl.SSLContext:
-    """A client context that trusts exactly the loopback exchange's certificate."""
-    ctx = ssl.create_default_context()
-    ctx.load_verify_locations(cadata=cert_pem.decode() if isinstance(cert_pem, bytes) else cert_pem)
-    return ctx

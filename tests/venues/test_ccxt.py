@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket, ccxt_client, running_exchange
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
+from crypto_lakehouse.venues import ccxt_client
 
 START = 1_700_000_000_000
 CASES = [

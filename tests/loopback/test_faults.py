@@ -9,8 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from crypto_lakehouse.exchange import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
-from crypto_lakehouse.exchange.tls import client_ssl_context
+from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
+from crypto_lakehouse.venues.clients import client_ssl_context
 
 from .helpers import stream_until_finished
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from crypto_lakehouse.exchange import MarketSpec, SyntheticMarket
-from crypto_lakehouse.exchange.synthetic import RestError
+from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket
+from crypto_lakehouse.loopback.synthetic import RestError
 
 START = 1_700_000_000_000
 

@@ -1,4 +1,5 @@
-"""What differs between the four Binance-family protocols the loopback exchange speaks."""
+"""The real venues this project streams from: what differs between the four Binance-family
+protocols (REST prefix, symbol style, streams). The loopback exchange speaks the same ones."""
 
 from __future__ import annotations
 

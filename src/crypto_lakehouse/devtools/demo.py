@@ -20,10 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.exchange import LoopbackExchange, MarketSpec, load_recording
-from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, ingest_recording, stream_to_bronze
+from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.ingest.progress import live_progress
+from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec, load_recording
+from crypto_lakehouse.loopback.replay import ingest_recording
 from crypto_lakehouse.schemas import BRONZE, GOLD, SILVER
 from crypto_lakehouse.transform.gold import build_gold
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver

@@ -17,10 +17,9 @@ from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures, Binan
 from cryptofeed.feed import Feed
 from cryptofeed.symbols import Symbols
 
-from crypto_lakehouse.exchange.tls import client_ssl_context
-from crypto_lakehouse.exchange.venues import venue
+from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["ccxt_client", "feed_class", "run_feeds"]
+__all__ = ["ccxt_client", "client_ssl_context", "feed_class", "run_feeds"]
 
 _FEEDS: dict[str, type[Feed]] = {
     "BINANCE": Binance,
@@ -58,6 +57,13 @@ def feed_class(
         attrs["rest_endpoints"] = [RestEndpoint(rest_url.rstrip("/"), routes=base.rest_endpoints[0].routes)]
     Symbols.data.pop(base.id, None)
     return type(f"Loopback{base.__name__}", (base,), attrs)
+
+
+def client_ssl_context(cert_pem: bytes | str) -> ssl.SSLContext:
+    """A client context that trusts exactly the certificate ``cert_pem`` (the loopback exchange's)."""
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cadata=cert_pem.decode() if isinstance(cert_pem, bytes) else cert_pem)
+    return ctx
 
 
 def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: bool = False, **config: Any) -> Any:

@@ -5,7 +5,7 @@ Two modes:
 * **replay** a cryptofeed recording: the recorded REST answers and exactly the recorded frames
   of the streams a client subscribes to, each frame delivered once across (re)connections;
   ``finished`` is set when the recording has been played out;
-* **synthetic**: a :class:`~crypto_lakehouse.exchange.synthetic.SyntheticMarket`, paced at its
+* **synthetic**: a :class:`~crypto_lakehouse.loopback.synthetic.SyntheticMarket`, paced at its
   message rate, starting when the first client subscribes; REST serves its ground truth.
 
 Faults (:class:`FaultPlan`) withhold trades from the stream, duplicate them, inject malformed
@@ -28,11 +28,11 @@ from typing import Any, Self
 from aiohttp import web
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange.recording import Recording, load_recording
-from crypto_lakehouse.exchange.synthetic import MarketSpec, RestError, SyntheticMarket
-from crypto_lakehouse.exchange.tls import make_certificate
-from crypto_lakehouse.exchange.venues import Venue, venue
-from crypto_lakehouse.exchange.wsserver import WebSocket, encode_text_frame, start_ws_server
+from crypto_lakehouse.loopback.recording import Recording, load_recording
+from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket
+from crypto_lakehouse.loopback.tls import make_certificate
+from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame, start_ws_server
+from crypto_lakehouse.venues.registry import Venue, venue
 
 __all__ = ["MALFORMED_KINDS", "FaultPlan", "LoopbackExchange", "running_exchange"]
 

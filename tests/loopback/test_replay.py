@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.exchange import LoopbackExchange
+from crypto_lakehouse.loopback import LoopbackExchange
 
 from .helpers import stream_until_finished
 

@@ -1,0 +1,232 @@
+"""What silver is made of, shared by the promote (``silver``) and the gap filler (``gaps``):
+the :class:`Plan` of each silver table (its bronze source, float columns, validation rules), the
+run's :class:`SilverOptions`, the :class:`QualityReport` both add metrics to, and the
+:data:`Promote` callback the gap filler hands backfilled rows to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from crypto_lakehouse.config import SilverSettings
+from crypto_lakehouse.durations import candle_interval
+from crypto_lakehouse.schemas import SILVER
+
+__all__ = ["PLANS", "TS_MIN", "Plan", "Promote", "QualityReport", "Rule", "SilverOptions", "float_col"]
+
+TS_MIN = datetime(2009, 1, 3, tzinfo=UTC)  # the first bitcoin block: nothing trades before it
+_UTC = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class SilverOptions:
+    """How a promote-silver run validates and fills gaps (``[silver]`` in the settings)."""
+
+    max_future_skew: timedelta = timedelta(seconds=10)
+    funding_gap: timedelta = timedelta(minutes=1)
+    symbols: frozenset[str] | None = None  # allow-list; None: any well-formed symbol
+    backfill: bool = True
+    backfill_max_trades: int = 1_000_000  # trade ids per gap and run (a huge gap continues next run)
+
+    @classmethod
+    def from_settings(cls, s: SilverSettings) -> SilverOptions:
+        return cls(
+            max_future_skew=s.max_future_skew,
+            funding_gap=s.funding_gap,
+            symbols=frozenset(s.symbols) if s.symbols else None,
+            backfill=s.backfill,
+            backfill_max_trades=s.backfill_max_trades,
+        )
+
+
+Rule = tuple[str, Callable[[], pl.Expr]]  # (name, expression that is TRUE for a bad row)
+
+
+def float_col(c: str) -> pl.Expr:
+    """``__<c>``: column ``c`` parsed to Float64 (null where it is no number)."""
+    return pl.col(f"__{c}")
+
+
+def _not_numeric(c: str, *, nullable: bool = False) -> Rule:
+    bad = lambda: float_col(c).is_null() & (pl.col(c).is_not_null() if nullable else pl.lit(True))  # noqa: E731
+    return (f"{c}_not_numeric", bad)
+
+
+def _positive(c: str, *, allow_zero: bool = False) -> Rule:
+    return (
+        f"{c}_not_positive" if not allow_zero else f"{c}_negative",
+        lambda: (float_col(c) < 0) if allow_zero else (float_col(c) <= 0),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one bronze table becomes its silver table."""
+
+    bronze: str
+    silver: str
+    floats: tuple[str, ...] = ()  # string columns parsed to Float64
+    nullable_floats: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    keep: Callable[[], pl.Expr] | None = None  # rows to promote (others are superseded, counted)
+    # adds parsed ``__<column>`` columns the rules need beyond the floats (candles: the interval)
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return SILVER[self.silver].key
+
+
+def _parse_intervals(df: pl.DataFrame) -> pl.DataFrame:
+    """``__interval``: a candle's interval as silver stores it (``1mo`` -> ``1M``), null when it
+    is no interval (:func:`candle_interval`). Parsed once per distinct value."""
+    names = {v: (iv.name if (iv := candle_interval(v)) else None) for v in df.get_column("interval").unique().to_list()}
+    return df.with_columns(pl.col("interval").replace_strict(names, return_dtype=pl.String).alias("__interval"))
+
+
+_SIDES = ("buy", "sell")
+PLANS: dict[str, Plan] = {
+    p.silver: p
+    for p in (
+        Plan(
+            "bronze.trades",
+            "silver.trades",
+            floats=("price", "amount"),
+            rules=(
+                ("ts_missing", lambda: pl.col("ts").is_null()),
+                ("bad_id", lambda: pl.col("id").cast(pl.Int64, strict=False).is_null()),
+                _not_numeric("price"),
+                _positive("price"),
+                _not_numeric("amount"),
+                _positive("amount"),
+                ("unknown_side", lambda: ~pl.col("side").is_in(_SIDES)),
+            ),
+        ),
+        Plan(
+            "bronze.book",
+            "silver.book",
+            floats=("price", "size"),
+            rules=(
+                _not_numeric("price"),
+                _positive("price"),
+                _not_numeric("size"),
+                _positive("size", allow_zero=True),
+                ("unknown_side", lambda: ~pl.col("side").is_in(("bid", "ask"))),
+            ),
+        ),
+        Plan(
+            "bronze.ticker",
+            "silver.ticker",
+            floats=("bid", "ask"),
+            nullable_floats=("bid_size", "ask_size"),
+            rules=(
+                _not_numeric("bid"),
+                _positive("bid"),
+                _not_numeric("ask"),
+                _positive("ask"),
+                _not_numeric("bid_size", nullable=True),
+                _not_numeric("ask_size", nullable=True),
+                ("crossed_book", lambda: float_col("bid") >= float_col("ask")),
+            ),
+        ),
+        Plan(
+            "bronze.funding",
+            "silver.funding",
+            nullable_floats=("mark_price", "index_price", "rate", "predicted_rate"),
+            rules=(
+                _not_numeric("mark_price", nullable=True),
+                ("mark_price_not_positive", lambda: float_col("mark_price") <= 0),
+                _not_numeric("rate", nullable=True),
+                ("rate_out_of_bounds", lambda: float_col("rate").abs() > 0.1),
+                _not_numeric("index_price", nullable=True),
+                _not_numeric("predicted_rate", nullable=True),
+            ),
+        ),
+        Plan(
+            "bronze.liquidations",
+            "silver.liquidations",
+            floats=("quantity", "price"),
+            rules=(
+                _not_numeric("price"),
+                _positive("price"),
+                _not_numeric("quantity"),
+                _positive("quantity"),
+                ("unknown_side", lambda: ~pl.col("side").is_in(_SIDES)),
+            ),
+        ),
+        Plan(
+            "bronze.candles",
+            "silver.candles",
+            floats=("open", "high", "low", "close", "volume"),
+            rules=(
+                ("unknown_interval", lambda: pl.col("__interval").is_null()),
+                (  # the window cannot open after the candle was reported
+                    "ts_out_of_bounds",
+                    lambda: (pl.col("start") < TS_MIN) | (pl.col("start") > pl.coalesce("ts", "receipt_ts")),
+                ),
+                *(r for c in ("open", "high", "low", "close") for r in (_not_numeric(c), _positive(c))),
+                _not_numeric("volume"),
+                _positive("volume", allow_zero=True),
+                (
+                    "high_low_inconsistent",
+                    lambda: (
+                        (float_col("low") > pl.min_horizontal(float_col("open"), float_col("close")))
+                        | (float_col("high") < pl.max_horizontal(float_col("open"), float_col("close")))
+                    ),
+                ),
+            ),
+            keep=lambda: pl.col("closed"),
+            prepare=_parse_intervals,
+        ),
+    )
+}
+
+
+class QualityReport:
+    """The data-quality metrics of one run, as rows of ``silver.dq_report``: counts per table,
+    metric and (exchange, symbol), added by validation, dedup and the gap filler."""
+
+    def __init__(self, run_id: str, now: datetime):
+        self.run_id, self.now = run_id, now
+        self.rows: list[tuple[str, str | None, str | None, str, int]] = []
+
+    def add(
+        self,
+        table: str,
+        metric: str,
+        counts: pl.DataFrame | None = None,
+        value: int | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        """Count ``counts``' rows per (exchange, symbol), or add ``value`` (zero: nothing)."""
+        if counts is not None:
+            for ex, sym, n in counts.group_by("exchange", "symbol").len().iter_rows():
+                if n:
+                    self.rows.append((table, ex, sym, metric, n))
+        elif value:
+            self.rows.append((table, exchange, symbol, metric, value))
+
+    def frame(self) -> pl.DataFrame:
+        """The rows added so far, in ``silver.dq_report``'s columns."""
+        return pl.DataFrame(
+            [(self.run_id, self.now, *r) for r in self.rows],
+            schema={
+                "run_id": pl.String,
+                "run_at": _UTC,
+                "table": pl.String,
+                "exchange": pl.String,
+                "symbol": pl.String,
+                "metric": pl.String,
+                "value": pl.Int64,
+            },
+            orient="row",
+        )
+
+
+Promote = Callable[[Plan, pl.DataFrame], int]
+"""Validate, dedup and append bronze-shaped rows to ``plan``'s silver table; returns rows written."""
