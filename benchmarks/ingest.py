@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
-from crypto_lakehouse.ingest.writer import ROW_COLUMNS, _to_arrow
+from crypto_lakehouse.ingest.rows import rows_to_arrow
 from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket
 from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.storage import Catalog
@@ -60,13 +60,13 @@ def bench_batch(rows: int, tmp: Path) -> tuple[float, float]:
                     None,
                 )
             )
-    spec = BRONZE["bronze.trades"]
     catalog = Catalog(tmp / "batch")
-    catalog.append("bronze.trades", _to_arrow(spec, ROW_COLUMNS["bronze.trades"], tuples[:1000], "bench", 0))  # create
+    first = rows_to_arrow("bronze.trades", tuples[:1000], writer_id="bench", batch_id=0)
+    catalog.append("bronze.trades", first)  # create
     arrow_s, delta_s, parquet_s = [], [], []
     for rep in range(3):  # median of 3 of each, interleaved
         t0 = time.perf_counter()
-        table = _to_arrow(spec, ROW_COLUMNS["bronze.trades"], tuples, "bench", rep + 1)
+        table = rows_to_arrow("bronze.trades", tuples, writer_id="bench", batch_id=rep + 1)
         t1 = time.perf_counter()
         catalog.append("bronze.trades", table, app_id="bench", version=rep + 1)
         t2 = time.perf_counter()
@@ -229,7 +229,7 @@ def small_files(tmp: Path, commits: int) -> dict:
             ]
             write_deltalake(
                 uri,
-                _to_arrow(spec, ROW_COLUMNS["bronze.trades"], rows, "b", c),
+                rows_to_arrow("bronze.trades", rows, writer_id="b", batch_id=c),
                 mode="append",
                 partition_by=parts,
                 writer_properties=_WRITER,

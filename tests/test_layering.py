@@ -42,7 +42,8 @@ ALLOWED: dict[str, set[str]] = {
     "jobs": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", NAME, *_BASE},
     # the outermost callers: the demo composes the jobs; the CLI wraps them
     "devtools": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", NAME, *_BASE},
-    "cli": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", "devtools", NAME, *_BASE},
+    "cli": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", "devtools", NAME}
+    | _BASE,
 }
 # who may import the loopback exchange (besides tests, which are not scanned here)
 LOOPBACK_USERS = {"loopback", "jobs", "devtools", "cli"}

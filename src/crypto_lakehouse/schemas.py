@@ -24,12 +24,14 @@ __all__ = [
     "BRONZE",
     "GOLD",
     "META",
+    "ROW_LAYOUT",
     "SESSIONS",
     "SILVER",
     "TABLES",
     "TABLE_NAMES",
     "TIME_COLUMN",
     "UTC_US",
+    "WRITER_FILLED",
     "TableName",
     "TableSpec",
     "markdown",
@@ -214,6 +216,17 @@ BRONZE: dict[str, TableSpec] = {
             description="frames and records that could not be normalised, kept verbatim",
         ),
     )
+}
+
+# The columns the bronze writer fills in itself: the partition date (of ts, else receipt_ts) and
+# the commit's (writer_id, batch_id).
+WRITER_FILLED: tuple[str, ...] = ("date", "writer_id", "batch_id")
+
+# A bronze row as its producers hand it to the writer (the stream callbacks, the archive importer):
+# the table's columns in schema order, less WRITER_FILLED; timestamps as float epoch seconds.
+# The one definition of that layout (crypto_lakehouse.ingest.rows builds and converts rows with it).
+ROW_LAYOUT: dict[str, tuple[str, ...]] = {
+    name: tuple(n for n in spec.schema.names if n not in WRITER_FILLED) for name, spec in BRONZE.items()
 }
 
 # Not a writer-buffered table (not in BRONZE): the ledger of streaming sessions, appended by

@@ -91,10 +91,9 @@ def test_spooled_batch_that_did_commit_is_not_appended_twice(tmp_path: Path) -> 
         return w
 
     w = asyncio.run(run())
-    from crypto_lakehouse.ingest.writer import ROW_COLUMNS, _to_arrow
-    from crypto_lakehouse.schemas import BRONZE
+    from crypto_lakehouse.ingest.rows import rows_to_arrow
 
-    data = _to_arrow(BRONZE["bronze.trades"], ROW_COLUMNS["bronze.trades"], [_trade_row(i) for i in range(50)], "w", 1)
+    data = rows_to_arrow("bronze.trades", [_trade_row(i) for i in range(50)], writer_id="w", batch_id=1)
     w._spool("bronze.trades", 1, data)  # the same batch id that already committed
 
     async def restart() -> BronzeWriter:

@@ -39,7 +39,8 @@ import pyarrow as pa
 from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.schemas import BRONZE, META
+from crypto_lakehouse.ingest.rows import columns_to_arrow
+from crypto_lakehouse.schemas import META
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.venues.registry import venue
 
@@ -201,18 +202,11 @@ def _seconds(values: pl.Series) -> pl.Series:
     return pl.select(pl.when(v > 10**14).then(v / 1e6).otherwise(v / 1e3)).to_series()
 
 
-def _to_bronze(table: str, df: pl.DataFrame, writer_id: str) -> pl.DataFrame:
-    """Rows in the writer's layout (epoch-second floats) -> the bronze table's columns."""
-    spec = BRONZE[table]
-    secs = [c for c in ("ts", "receipt_ts", "start", "stop", "next_funding_time") if c in df.columns]
-    df = df.with_columns(
-        [(pl.col(c) * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC")) for c in secs]
-    ).with_columns(
-        pl.coalesce("ts", "receipt_ts").dt.date().alias("date"),
-        pl.lit(writer_id).alias("writer_id"),
-        pl.lit(0, pl.Int64).alias("batch_id"),
-    )
-    return df.select(spec.schema.names)
+def _to_bronze(table: str, df: pl.DataFrame, *, writer_id: str) -> pa.Table:
+    """Rows in the row layout (epoch-second floats) -> the bronze table, by the writer's own
+    conversion (:func:`.rows.columns_to_arrow`): one commit per file, so ``batch_id`` 0."""
+    columns = {name: df.get_column(name).to_arrow() for name in df.columns}
+    return columns_to_arrow(table, columns, writer_id=writer_id, batch_id=0)
 
 
 def _manifest(catalog: Catalog) -> dict[str, str]:
@@ -279,7 +273,7 @@ def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, 
     exchange = _MARKETS[f.market][1]
     std = venue(exchange).std_symbol(f.symbol)
     table, df = _parse(f, data, exchange, std, datetime.now(UTC).timestamp())
-    arrow = _to_bronze(table, df, f.writer_id).to_arrow().cast(BRONZE[table].schema)
+    arrow = _to_bronze(table, df, writer_id=f.writer_id)
     identity = (
         f"exchange = {_sql(exchange)} AND symbol = {_sql(std)}"
         f" AND writer_id IN ({_sql(f.writer_id)}, {_sql(f.legacy_writer_id)})"

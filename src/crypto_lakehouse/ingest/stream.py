@@ -23,6 +23,7 @@ from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.ingest.rows import row_builder
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
@@ -68,56 +69,70 @@ def decimal_text(v: Any) -> str | None:
 
 def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Any]:
     """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
-    :func:`decimal_text`."""
+    :func:`decimal_text`. Each row is built by its table's :func:`~.rows.row_builder`, every
+    column by name, so the tuple's order is the layout's (``schemas.ROW_LAYOUT``)."""
     add = writer.add
     d = decimal_text
+    trade_row, book_row = row_builder("bronze.trades"), row_builder("bronze.book")
+    ticker_row, funding_row = row_builder("bronze.ticker"), row_builder("bronze.funding")
+    liquidation_row, candle_row = row_builder("bronze.liquidations"), row_builder("bronze.candles")
 
     async def trade(t: Any, receipt: float) -> None:
         add(
             "bronze.trades",
-            (t.exchange, t.symbol, t.timestamp, receipt, t.id, t.side, d(t.price), d(t.amount), t.type),
+            trade_row(
+                exchange=t.exchange,
+                symbol=t.symbol,
+                ts=t.timestamp,
+                receipt_ts=receipt,
+                id=t.id,
+                side=t.side,
+                price=d(t.price),
+                amount=d(t.amount),
+                type=t.type,
+            ),
         )
 
     async def book(b: Any, receipt: float) -> None:
-        ts, seq = b.timestamp, b.sequence_number
-        if b.delta is None:  # a snapshot: every level
-            rows = [
-                (
-                    b.exchange,
-                    b.symbol,
-                    ts,
-                    receipt,
-                    seq,
-                    True,
-                    "bid",
-                    d(p),
-                    d(q),
+        ex, sym, ts, seq = b.exchange, b.symbol, b.timestamp, b.sequence_number
+
+        def levels(snapshot: bool, side: str, pairs: Iterable[tuple[Any, Any]]) -> list[tuple]:
+            return [
+                book_row(
+                    exchange=ex,
+                    symbol=sym,
+                    ts=ts,
+                    receipt_ts=receipt,
+                    sequence=seq,
+                    snapshot=snapshot,
+                    side=side,
+                    price=d(p),
+                    size=d(q),
                 )
-                for p, q in b.book.bids.to_dict().items()
+                for p, q in pairs
             ]
-            rows += [
-                (b.exchange, b.symbol, ts, receipt, seq, True, "ask", d(p), d(q))
-                for p, q in b.book.asks.to_dict().items()
-            ]
+
+        if b.delta is None:  # a snapshot: every level
+            rows = levels(True, "bid", b.book.bids.to_dict().items())
+            rows += levels(True, "ask", b.book.asks.to_dict().items())
         else:
-            rows = [(b.exchange, b.symbol, ts, receipt, seq, False, "bid", d(p), d(q)) for p, q in b.delta[BID]]
-            rows += [(b.exchange, b.symbol, ts, receipt, seq, False, "ask", d(p), d(q)) for p, q in b.delta[ASK]]
+            rows = levels(False, "bid", b.delta[BID]) + levels(False, "ask", b.delta[ASK])
         writer.add_many("bronze.book", rows)
 
     async def ticker(t: Any, receipt: float) -> None:
         raw = t.raw if isinstance(t.raw, dict) else {}
         add(
             "bronze.ticker",
-            (
-                t.exchange,
-                t.symbol,
-                t.timestamp,
-                receipt,
-                raw.get("u"),
-                d(t.bid),
-                d(raw.get("B")),
-                d(t.ask),
-                d(raw.get("A")),
+            ticker_row(
+                exchange=t.exchange,
+                symbol=t.symbol,
+                ts=t.timestamp,
+                receipt_ts=receipt,
+                sequence=raw.get("u"),
+                bid=d(t.bid),
+                bid_size=d(raw.get("B")),
+                ask=d(t.ask),
+                ask_size=d(raw.get("A")),
             ),
         )
 
@@ -125,43 +140,53 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
         raw = f.raw if isinstance(f.raw, dict) else {}
         add(
             "bronze.funding",
-            (
-                f.exchange,
-                f.symbol,
-                f.timestamp,
-                receipt,
-                d(f.mark_price),
-                d(raw.get("i")),
-                d(f.rate),
-                d(f.predicted_rate),
-                f.next_funding_time,
+            funding_row(
+                exchange=f.exchange,
+                symbol=f.symbol,
+                ts=f.timestamp,
+                receipt_ts=receipt,
+                mark_price=d(f.mark_price),
+                index_price=d(raw.get("i")),
+                rate=d(f.rate),
+                predicted_rate=d(f.predicted_rate),
+                next_funding_time=f.next_funding_time,
             ),
         )
 
     async def liquidation(x: Any, receipt: float) -> None:
         add(
             "bronze.liquidations",
-            (x.exchange, x.symbol, x.timestamp, receipt, x.id, x.side, d(x.quantity), d(x.price), x.status),
+            liquidation_row(
+                exchange=x.exchange,
+                symbol=x.symbol,
+                ts=x.timestamp,
+                receipt_ts=receipt,
+                id=x.id,
+                side=x.side,
+                quantity=d(x.quantity),
+                price=d(x.price),
+                status=x.status,
+            ),
         )
 
     async def candle(c: Any, receipt: float) -> None:
         add(
             "bronze.candles",
-            (
-                c.exchange,
-                c.symbol,
-                c.timestamp,
-                receipt,
-                c.interval,
-                c.start,
-                c.stop,
-                c.trades,
-                d(c.open),
-                d(c.high),
-                d(c.low),
-                d(c.close),
-                d(c.volume),
-                bool(c.closed),
+            candle_row(
+                exchange=c.exchange,
+                symbol=c.symbol,
+                ts=c.timestamp,
+                receipt_ts=receipt,
+                interval=c.interval,
+                start=c.start,
+                stop=c.stop,
+                trades=c.trades,
+                open=d(c.open),
+                high=d(c.high),
+                low=d(c.low),
+                close=d(c.close),
+                volume=d(c.volume),
+                closed=bool(c.closed),
             ),
         )
 

@@ -39,8 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.ingest.rows import convert_column, row_builder, rows_to_arrow
 from crypto_lakehouse.maintenance import CompactionBusy, compact
-from crypto_lakehouse.schemas import BRONZE, TableSpec
+from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 from crypto_lakehouse.storage import Catalog, CommitError
 from crypto_lakehouse.storage.state import spool_dir as default_spool_dir
 from crypto_lakehouse.storage.state import state_dir
@@ -51,44 +52,7 @@ LOG = logging.getLogger(__name__)
 
 AUTO_COMPACT_TARGET = 16 * 1024 * 1024  # bytes; scheduled compaction merges these further
 
-# Row layouts appended by the callbacks (see crypto_lakehouse.ingest.normalize); the flusher
-# adds `date`, `writer_id` and `batch_id`. Timestamps arrive as float epoch seconds.
-ROW_COLUMNS: dict[str, tuple[str, ...]] = {
-    "bronze.trades": ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "price", "amount", "type"),
-    "bronze.book": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "snapshot", "side", "price", "size"),
-    "bronze.ticker": ("exchange", "symbol", "ts", "receipt_ts", "sequence", "bid", "bid_size", "ask", "ask_size"),
-    "bronze.funding": (
-        "exchange",
-        "symbol",
-        "ts",
-        "receipt_ts",
-        "mark_price",
-        "index_price",
-        "rate",
-        "predicted_rate",
-        "next_funding_time",
-    ),
-    "bronze.liquidations": ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "quantity", "price", "status"),
-    "bronze.candles": (
-        "exchange",
-        "symbol",
-        "ts",
-        "receipt_ts",
-        "interval",
-        "start",
-        "stop",
-        "trades",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "closed",
-    ),
-    "bronze.dead_letter": ("received_at", "exchange", "channel", "error", "payload"),
-}
-_SECONDS_COLUMNS = {"ts", "receipt_ts", "next_funding_time", "start", "stop", "received_at"}
-
+_dead_letter_row = row_builder("bronze.dead_letter")
 
 _HELD_LOCKS: dict[Path, Any] = {}  # writer-id locks this process holds (released when it exits)
 
@@ -120,39 +84,14 @@ class _Buffer:
         self.first_at = 0.0
 
 
-def _to_arrow(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writer_id: str, batch_id: int) -> pa.Table:
-    """Rows of tuples -> an Arrow table in ``spec``'s schema (vectorised conversions)."""
-    n = len(rows)
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays: dict[str, pa.Array] = {}
-    for name, values in zip(columns, cols, strict=True):
-        typ = spec.schema.field(name).type
-        if name in _SECONDS_COLUMNS:
-            secs = pa.array(values, type=pa.float64())
-            micros = pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64())
-            arrays[name] = micros.cast(typ)
-        else:
-            arrays[name] = pa.array(values, type=typ)
-    when = arrays.get("ts", arrays.get("received_at"))
-    if "receipt_ts" in arrays:
-        when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
-    arrays["date"] = pc.cast(when, pa.date32())
-    for f in spec.schema:
-        if not f.nullable and f.name in arrays and arrays[f.name].null_count:
-            raise ValueError(f"{arrays[f.name].null_count} null value(s) in non-nullable column {f.name}")
-    arrays["writer_id"] = pa.array([writer_id] * n, type=pa.string())
-    arrays["batch_id"] = pa.array([batch_id] * n, type=pa.int64())
-    return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
-
-
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
 
 
 def _to_arrow_isolating(
-    spec: TableSpec, columns: tuple[str, ...], rows: list[tuple], writer_id: str, batch_id: int
+    table: str, rows: list[tuple], *, writer_id: str, batch_id: int
 ) -> tuple[pa.Table | None, list[tuple[tuple, Exception]]]:
-    """:func:`_to_arrow`, setting aside the rows that do not convert: ``(table of the rows that
-    fit, or None when none does; [(bad row, its error)])``.
+    """:func:`.rows.rows_to_arrow`, setting aside the rows that do not convert: ``(table of the
+    rows that fit, or None when none does; [(bad row, its error)])``.
 
     The whole batch is converted at once first, so a clean batch costs nothing extra. Only when
     that fails: each column is converted on its own (a column that fails is checked value by
@@ -161,10 +100,10 @@ def _to_arrow_isolating(
     explains), the rest is bisected down to the single rows that do not convert.
     """
     try:
-        return _to_arrow(spec, columns, rows, writer_id, batch_id), []
+        return rows_to_arrow(table, rows, writer_id=writer_id, batch_id=batch_id), []
     except _CONVERT_ERRORS:
         pass
-    found = _bad_rows(spec, columns, rows)
+    found = _bad_rows(table, rows)
     rest = [row for i, row in enumerate(rows) if i not in found] if found else rows
     bad = [(rows[i], exc) for i, exc in sorted(found.items())]
     good: list[pa.Table] = []
@@ -172,7 +111,7 @@ def _to_arrow_isolating(
     while stack:  # bisection: a safety net, normally one conversion of the rest
         part = stack.pop()
         try:
-            good.append(_to_arrow(spec, columns, part, writer_id, batch_id))
+            good.append(rows_to_arrow(table, part, writer_id=writer_id, batch_id=batch_id))
         except _CONVERT_ERRORS as exc:
             if len(part) == 1:
                 bad.append((part[0], exc))
@@ -191,18 +130,11 @@ _PLAIN: dict[pa.DataType, tuple[type, ...]] = {
 }
 
 
-def _convert_column(name: str, typ: pa.DataType, values: list | tuple) -> pa.Array:
-    """One column as :func:`_to_arrow` converts it (seconds -> UTC microseconds)."""
-    if name in _SECONDS_COLUMNS:
-        secs = pa.array(values, type=pa.float64())
-        return pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64()).cast(typ)
-    return pa.array(values, type=typ)
-
-
-def _bad_rows(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple]) -> dict[int, Exception]:
+def _bad_rows(table: str, rows: list[tuple]) -> dict[int, Exception]:
     """Index -> error of the rows that cannot be converted, found column by column (failure
     path only): rows of the wrong shape, values a column cannot convert, nulls where the
     column is not nullable."""
+    spec, columns = BRONZE[table], ROW_LAYOUT[table]
     width = len(columns)
     bad: dict[int, Exception] = {}
     for i, row in enumerate(rows):
@@ -213,14 +145,14 @@ def _bad_rows(spec: TableSpec, columns: tuple[str, ...], rows: list[tuple]) -> d
         f = spec.schema.field(name)
         values = [rows[i][j] for i in index]
         try:
-            arr = _convert_column(name, f.type, values)
+            arr = convert_column(f.type, values)
         except _CONVERT_ERRORS:
-            plain = _PLAIN.get(pa.float64() if name in _SECONDS_COLUMNS else f.type, ())
+            plain = _PLAIN.get(pa.float64() if pa.types.is_timestamp(f.type) else f.type, ())  # seconds
             for k, v in enumerate(values):
                 if v is None or type(v) in plain:  # converts (an out-of-range number is left to the bisection)
                     continue
                 try:
-                    _convert_column(name, f.type, [v])
+                    convert_column(f.type, [v])
                 except _CONVERT_ERRORS as exc:
                     bad.setdefault(index[k], exc.with_traceback(None))
             continue
@@ -236,11 +168,12 @@ def _dead_rows(name: str, bad: list[tuple[tuple, Exception]]) -> list[tuple]:
     ``repr`` as payload, the table as channel. They always fit the dead letter's schema (so a
     bad dead-letter row is re-routed once, never in a loop)."""
     now = time.time()
-    at = ROW_COLUMNS[name].index("exchange")
+    at = ROW_LAYOUT[name].index("exchange")
     out = []
     for row, exc in bad:
         exchange = row[at] if isinstance(row, tuple) and len(row) > at and isinstance(row[at], str) else None
-        out.append((now, exchange, name, f"does not fit {name}: {type(exc).__name__}: {exc}", repr(row)))
+        error = f"does not fit {name}: {type(exc).__name__}: {exc}"
+        out.append(_dead_letter_row(received_at=now, exchange=exchange, channel=name, error=error, payload=repr(row)))
     return out
 
 
@@ -299,7 +232,7 @@ class BronzeWriter:
 
     # ------------------------------------------------------------------ hot path
     def add(self, table: str, row: tuple) -> None:
-        """Buffer one row (a tuple in ``ROW_COLUMNS[table]`` order)."""
+        """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`)."""
         buf = self._buffers[table]
         if not buf.rows:
             buf.first_at = time.monotonic()
@@ -320,7 +253,11 @@ class BronzeWriter:
         """Keep a frame or record that could not be normalised, verbatim, with the reason."""
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8", "replace")
-        self.add("bronze.dead_letter", (time.time(), exchange, channel, error, str(payload)))
+        now = time.time()
+        self.add(
+            "bronze.dead_letter",
+            _dead_letter_row(received_at=now, exchange=exchange, channel=channel, error=error, payload=str(payload)),
+        )
 
     def buffered(self, table: str) -> list[tuple]:
         """Rows in memory not committed yet (oldest first): the batch being committed, then the
@@ -340,7 +277,7 @@ class BronzeWriter:
         on the writer's event loop (the live server does): the batch in flight and the buffer
         then change between calls, never during one. Rows that do not fit the schema (at commit
         they go to the dead letter) are left out rather than failing the whole answer."""
-        spec, columns = BRONZE[table], ROW_COLUMNS[table]
+        spec = BRONZE[table]
         parts = []
         for path in self._spooled(table):
             try:  # memory-mapped: a long spool costs no copy per read
@@ -348,7 +285,7 @@ class BronzeWriter:
             except FileNotFoundError:  # drained since the listing: committed, so in Delta
                 continue
         # the rows that fit, as the commit will split them (bad rows are found column by column)
-        fitting, _bad = _to_arrow_isolating(spec, columns, self.buffered(table), self.writer_id, -1)
+        fitting, _bad = _to_arrow_isolating(table, self.buffered(table), writer_id=self.writer_id, batch_id=-1)
         parts.append(fitting if fitting is not None else spec.schema.empty_table())
         return pa.concat_tables(parts)
 
@@ -474,7 +411,7 @@ class BronzeWriter:
 
         Runs in a worker thread, so it does not touch the buffers: it returns the dead-letter
         rows for the rows that did not fit, and :meth:`_done` buffers them on the event loop."""
-        data, bad = _to_arrow_isolating(BRONZE[name], ROW_COLUMNS[name], rows, self.writer_id, batch)
+        data, bad = _to_arrow_isolating(name, rows, writer_id=self.writer_id, batch_id=batch)
         dead = _dead_rows(name, bad) if bad else []
         if bad:
             LOG.error(

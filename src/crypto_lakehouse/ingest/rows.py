@@ -1,0 +1,106 @@
+"""Bronze rows: built in :data:`~crypto_lakehouse.schemas.ROW_LAYOUT` order, converted to Arrow once.
+
+A bronze row's layout is defined in one place, ``schemas.ROW_LAYOUT`` (each table's schema less
+the columns the writer fills in). Everything here derives from it:
+
+* :func:`row_builder` gives each table a function that takes every column **by keyword** and
+  returns the row tuple in layout order, so a producer (the stream callbacks) names what it puts
+  in each column and cannot put it in the wrong place: the hot path still builds one tuple per
+  row, no dict.
+* :func:`rows_to_arrow` (the writer: tuples) and :func:`columns_to_arrow` (the archive importer:
+  whole columns) are one conversion to the bronze table's schema: timestamp columns arrive as
+  float epoch seconds and are rounded to UTC microseconds, ``date`` is the UTC date of ``ts``
+  (of ``receipt_ts`` when the exchange sent no time; of ``received_at`` for the dead letter),
+  ``writer_id`` and ``batch_id`` are the commit's.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
+
+__all__ = ["ROW_LAYOUT", "Column", "RowBuilder", "columns_to_arrow", "convert_column", "row_builder", "rows_to_arrow"]
+
+Column = Sequence[Any] | pa.Array
+"""One column of rows: Python values (the writer) or an Arrow array (the archive importer)."""
+
+RowBuilder = Callable[..., tuple[Any, ...]]
+"""Every column of a table's row layout by keyword -> the row tuple in layout order."""
+
+
+def _builder(table: str) -> RowBuilder:
+    """Generate ``table``'s row builder from its layout: a plain function with one keyword-only
+    parameter per column returning them as a tuple (as :func:`collections.namedtuple` generates
+    its constructor), so a call costs one function call and no dict."""
+    names = ROW_LAYOUT[table]
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"{table}: column {name!r} cannot be a keyword argument")
+    func = table.replace(".", "_") + "_row"
+    params = ", ".join(names)
+    namespace: dict[str, Any] = {}
+    exec(f"def {func}(*, {params}):\n    return ({params},)\n", namespace)  # names checked above
+    built: RowBuilder = namespace[func]
+    built.__doc__ = f"A {table} row: every column by keyword, in ROW_LAYOUT order ({', '.join(names)})."
+    built.__module__ = __name__
+    return built
+
+
+_BUILDERS: dict[str, RowBuilder] = {table: _builder(table) for table in ROW_LAYOUT}
+
+
+def row_builder(table: str) -> RowBuilder:
+    """The function building ``table``'s rows: ``row_builder("bronze.trades")(exchange=...,
+    symbol=..., ts=..., ...)`` -> the tuple the writer buffers. A missing or unknown column is
+    a ``TypeError`` at the call."""
+    return _BUILDERS[table]
+
+
+def convert_column(typ: pa.DataType, values: Column) -> pa.Array:
+    """One column as bronze stores it: a timestamp column from float epoch seconds to
+    microseconds (rounded), any other as ``typ``."""
+    if pa.types.is_timestamp(typ):
+        secs = _as_arrow(values, pa.float64())
+        return pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64()).cast(typ)
+    return _as_arrow(values, typ)
+
+
+def _as_arrow(values: Column, typ: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values.cast(typ)
+    return pa.array(values, type=typ)
+
+
+def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: str, batch_id: int) -> pa.Table:
+    """Columns named as ``table``'s row layout -> an Arrow table in its bronze schema (see
+    module doc). Raises ``ValueError`` for a null in a non-nullable column, Arrow's errors for
+    values a column cannot hold."""
+    spec, layout = BRONZE[table], ROW_LAYOUT[table]
+    if columns.keys() != set(layout):
+        raise ValueError(f"{table} rows have the columns {', '.join(layout)}, not {', '.join(columns)}")
+    arrays: dict[str, pa.Array] = {name: convert_column(spec.schema.field(name).type, columns[name]) for name in layout}
+    when = arrays.get("ts", arrays.get("received_at"))
+    if "receipt_ts" in arrays:
+        when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
+    arrays["date"] = pc.cast(when, pa.date32())
+    for f in spec.schema:
+        if not f.nullable and f.name in arrays and arrays[f.name].null_count:
+            raise ValueError(f"{arrays[f.name].null_count} null value(s) in non-nullable column {f.name}")
+    n = len(when)
+    arrays["writer_id"] = pa.repeat(pa.scalar(writer_id, pa.string()), n)
+    arrays["batch_id"] = pa.repeat(pa.scalar(batch_id, pa.int64()), n)
+    return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
+
+
+def rows_to_arrow(table: str, rows: list[tuple], *, writer_id: str, batch_id: int) -> pa.Table:
+    """Row tuples in ``table``'s row layout -> an Arrow table in its bronze schema (vectorised:
+    the rows are transposed into columns once). A row of the wrong width is a ``ValueError``."""
+    layout = ROW_LAYOUT[table]
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in layout]
+    return columns_to_arrow(table, dict(zip(layout, cols, strict=True)), writer_id=writer_id, batch_id=batch_id)

@@ -1,0 +1,328 @@
+"""The bronze row layout: one definition (``schemas.ROW_LAYOUT``), and every producer follows it.
+
+Fast unit tests, no sockets and no Delta: each stream callback, fed cryptofeed's own objects,
+builds rows whose columns mean what the layout says; the archive importer and the stream turn the
+same trade (and the same best bid/ask) into identical Arrow rows; the one conversion rounds
+seconds to microseconds and fills the writer's columns.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import zipfile
+from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
+from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
+
+from crypto_lakehouse.ingest import archive
+from crypto_lakehouse.ingest.rows import columns_to_arrow, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.stream import bronze_callbacks
+from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT, WRITER_FILLED
+
+EX, SYM = "BINANCE_FUTURES", "BTC-USDT-PERP"
+T0, RECEIPT = 1_704_067_200.123, 1_704_067_200.5
+
+
+class _Rows:
+    """Stands in for the writer: keeps what the callbacks add, per table."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple]] = {}
+
+    def add(self, table: str, row: tuple) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def add_many(self, table: str, rows: list[tuple]) -> None:
+        self.rows.setdefault(table, []).extend(rows)
+
+
+def _run(callback: Coroutine[Any, Any, None]) -> None:
+    """Run a callback coroutine to its end without an event loop: it never waits on anything."""
+    try:
+        callback.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("a bronze callback waited on something")
+
+
+def _feed(channel: str, obj: Any, receipt: float = RECEIPT) -> dict[str, list[dict[str, Any]]]:
+    """``obj`` through the bronze callback of ``channel``: table -> rows as {column: value}."""
+    sink = _Rows()
+    _run(bronze_callbacks(sink, [channel])[channel](obj, receipt))  # type: ignore[arg-type]  # a duck-typed writer
+    return {t: [dict(zip(ROW_LAYOUT[t], row, strict=True)) for row in rows] for t, rows in sink.rows.items()}
+
+
+def test_the_layout_is_the_schema_less_the_writer_filled_columns() -> None:
+    assert set(ROW_LAYOUT) == set(BRONZE)
+    for name, spec in BRONZE.items():
+        assert ROW_LAYOUT[name] == tuple(n for n in spec.schema.names if n not in WRITER_FILLED)
+        assert set(spec.schema.names) - set(ROW_LAYOUT[name]) == set(WRITER_FILLED)
+
+
+@pytest.mark.parametrize("table", sorted(BRONZE))
+def test_each_row_builder_takes_its_layout_by_keyword_and_returns_a_plain_tuple(table: str) -> None:
+    build = row_builder(table)
+    params = inspect.signature(build).parameters.values()
+    assert tuple(p.name for p in params) == ROW_LAYOUT[table]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+    row = build(**{name: f"<{name}>" for name in ROW_LAYOUT[table]})
+    assert type(row) is tuple
+    assert row == tuple(f"<{name}>" for name in ROW_LAYOUT[table])
+    with pytest.raises(TypeError):  # a column left out
+        build(**{name: None for name in ROW_LAYOUT[table][1:]})
+    with pytest.raises(TypeError):  # a column the table does not have
+        build(**{name: None for name in ROW_LAYOUT[table]}, not_a_column=1)
+
+
+def test_trade_callback_row() -> None:
+    trade = Trade(EX, SYM, "sell", Decimal("0.00100000"), Decimal("60001.43"), T0, id="42", type="market")
+    assert _feed(TRADES, trade) == {
+        "bronze.trades": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0,
+                "receipt_ts": RECEIPT,
+                "id": "42",
+                "side": "sell",
+                "price": "60001.43",
+                "amount": "0.00100000",
+                "type": "market",
+            }
+        ]
+    }
+
+
+def _level(seq: int, snapshot: bool, side: str, price: str, size: str, ts: float = T0) -> dict[str, Any]:
+    return {
+        "exchange": EX,
+        "symbol": SYM,
+        "ts": ts,
+        "receipt_ts": RECEIPT,
+        "sequence": seq,
+        "snapshot": snapshot,
+        "side": side,
+        "price": price,
+        "size": size,
+    }
+
+
+def test_book_callback_rows_of_a_snapshot_and_a_delta() -> None:
+    snapshot = OrderBook(EX, SYM, bids={Decimal("100.10"): Decimal("2")}, asks={Decimal("100.20"): Decimal("3.5")})
+    snapshot.timestamp, snapshot.sequence_number, snapshot.delta = T0, 7, None
+    assert _feed(L2_BOOK, snapshot) == {
+        "bronze.book": [_level(7, True, "bid", "100.10", "2"), _level(7, True, "ask", "100.20", "3.5")]
+    }
+    delta = OrderBook(EX, SYM)
+    delta.timestamp, delta.sequence_number = T0 + 1, 8
+    delta.delta = {
+        BID: [(Decimal("100.10"), Decimal("0")), (Decimal("100.00"), Decimal("1"))],
+        ASK: [(Decimal("100.30"), Decimal("4"))],
+    }
+    assert _feed(L2_BOOK, delta) == {
+        "bronze.book": [
+            _level(8, False, "bid", "100.10", "0", T0 + 1),
+            _level(8, False, "bid", "100.00", "1", T0 + 1),
+            _level(8, False, "ask", "100.30", "4", T0 + 1),
+        ]
+    }
+
+
+def test_ticker_callback_row() -> None:
+    raw = {"u": 9, "b": "100.10", "B": "2.000", "a": "100.20", "A": "3.500"}
+    ticker = Ticker(EX, SYM, Decimal("100.10"), Decimal("100.20"), T0, raw=raw)
+    assert _feed(TICKER, ticker) == {
+        "bronze.ticker": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0,
+                "receipt_ts": RECEIPT,
+                "sequence": 9,
+                "bid": "100.10",
+                "bid_size": "2.000",
+                "ask": "100.20",
+                "ask_size": "3.500",
+            }
+        ]
+    }
+
+
+def test_funding_callback_row() -> None:
+    raw = {"i": "60000.50"}
+    funding = Funding(
+        EX, SYM, Decimal("60001.00"), Decimal("0.00010000"), T0 + 3600, T0, predicted_rate=Decimal("0.0002"), raw=raw
+    )
+    assert _feed(FUNDING, funding) == {
+        "bronze.funding": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0,
+                "receipt_ts": RECEIPT,
+                "mark_price": "60001.00",
+                "index_price": "60000.50",
+                "rate": "0.00010000",
+                "predicted_rate": "0.0002",
+                "next_funding_time": T0 + 3600,
+            }
+        ]
+    }
+
+
+def test_liquidation_callback_row() -> None:
+    liquidation = Liquidation(EX, SYM, "buy", Decimal("0.500"), Decimal("59000.1"), "77", "filled", T0)
+    assert _feed(LIQUIDATIONS, liquidation) == {
+        "bronze.liquidations": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0,
+                "receipt_ts": RECEIPT,
+                "id": "77",
+                "side": "buy",
+                "quantity": "0.500",
+                "price": "59000.1",
+                "status": "filled",
+            }
+        ]
+    }
+
+
+def test_candle_callback_row() -> None:
+    d = Decimal
+    candle = Candle(
+        EX, SYM, T0, T0 + 59.999, "1m", 12, d("1.10"), d("1.15"), d("1.20"), d("1.00"), d("10.0"), False, T0 + 1
+    )
+    assert _feed(CANDLES, candle) == {
+        "bronze.candles": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0 + 1,
+                "receipt_ts": RECEIPT,
+                "interval": "1m",
+                "start": T0,
+                "stop": T0 + 59.999,
+                "trades": 12,
+                "open": "1.10",
+                "high": "1.20",
+                "low": "1.00",
+                "close": "1.15",
+                "volume": "10.0",
+                "closed": False,
+            }
+        ]
+    }
+
+
+def _archive_rows(kind: str, csv: str) -> tuple[str, pa.Table]:
+    """One CSV of ``kind`` through the archive importer's parsing and conversion."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(f"BTCUSDT-{kind}-2024-01-01.csv", csv)
+    f = archive.ArchiveFile(f"data/futures/um/daily/{kind}/BTCUSDT/x.zip", "um", kind, None, "BTCUSDT")
+    table, df = archive._parse(f, buf.getvalue(), EX, SYM, RECEIPT)
+    return table, archive._to_bronze(table, df, writer_id="w")
+
+
+def _stream_rows(channel: str, obj: Any) -> tuple[str, pa.Table]:
+    """The same through the stream callback and the writer's conversion."""
+    sink = _Rows()
+    _run(bronze_callbacks(sink, [channel])[channel](obj, RECEIPT))  # type: ignore[arg-type]  # a duck-typed writer
+    [(table, rows)] = sink.rows.items()
+    return table, rows_to_arrow(table, rows, writer_id="w", batch_id=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "csv", "channel", "obj"),
+    [
+        pytest.param(
+            "aggTrades",  # agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker
+            "42,60001.43,0.00100000,100,105,1704067200123,true\n",
+            TRADES,
+            Trade(EX, SYM, "sell", Decimal("0.00100000"), Decimal("60001.43"), 1704067200123 / 1000.0, id="42"),
+            id="trade",
+        ),
+        pytest.param(
+            "bookTicker",  # update_id,bid,bid_qty,ask,ask_qty,transaction_time,event_time
+            "9,100.10,2.000,100.20,3.500,1704067200001,1704067200002\n",
+            TICKER,
+            Ticker(
+                EX,
+                SYM,
+                Decimal("100.10"),
+                Decimal("100.20"),
+                1704067200002 / 1000.0,
+                raw={"u": 9, "b": "100.10", "B": "2.000", "a": "100.20", "A": "3.500"},
+            ),
+            id="ticker",
+        ),
+    ],
+)
+def test_archive_and_stream_rows_of_the_same_event_convert_to_identical_arrow_rows(
+    kind: str, csv: str, channel: str, obj: Any
+) -> None:
+    table, from_archive = _archive_rows(kind, csv)
+    stream_table, from_stream = _stream_rows(channel, obj)
+    assert table == stream_table
+    assert from_archive.schema == from_stream.schema == BRONZE[table].schema
+    assert from_archive.to_pylist() == from_stream.to_pylist()
+    assert from_archive.equals(from_stream)
+
+
+def _trade(**overrides: Any) -> tuple:
+    values = {
+        "exchange": EX,
+        "symbol": SYM,
+        "ts": T0,
+        "receipt_ts": RECEIPT,
+        "id": "1",
+        "side": "buy",
+        "price": "1.5",
+        "amount": "2",
+        "type": None,
+    }
+    return row_builder("bronze.trades")(**{**values, **overrides})
+
+
+def test_conversion_rounds_seconds_and_fills_the_writer_columns() -> None:
+    rows = [_trade(ts=1_704_067_199.9999996), _trade(id="2", ts=None, receipt_ts=1_704_153_600.0)]
+    got = rows_to_arrow("bronze.trades", rows, writer_id="w-1", batch_id=12).to_pylist()
+    assert [(r["ts"], r["receipt_ts"], r["date"]) for r in got] == [
+        (datetime(2024, 1, 1, tzinfo=UTC), datetime.fromtimestamp(RECEIPT, UTC), date(2024, 1, 1)),
+        (None, datetime(2024, 1, 2, tzinfo=UTC), date(2024, 1, 2)),  # no exchange time: the receipt's date
+    ]
+    assert {(r["writer_id"], r["batch_id"]) for r in got} == {("w-1", 12)}
+    assert rows_to_arrow("bronze.trades", [], writer_id="w", batch_id=1).schema == BRONZE["bronze.trades"].schema
+
+
+def test_dead_letter_date_is_that_of_its_receipt() -> None:
+    row = row_builder("bronze.dead_letter")(
+        received_at=1_704_067_200.0, exchange=None, channel="c", error="e", payload="p"
+    )
+    [got] = rows_to_arrow("bronze.dead_letter", [row], writer_id="w", batch_id=1).to_pylist()
+    assert (got["received_at"], got["date"]) == (datetime(2024, 1, 1, tzinfo=UTC), date(2024, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("convert", "message"),
+    [
+        (lambda: rows_to_arrow("bronze.trades", [_trade()[:-1]], writer_id="w", batch_id=1), "shorter"),
+        (lambda: rows_to_arrow("bronze.trades", [_trade(side=None)], writer_id="w", batch_id=1), "side"),
+        (
+            lambda: columns_to_arrow("bronze.trades", {"exchange": [EX]}, writer_id="w", batch_id=1),
+            "have the columns",
+        ),
+    ],
+)
+def test_rows_that_do_not_fit_the_layout_are_refused(convert: Callable[[], pa.Table], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        convert()
