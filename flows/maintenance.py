@@ -71,5 +71,5 @@ def vacuum_flow(
 def retention_flow(
     config: str | None = None, root: str | None = None, tables: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Delete data older than ``maintenance.retention.<layer>`` (tagged versions still read it)."""
+    """Delete data older than ``maintenance.data_retention.<layer>`` (tagged versions still read it)."""
     return _maintain("retention", config, root, tables)

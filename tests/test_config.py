@@ -68,9 +68,19 @@ def test_docs_tables_page_matches_the_schemas() -> None:
 
 def test_vacuum_horizon_is_per_layer_or_one_for_all(tmp_path: Path) -> None:
     s = load_settings()
-    assert s.maintenance.vacuum_horizon("bronze.trades") == timedelta(hours=1)
-    assert s.maintenance.vacuum_horizon("gold.ohlcv") == timedelta(days=7)
+    assert s.maintenance.horizon_of("bronze.trades") == timedelta(hours=1)
+    assert s.maintenance.horizon_of("gold.ohlcv") == timedelta(days=7)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("maintenance:\n  vacuum_retention: 30m\n")
+    cfg.write_text("maintenance:\n  vacuum_horizon: 30m\n")
     one = load_settings(cfg).maintenance
-    assert {one.vacuum_horizon(t) for t in ("bronze.book", "silver.trades", "gold.ohlcv")} == {timedelta(minutes=30)}
+    assert {one.horizon_of(t) for t in ("bronze.book", "silver.trades", "gold.ohlcv")} == {timedelta(minutes=30)}
+
+
+def test_the_maintenance_settings_old_names_are_still_read(tmp_path: Path) -> None:
+    # before the rename, the vacuum horizon was `vacuum_retention` and the data retention `retention`
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text("maintenance:\n  vacuum_retention: 2h\n  retention: {bronze: 3d}\n")
+    m = load_settings(cfg).maintenance
+    assert m.horizon_of("silver.trades") == timedelta(hours=2)
+    assert m.data_retention_of("bronze.trades") == timedelta(days=3)
+    assert m.data_retention_of("silver.trades") is None

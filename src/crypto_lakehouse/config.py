@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -114,25 +123,33 @@ class MaintenanceSettings(_Section):
 
     A layer's vacuum horizon may not exceed its tables' ``delta.deletedFileRetentionDuration``
     (storage.TABLE_PROPERTIES; vacuum refuses): files removed longer ago are no longer listed
-    in checkpoints. One duration for all layers is accepted too."""
+    in checkpoints. One duration for all layers is accepted too.
 
-    vacuum_retention: dict[str, Duration] = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"bronze": "1h", "silver": "7d", "gold": "7d"}
+    The earlier names of the two settings, ``vacuum_retention`` and ``retention``, are still read."""
+
+    vacuum_horizon: dict[str, Duration] = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"bronze": "1h", "silver": "7d", "gold": "7d"},
+        validation_alias=AliasChoices("vacuum_horizon", "vacuum_retention"),
     )
-    retention: dict[str, Duration | None] = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"bronze": None, "silver": None, "gold": None}
+    data_retention: dict[str, Duration | None] = Field(  # type: ignore[assignment]
+        default_factory=lambda: {"bronze": None, "silver": None, "gold": None},
+        validation_alias=AliasChoices("data_retention", "retention"),
     )
 
-    @field_validator("vacuum_retention", mode="before")
+    @field_validator("vacuum_horizon", mode="before")
     @classmethod
     def _one_horizon_for_all(cls, value: Any) -> Any:
         if isinstance(value, (str, int, float, timedelta)):
             return {layer: value for layer in ("bronze", "silver", "gold")}
         return value
 
-    def vacuum_horizon(self, table: str) -> timedelta:
+    def horizon_of(self, table: str) -> timedelta:
         """The vacuum horizon of ``table``'s layer (7 days for a layer not configured)."""
-        return self.vacuum_retention.get(table.split(".")[0], timedelta(days=7))
+        return self.vacuum_horizon.get(table.split(".")[0], timedelta(days=7))
+
+    def data_retention_of(self, table: str) -> timedelta | None:
+        """How long ``table``'s layer keeps data (None: forever, also for a layer not configured)."""
+        return self.data_retention.get(table.split(".")[0])
 
 
 class GoldSettings(_Section):

@@ -17,12 +17,12 @@ from crypto_lakehouse.ingest import BronzeWriter
 from crypto_lakehouse.storage import Catalog
 
 KEEP = MaintenanceSettings.model_validate(
-    {"vacuum_retention": "2h", "retention": {"bronze": "30d", "silver": None, "gold": "1d"}}
+    {"vacuum_horizon": "2h", "data_retention": {"bronze": "30d", "silver": None, "gold": "1d"}}
 )
 
 
 def test_vacuum_steps_carry_each_layers_horizon() -> None:
-    settings = MaintenanceSettings.model_validate({"vacuum_retention": {"bronze": "1h", "silver": "7d", "gold": "3d"}})
+    settings = MaintenanceSettings.model_validate({"vacuum_horizon": {"bronze": "1h", "silver": "7d", "gold": "3d"}})
     steps = jobs.maintenance_steps("vacuum", ["bronze.trades", "silver.trades", "gold.ohlcv"], settings=settings)
     assert [(s.table, s.horizon) for s in steps] == [
         ("bronze.trades", timedelta(hours=1)),

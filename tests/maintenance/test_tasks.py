@@ -90,14 +90,14 @@ def test_a_tag_stays_byte_identical_through_compaction_retention_vacuum_and_chec
     assert compact(catalog, "silver.trades").files_after < 6
     r = retention(catalog, "silver.trades", keep=timedelta(days=30), now=datetime(2026, 11, 22, tzinfo=UTC))
     assert "300" in r.detail and lh.read("silver.trades").height == 300  # the January day is gone
-    v = vacuum(catalog, "silver.trades", retention=timedelta(0))
+    v = vacuum(catalog, "silver.trades", horizon=timedelta(0))
     c = checkpoint(catalog, "silver.trades")
     assert "tagged" in c.detail
     assert lh.read("silver.trades", as_of="bt").sort("id").equals(pinned)  # byte-identical
     assert lh.sql("select count(*) as n from silver.trades", as_of="bt")["n"][0] == 600
     # the protection is what kept it: vacuum without the tag's versions deletes files it needs
     lh.untag("bt")
-    assert vacuum(catalog, "silver.trades", retention=timedelta(0)).bytes_freed > v.bytes_freed
+    assert vacuum(catalog, "silver.trades", horizon=timedelta(0)).bytes_freed > v.bytes_freed
     with pytest.raises(Exception):  # noqa: B017 - delta-rs raises its own error for missing files
         DeltaTable(catalog.uri("silver.trades"), version=5).to_pyarrow_table()
 
@@ -168,7 +168,7 @@ def test_vacuum_keeps_recently_removed_files_and_reclaims_those_whose_tombstones
     expected = pl.read_delta(uri, version=3).sort("id")
     assert expected.height == 40
 
-    report = vacuum(catalog, "bronze.trades", retention=timedelta(hours=1))  # ...but removed just now
+    report = vacuum(catalog, "bronze.trades", horizon=timedelta(hours=1))  # ...but removed just now
     assert report.files_after == report.files_before
     assert pl.read_delta(uri, version=3).sort("id").equals(expected)
 
@@ -177,7 +177,7 @@ def test_vacuum_keeps_recently_removed_files_and_reclaims_those_whose_tombstones
     catalog.open("bronze.trades").create_checkpoint()
     cp = sorted(Path(uri, "_delta_log").glob("*.checkpoint.parquet"))[-1]
     assert pl.read_parquet(cp)["remove"].drop_nulls().is_empty()
-    report = vacuum(catalog, "bronze.trades", retention=timedelta(0))
+    report = vacuum(catalog, "bronze.trades", horizon=timedelta(0))
     assert report.files_before - report.files_after == 4  # the four small files, nothing else
     assert pl.read_delta(uri).sort("id").equals(expected)
 
@@ -186,7 +186,7 @@ def test_vacuum_refuses_a_horizon_longer_than_the_tables_tombstones(tmp_path: Pa
     catalog = Catalog(tmp_path)
     _bronze(catalog, range(10))
     with pytest.raises(LakehouseError, match="deletedFileRetentionDuration"):
-        vacuum(catalog, "bronze.trades", retention=timedelta(days=7))
+        vacuum(catalog, "bronze.trades", horizon=timedelta(days=7))
 
 
 def test_checkpoint_gives_an_older_table_its_layers_retention_properties(tmp_path: Path) -> None:
@@ -238,13 +238,13 @@ def test_a_vacuum_horizon_below_whole_hours_says_it_was_rounded_up(tmp_path: Pat
     _bronze(catalog, range(10))
     _bronze(catalog, range(10, 20))
     compact(catalog, "bronze.trades")  # two files removed just now: inside an hour, kept
-    report = vacuum(catalog, "bronze.trades", retention=timedelta(seconds=1))
+    report = vacuum(catalog, "bronze.trades", horizon=timedelta(seconds=1))
     assert report.files_after == report.files_before
     assert "horizon 1s rounded up to 1h" in report.detail
-    assert "rounded" not in vacuum(catalog, "bronze.trades", retention=timedelta(hours=1)).detail
+    assert "rounded" not in vacuum(catalog, "bronze.trades", horizon=timedelta(hours=1)).detail
 
     config = tmp_path / "lakehouse.yaml"
-    config.write_text("maintenance:\n  vacuum_retention: 1s\n")
+    config.write_text("maintenance:\n  vacuum_horizon: 1s\n")
     res = subprocess.run(
         [sys.executable, "-m", "crypto_lakehouse.cli", "maintain", "vacuum", "--table", "bronze.trades",
          "--root", str(tmp_path), "--config", str(config)],

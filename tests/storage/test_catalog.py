@@ -109,7 +109,7 @@ def test_every_local_root_form_is_the_same_table(tmp_path: Path, monkeypatch) ->
         assert c.is_local and c.root == str(lake)
         assert c.uri("silver.trades") == f"{lake}/silver/trades"
         assert sorted(c.open("silver.trades").to_pyarrow_table().column("id").to_pylist()) == [1, 2]
-    report = tasks.vacuum(Catalog(f"file://{lake}"), "silver.trades", retention=timedelta(0))
+    report = tasks.vacuum(Catalog(f"file://{lake}"), "silver.trades", horizon=timedelta(0))
     assert (report.files_before, report.files_after) == (3, 1)
     assert "2 files deleted" in report.detail
 

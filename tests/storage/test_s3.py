@@ -97,6 +97,6 @@ def test_stream_promote_read_tag_and_maintain_on_s3(s3_options: dict[str, str], 
     for name in ("bronze.trades", "silver.trades", "gold.ohlcv"):
         compact(catalog, name)
         checkpoint(catalog, name)
-        vacuum(catalog, name, retention=timedelta(0))  # zero horizon: only tags and the present are kept
+        vacuum(catalog, name, horizon=timedelta(0))  # zero horizon: only tags and the present are kept
     assert lh.read("gold.ohlcv", as_of="s3-bt").sort("interval", "window_start").equals(pinned)
     assert lh.read("bronze.trades").height == 600

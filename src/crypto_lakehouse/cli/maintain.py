@@ -47,11 +47,11 @@ def maintain_checkpoint(tables: TableOpt = None, config: ConfigOpt = None, root:
 
 @app.command("vacuum")
 def maintain_vacuum(tables: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
-    """Delete files older than the layer's maintenance.vacuum_retention that no tagged version needs."""
+    """Delete files older than the layer's maintenance.vacuum_horizon that no tagged version needs."""
     _print(jobs.vacuum(settings(config, root), tables=tables))
 
 
 @app.command("retention")
 def maintain_retention(tables: TableOpt = None, config: ConfigOpt = None, root: RootOpt = None) -> None:
-    """Delete data older than maintenance.retention.<layer> (tagged versions still read it)."""
+    """Delete data older than maintenance.data_retention.<layer> (tagged versions still read it)."""
     _print(jobs.delete_old_data(settings(config, root), tables=tables))

@@ -57,16 +57,16 @@ def maintenance_steps(
     z_order: Sequence[str] = (),
 ) -> list[MaintenanceStep]:
     """The steps of ``action`` over ``tables``. Retention skips a table whose layer keeps data
-    forever (``maintenance.retention.<layer>`` null) or that is not partitioned by date."""
+    forever (``maintenance.data_retention.<layer>`` null) or that is not partitioned by date."""
     if action not in MAINTENANCE_ACTIONS:
         raise ValueError(f"unknown maintenance action {action!r}")
     steps: list[MaintenanceStep] = []
     for table in tables:
         horizon = None
         if action == "vacuum":
-            horizon = settings.vacuum_horizon(table)
+            horizon = settings.horizon_of(table)
         elif action == "retention":
-            horizon = settings.retention.get(table.split(".")[0])
+            horizon = settings.data_retention_of(table)
             if horizon is None or "date" not in table_spec(table).partition_by:
                 continue
         steps.append(MaintenanceStep(action, table, horizon, tuple(z_order) if action == "compact" else ()))
@@ -98,7 +98,7 @@ def run_maintenance_step(catalog: Catalog, step: MaintenanceStep) -> Maintenance
     if step.action == "checkpoint":
         return maintenance.checkpoint(catalog, step.table)
     if step.action == "vacuum":
-        return maintenance.vacuum(catalog, step.table, retention=step.horizon)
+        return maintenance.vacuum(catalog, step.table, horizon=step.horizon)
     assert step.horizon is not None  # maintenance_steps skips tables that keep data forever
     return maintenance.retention(catalog, step.table, keep=step.horizon)
 
@@ -139,5 +139,5 @@ def vacuum(settings: Settings, *, tables: Sequence[str] | None = None) -> list[M
 
 
 def delete_old_data(settings: Settings, *, tables: Sequence[str] | None = None) -> list[MaintenanceReport]:
-    """Delete data older than ``maintenance.retention.<layer>`` (tagged versions still read it)."""
+    """Delete data older than ``maintenance.data_retention.<layer>`` (tagged versions still read it)."""
     return maintain(settings, actions=["retention"], tables=tables)

@@ -139,27 +139,27 @@ def checkpoint(catalog: Catalog, table: str) -> MaintenanceReport:
     return MaintenanceReport(table, "checkpoint", n, n, detail=detail)
 
 
-def vacuum(catalog: Catalog, table: str, *, retention: timedelta | None = None) -> MaintenanceReport:
-    """Delete files no version within ``retention`` (default: the table's
+def vacuum(catalog: Catalog, table: str, *, horizon: timedelta | None = None) -> MaintenanceReport:
+    """Delete files no version within ``horizon`` (default: the table's
     ``delta.deletedFileRetentionDuration``) needs, except those of tagged versions.
 
     A "full" vacuum: besides the files the log lists as removed, it deletes files older than
-    ``retention`` that no version references (removed files whose tombstones already left the
+    ``horizon`` that no version references (removed files whose tombstones already left the
     checkpoints, debris of failed writes), so nothing leaks. That is safe only while
-    ``retention`` does not exceed the table's ``delta.deletedFileRetentionDuration`` (every
+    ``horizon`` does not exceed the table's ``delta.deletedFileRetentionDuration`` (every
     file a version inside the horizon needs is then still listed): checked here."""
     dt = catalog.open(table)
     listed = _interval(dt.metadata().configuration.get("delta.deletedFileRetentionDuration", "interval 7 days"))
-    retention = listed if retention is None else retention
-    if retention > listed:
+    horizon = listed if horizon is None else horizon
+    if horizon > listed:
         raise LakehouseError(
-            f"vacuum horizon {retention} exceeds {table}'s delta.deletedFileRetentionDuration ({listed}): versions "
-            f"inside the horizon could lose files; lower maintenance.vacuum_retention.{table_spec(table).layer}"
+            f"vacuum horizon {horizon} exceeds {table}'s delta.deletedFileRetentionDuration ({listed}): versions "
+            f"inside the horizon could lose files; lower maintenance.vacuum_horizon.{table_spec(table).layer}"
         )
-    hours = math.ceil(retention.total_seconds() / 3600)  # delta-rs takes whole hours: round up (never delete more)
+    hours = math.ceil(horizon.total_seconds() / 3600)  # delta-rs takes whole hours: round up (never delete more)
     rounded = ""
-    if hours * 3600 != retention.total_seconds():
-        rounded = f"; horizon {format_duration(retention)} rounded up to {hours}h (delta-rs vacuums by whole hours)"
+    if hours * 3600 != horizon.total_seconds():
+        rounded = f"; horizon {format_duration(horizon)} rounded up to {hours}h (delta-rs vacuums by whole hours)"
         LOG.warning("%s: vacuum%s", table, rounded.removeprefix(";"))
     before, size_before = catalog.stored_files(table)
     pinned = pinned_versions(catalog, table)
