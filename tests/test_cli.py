@@ -128,3 +128,164 @@ def test_a_read_command_never_aborts_at_exit(tmp_path: Path) -> None:
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(run, range(30)))
     assert results == [(0, 101)] * 30  # exit 0, header + 100 names, every time
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``lakehouse *args`` in this process: (exit code, stdout, stderr)."""
+    from crypto_lakehouse.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lakehouse", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        ((), ["Missing command", "commands: stream, ingest-recording, backfill"]),
+        (("promote",), ["Missing command", "'lakehouse promote' commands: silver, gold"]),
+        (("bogus",), ["No such command 'bogus'", "commands: stream"]),
+        (("maintain", "bogus"), ["No such command 'bogus'", "compact, checkpoint, vacuum, retention"]),
+        (("--bogus",), ["No such option: --bogus", "options: --config, --help, --root, --version"]),
+        (("tables", "--format", "csv"), ["No such option: --format", "'lakehouse tables' options: --config"]),
+        (("tag", "create"), ["Missing argument 'name'", "lakehouse tag create -h"]),
+        (("query",), ["Missing argument 'sql'"]),
+        (("stream", "--duration", "abc"), ["Invalid value for '--duration'"]),
+        (("promote", "silver", "--tables", "Trade"), ["no silver table 'Trade' to promote; tables: trades, book"]),
+        (("promote", "silver", "--start", "yesterday"), ["start 'yesterday' is not a time: use ISO 8601"]),
+        (("promote", "silver", "--start", "2024-01-02", "--end", "2024-01-01"), ["is not after start"]),
+        (
+            (
+                "backfill",
+                "--exchange",
+                "binance",
+                "--symbol",
+                "BTC-USDT",
+                "--start",
+                "2024-01-02",
+                "--end",
+                "2024-01-01",
+            ),
+            ["is not after start"],
+        ),
+    ],
+)
+def test_every_usage_mistake_is_one_line_and_exit_2(
+    args: tuple[str, ...],
+    needles: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_ROOT", str(tmp_path / "lake"))
+    code, out, err = _main(monkeypatch, capsys, *args)
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err and out == ""
+    for needle in needles:
+        assert needle in err, err
+    assert not (tmp_path / "lake").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"LAKEHOUSE_SILVER__BACKFILL_REST": "http://x"}, "LAKEHOUSE_SILVER__BACKFILL_REST='http://x' is not valid"),
+        ({"LAKEHOUSE_GOLD__INTERVALS": '["1m"'}, "gold.intervals: not a JSON list"),
+        ({"LAKEHOUSE_GOLD__INTERVALS": "1m,nope"}, "gold.intervals"),
+    ],
+)
+def test_a_bad_environment_variable_is_one_line_naming_it(
+    env: dict[str, str], needle: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = _main(monkeypatch, capsys, "config", "show")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_lists_in_environment_variables_are_json_or_comma_separated(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_GOLD__INTERVALS", "1m, 5m")
+    monkeypatch.setenv("LAKEHOUSE_STREAM__SYMBOLS", '["BTC-USDT-PERP"]')
+    code, out, err = _main(monkeypatch, capsys, "config", "show")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["gold"]["intervals"] == ["1m", "5m"] and shown["stream"]["symbols"] == ["BTC-USDT-PERP"]
+
+
+def test_help_version_and_options_before_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _main(monkeypatch, capsys, "-h")
+    assert code == 0 and "Usage: lakehouse" in out
+    code, out, _ = _main(monkeypatch, capsys, "promote", "silver", "-h")
+    assert code == 0 and "--tables" in out
+    code, out, _ = _main(monkeypatch, capsys, "--version")
+    assert code == 0 and out.startswith("crypto-lakehouse ")
+    config = tmp_path / "c.yaml"
+    config.write_text("gold:\n  intervals: [2m]\n")
+    code, out, err = _main(
+        monkeypatch, capsys, "--root", str(tmp_path / "a"), "--config", str(config), "config", "show"
+    )
+    assert code == 0, err
+    assert json.loads(out)["root"] == str(tmp_path / "a") and json.loads(out)["gold"]["intervals"] == ["2m"]
+    # the command's own option wins over the one given before it
+    code, out, _ = _main(
+        monkeypatch, capsys, "--root", str(tmp_path / "a"), "config", "show", "--root", str(tmp_path / "b")
+    )
+    assert json.loads(out)["root"] == str(tmp_path / "b")
+
+
+def test_a_file_as_root_is_an_error_for_reads_and_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a lakehouse")
+    for args in (
+        ["tables"],
+        ["query", "select 1"],
+        ["promote", "silver"],
+        ["promote", "gold"],
+        ["history", "silver.trades"],
+    ):
+        code, out, err = _main(monkeypatch, capsys, *args, "--root", str(a_file))
+        assert code == 2, (args, out, err)
+        assert (
+            err.strip()
+            == f"error: storage root {a_file} is a file: give a directory (created on the first write) or s3://bucket/prefix"
+        )
+
+
+def test_stream_upper_cases_symbols_and_names_the_right_spelling_of_an_unknown_one(tmp_path: Path) -> None:
+    from crypto_lakehouse.loopback import MarketSpec, running_exchange
+
+    with running_exchange(
+        market=MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=200)
+    ) as ex:
+        common = (
+            "--endpoint",
+            ex.rest_url,
+            "--duration",
+            "1",
+            "--root",
+            str(tmp_path / "lake"),
+            "--channels",
+            "trades",
+        )
+        wrong = _run("stream", "--symbols", "BTCUSDT", *common)
+        typo = _run("stream", "--symbols", "BTC-USDT-PERP,ETH-USDT-PRP", *common)
+        lower = _run("stream", "--symbols", "btc-usdt-perp", *common)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        "error: BTCUSDT is not a BINANCE_FUTURES symbol (4 listed; cryptofeed writes it BTC-USDT-PERP)"
+    ], wrong.stderr
+    assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1, typo.stderr
+    assert "ETH-USDT-PRP is not a BINANCE_FUTURES symbol" in typo.stderr and "closest: ETH-USDT-PERP" in typo.stderr
+    assert lower.returncode == 0, lower.stderr
+    assert json.loads(lower.stdout)["tables"]["bronze.trades"]["rows_committed"] > 0

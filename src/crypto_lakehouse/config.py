@@ -7,6 +7,8 @@ file, then the embedded defaults below (mirrored by ``config/local.yaml``).
 
 from __future__ import annotations
 
+import json
+import os
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -25,10 +27,12 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from crypto_lakehouse.durations import format_duration, parse_duration
 from crypto_lakehouse.errors import ConfigError
@@ -44,6 +48,24 @@ __all__ = [
     "WriterSettings",
     "load_settings",
 ]
+
+
+def _split_list(value: Any) -> Any:
+    """A list given as text (an environment variable): JSON (``["1m","5m"]``) or comma-separated
+    (``1m,5m``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list ({exc.msg}); or write the items comma-separated") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# a list setting: YAML list, JSON list or comma-separated text (environment variables)
+TextList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
 def _to_timedelta(value: Any) -> timedelta:
@@ -73,7 +95,7 @@ class LoopbackSettings(_Section):
     host: str = "127.0.0.1"
     ws_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     rest_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
-    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
+    symbols: TextList = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
     seed: int = 7
     rate: float = Field(2_000.0, gt=0, description="synthetic messages per second, all symbols")
 
@@ -81,9 +103,9 @@ class LoopbackSettings(_Section):
 class StreamSettings(_Section):
     """What the streaming writer subscribes to."""
 
-    exchanges: list[str] = Field(default_factory=lambda: ["BINANCE_FUTURES"])
-    symbols: list[str] = Field(default_factory=lambda: ["BTC-USDT-PERP", "ETH-USDT-PERP"])
-    channels: list[str] = Field(
+    exchanges: TextList = Field(default_factory=lambda: ["BINANCE_FUTURES"])
+    symbols: TextList = Field(default_factory=lambda: ["BTC-USDT-PERP", "ETH-USDT-PERP"])
+    channels: TextList = Field(
         default_factory=lambda: ["trades", "l2_book", "ticker", "funding", "liquidations", "candles"]
     )
     ws_endpoint: str | None = Field(None, description="wss:// base; None = the exchange's own")
@@ -110,7 +132,9 @@ class SilverSettings(_Section):
 
     max_future_skew: Duration = "10s"  # type: ignore[assignment]
     funding_gap: Duration = "1m"  # type: ignore[assignment]
-    symbols: list[str] | None = Field(None, description="allow-list of symbols; None: any well-formed one")
+    symbols: Annotated[list[str] | None, NoDecode, BeforeValidator(_split_list)] = Field(
+        None, description="allow-list of symbols; None: any well-formed one"
+    )
     backfill: bool = True
     backfill_max_trades: int = Field(1_000_000, gt=0, description="trade ids fetched per gap per run")
     backfill_rest: dict[str, str] = Field(
@@ -155,7 +179,7 @@ class MaintenanceSettings(_Section):
 class GoldSettings(_Section):
     """Gold OHLCV intervals: any fixed Polars-style duration."""
 
-    intervals: list[Duration] = Field(  # type: ignore[assignment]
+    intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(  # type: ignore[assignment]
         default_factory=lambda: ["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
     )
 
@@ -220,8 +244,23 @@ def load_settings(config: str | Path | None = None, /, **overrides: Any) -> Sett
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON where a map is expected
+        raise ConfigError(_describe_env(exc)) from None
     finally:
         _YAML_PATH.reset(token)
+
+
+def _describe_env(exc: SettingsError) -> str:
+    """One line for a ``LAKEHOUSE_*`` variable pydantic-settings could not decode."""
+    field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+    prefix = f"LAKEHOUSE_{field.upper()}"
+    names = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
+    shown = ", ".join(f"{n}={os.environ[n]!r}" for n in names) or prefix + "*"
+    return (
+        f"environment variable {shown} is not valid: maps are JSON objects "
+        f'(e.g. LAKEHOUSE_SILVER__BACKFILL_REST=\'{{"BINANCE_FUTURES": "http://127.0.0.1:9000"}}\'), '
+        "lists are JSON or comma-separated"
+    )
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

@@ -1,14 +1,17 @@
 """Polars-style durations (``250ms``, ``1s``, ``3m``, ``2h``, ``1d``, ``1w``) parsed once, here,
-and the exchanges' candle intervals, which include calendar months (:func:`candle_interval`)."""
+the exchanges' candle intervals, which include calendar months (:func:`candle_interval`), and
+the times and time ranges users pass (:func:`parse_time`, :func:`time_range`)."""
 
 from __future__ import annotations
 
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["CandleInterval", "candle_interval", "format_duration", "parse_duration"]
+from crypto_lakehouse.errors import InvalidArgument
+
+__all__ = ["CandleInterval", "candle_interval", "format_duration", "parse_duration", "parse_time", "time_range"]
 
 _UNITS_US = {
     "us": 1,
@@ -103,3 +106,43 @@ def candle_interval(text: str) -> CandleInterval | None:
         return CandleInterval(s, 0, parse_duration(s))
     except ValueError:
         return None
+
+
+TimeLike = datetime | str
+"""A point in time: a datetime (naive: UTC), or text: ISO 8601 (``2024-01-01``,
+``2024-01-01T12:00:00Z``, ``2024-01-01 12:00``) or ``-2h`` (that long before now)."""
+
+
+def parse_time(value: TimeLike, *, name: str = "time") -> datetime:
+    """``value`` as an aware UTC datetime (see :data:`TimeLike`); :class:`InvalidArgument` naming
+    ``name`` and the accepted forms otherwise."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a datetime or text, not {type(value).__name__}")
+    text = value.strip()
+    try:
+        if text.startswith("-"):
+            return datetime.now(UTC) - parse_duration(text[1:])
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"{name} {value!r} is not a time: use ISO 8601 (2024-01-01, 2024-01-01T12:00:00Z) "
+            "or a duration before now (-2h, -1d)"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def time_range(
+    start: TimeLike | None, end: TimeLike | None, *, names: tuple[str, str] = ("start", "end")
+) -> tuple[datetime | None, datetime | None]:
+    """``start`` and ``end`` parsed (:func:`parse_time`); an ``end`` that is not after ``start``
+    is an :class:`InvalidArgument` (an inverted or empty range is a mistake, never an empty
+    answer)."""
+    first = None if start is None else parse_time(start, name=names[0])
+    last = None if end is None else parse_time(end, name=names[1])
+    if first is not None and last is not None and last <= first:
+        raise InvalidArgument(
+            f"{names[1]} {last.isoformat()} is not after {names[0]} {first.isoformat()}: the range is empty"
+        )
+    return first, last

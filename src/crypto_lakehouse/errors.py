@@ -5,6 +5,7 @@ never a traceback. The tree::
 
     LakehouseError
     ├── ConfigError       invalid configuration
+    ├── InvalidArgument   a value passed that cannot be used (a time, a range, a symbol, a table)
     ├── UnknownTable      not a table name (the message lists the known ones)
     ├── TableNotFound     a valid table name, not created under this root yet
     ├── VersionNotFound   a version or time before the table, past its log, or cleaned up
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "CommitError",
     "ConfigError",
+    "InvalidArgument",
     "LakehouseError",
     "TableNotFound",
     "TagNotFound",
@@ -33,6 +35,12 @@ class LakehouseError(Exception):
 
 class ConfigError(LakehouseError):
     """Invalid configuration: the message names the key and the problem."""
+
+
+class InvalidArgument(LakehouseError, ValueError):
+    """A value passed to a job or a read that cannot be used: a time that does not parse, an end
+    not after its start, a symbol or exchange the table does not hold. The message says what is
+    accepted or what exists. Also a ``ValueError``, as Python code expects of a bad value."""
 
 
 class UnknownTable(LakehouseError):

@@ -73,10 +73,11 @@ def test_a_writer_id_is_locked_per_root_across_working_directories(tmp_path: Pat
 
 
 def test_a_spool_made_for_a_wrong_root_is_never_applied_to_another(tmp_path: Path) -> None:
-    """Streaming with a wrong root (a file) spooled its rows and exited 0; the next run with the
-    right root dropped them as 'already committed' (the right root had batch 1 of that id)."""
-    root, wrong = tmp_path / "lake", tmp_path / "a-file"
-    wrong.write_text("not a lakehouse")
+    """Streaming with a wrong root (under a file: every write fails) spooled its rows and exited
+    0; the next run with the right root dropped them as 'already committed' (the right root had
+    batch 1 of that id). (A root that is itself a file is refused at once: tests/test_cli.py.)"""
+    root, wrong = tmp_path / "lake", tmp_path / "a-file" / "lake"
+    wrong.parent.write_text("not a lakehouse")
     with running_exchange(market=MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=500)) as ex:
         ok = _stream(ex.rest_url, root, tmp_path / "run", "--duration", "2")
         assert ok.wait(timeout=60) == 0

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from crypto_lakehouse import LakehouseError, jobs, load_settings
-from crypto_lakehouse.jobs._promote import _at, _maybe_at
+from crypto_lakehouse.durations import parse_time, time_range
+from crypto_lakehouse.errors import InvalidArgument, UnknownTable
 from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 
 
@@ -35,11 +36,34 @@ def test_count_open_gaps_counts_only_open_ones() -> None:
 
 def test_time_bounds_take_datetimes_or_text() -> None:
     t = datetime(2024, 1, 2, 3, tzinfo=UTC)
-    assert _at(t) is t
-    assert _at("2024-01-02T03:00:00Z") == t and _at("2024-01-02T03:00:00") == t
-    assert _at("2024-01-02") == datetime(2024, 1, 2, tzinfo=UTC)
-    assert abs(_at("-2h") - (datetime.now(UTC) - timedelta(hours=2))) < timedelta(seconds=5)
-    assert _maybe_at(None) is None
+    assert parse_time(t) is t
+    assert parse_time(datetime(2024, 1, 2, 3)) == t  # naive: UTC
+    assert parse_time("2024-01-02T03:00:00Z") == t and parse_time("2024-01-02T03:00:00") == t
+    assert parse_time("2024-01-02") == datetime(2024, 1, 2, tzinfo=UTC)
+    assert abs(parse_time("-2h") - (datetime.now(UTC) - timedelta(hours=2))) < timedelta(seconds=5)
+    assert time_range(None, None) == (None, None)
+    with pytest.raises(InvalidArgument, match=r"--start 'yesterday' is not a time: use ISO 8601"):
+        parse_time("yesterday", name="--start")
+
+
+def test_an_end_not_after_its_start_is_refused_by_every_job(tmp_path: Path) -> None:
+    settings = load_settings(root=str(tmp_path / "lake"))
+    message = r"end 2024-01-01T00:00:00\+00:00 is not after start 2024-01-02T00:00:00\+00:00"
+    with pytest.raises(InvalidArgument, match=message):
+        jobs.promote_silver(settings, start="2024-01-02", end="2024-01-01")
+    with pytest.raises(InvalidArgument, match=message):
+        jobs.backfill(settings, exchange="binance", symbol="BTC-USDT", start="2024-01-02", end="2024-01-01")
+    with pytest.raises(InvalidArgument, match="the range is empty"):
+        jobs.promote_silver(settings, start="2024-01-02", end="2024-01-02")
+    assert not (tmp_path / "lake").exists()  # refused before anything was written
+
+
+def test_promote_names_the_silver_tables_that_exist_when_given_one_that_does_not(tmp_path: Path) -> None:
+    settings = load_settings(root=str(tmp_path / "lake"))
+    with pytest.raises(UnknownTable, match=r"no silver table 'Trade' to promote; tables: trades, book, ticker"):
+        jobs.promote_silver(settings, tables=["Trade"])
+    # any case, with or without the layer
+    assert jobs.promote_silver(settings, tables=["Trades", "SILVER.book"]).summary()["tables"] == {}
 
 
 def test_backfill_job_fetches_from_the_given_rest_base(tmp_path: Path) -> None:

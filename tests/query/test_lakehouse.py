@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from crypto_lakehouse import Lakehouse, LakehouseError
+from crypto_lakehouse.errors import InvalidArgument
 from crypto_lakehouse.schemas import BRONZE, SILVER, table_spec
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gold import build_gold
@@ -337,3 +338,33 @@ def test_replay_emits_a_monthly_exchange_candle_at_its_calendar_month_end(tmp_pa
     # January ends Feb 1 and February ends Mar 1 (28 days); March ends Apr 1, outside [start, end)
     assert out["window_start"].to_list() == months[:2]
     assert out["event_ts"].to_list() == [months[1], months[2]]
+
+
+def test_symbols_and_exchanges_are_normalised_and_unknown_ones_are_errors_naming_what_exists(
+    lake: Lakehouse,
+) -> None:
+    exact = lake.read("silver.trades", symbols=["BTC-USDT-PERP"])
+    assert exact.height == 2_400
+    # the form a user types is the stored one
+    assert lake.read("silver.trades", symbols=[" btc-usdt-perp"], exchange="binance_futures").equals(exact)
+    assert lake.read("silver.trades", symbols="btc-usdt-perp").equals(exact)  # one symbol, not its letters
+    with pytest.raises(InvalidArgument, match="silver.trades holds no symbol BTCUSDT; symbols there: BTC-USDT-PERP, E"):
+        lake.read("silver.trades", symbols=["BTCUSDT"])
+    with pytest.raises(InvalidArgument, match="holds no exchange BINANCE; exchanges there: BINANCE_FUTURES"):
+        lake.scan("silver.trades", exchange="binance")
+    # gold is partitioned by symbol too
+    with pytest.raises(InvalidArgument, match="gold.ohlcv holds no symbol SOL-USDT-PERP"):
+        lake.read("gold.ohlcv", symbols=["SOL-USDT-PERP"])
+
+
+def test_an_end_before_its_start_is_an_error_on_every_read(lake: Lakehouse) -> None:
+    later, earlier = T0 + timedelta(minutes=5), T0
+    for call in (
+        lambda: lake.read("silver.trades", start=later, end=earlier),
+        lambda: lake.scan("silver.trades", start="2026-11-20T00:05:00Z", end="2026-11-20"),
+        lambda: next(iter(lake.replay(["trades"], start=later, end=earlier))),
+    ):
+        with pytest.raises(InvalidArgument, match="is not after start"):
+            call()
+    with pytest.raises(InvalidArgument, match="start 'soon' is not a time"):
+        lake.read("silver.trades", start="soon")

@@ -182,8 +182,8 @@ def test_the_live_buffer_keeps_spooled_batches_and_skips_only_rows_that_do_not_f
     """The live answer holds every row the writer has and Delta does not: a batch whose commit
     failed and went to the spool stays in it until the spool drains, and a row that does not fit
     the schema (it goes to the dead letter at commit) does not hide the rest of the buffer."""
-    blocked = tmp_path / "not-a-directory"
-    blocked.write_text("a file where the lake should be: every commit fails")
+    blocked = tmp_path / "not-a-directory" / "lake"
+    blocked.parent.write_text("a file where the lake's parent should be: every commit fails")
     writer = BronzeWriter(Catalog(blocked), writer_id="spooler", spool_dir=tmp_path / "spool", retries=0, backoff_s=0)
     now = time.time()
 

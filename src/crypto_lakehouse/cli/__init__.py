@@ -1,19 +1,36 @@
 """The ``lakehouse`` command: one module per command group, each a thin wrapper over
-:mod:`crypto_lakehouse.jobs`. Every command accepts ``--config`` and ``--root``.
+:mod:`crypto_lakehouse.jobs`. ``--config`` and ``--root`` go before the command (for every
+command) or after it (for the commands that read settings).
 
-Errors a user can cause print one line and exit with code 2; no tracebacks.
+Errors a user can cause (usage mistakes, bad values, bad configuration) print one line and exit
+with code 2; no tracebacks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from importlib.metadata import version
+from typing import Annotated
 
 import click
 import typer
+from typer.exceptions import TyperException
 
-from crypto_lakehouse.cli import archive, backfill, config, demo, exchange, ingest, maintain, promote, query, tag
-from crypto_lakehouse.cli._common import console
+from crypto_lakehouse.cli import (
+    _common,
+    archive,
+    backfill,
+    config,
+    demo,
+    exchange,
+    ingest,
+    maintain,
+    promote,
+    query,
+    tag,
+)
+from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, console
 from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app", "main"]
@@ -21,10 +38,31 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="lakehouse",
     help="crypto-lakehouse: a Delta Lake medallion lakehouse for crypto market data.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"crypto-lakehouse {version('crypto-lakehouse')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root_options(
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """crypto-lakehouse: a Delta Lake medallion lakehouse for crypto market data."""
+    _common.set_global_options(config=config, root=root)
+
+
 # commands, then groups, in the order `lakehouse --help` lists them
 app.command("stream")(ingest.stream)
 app.command("ingest-recording")(ingest.ingest_recording)
@@ -50,6 +88,12 @@ def main() -> None:
     except LakehouseError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
+    except BaseExceptionGroup as group:  # a task group (cryptofeed's, ours) that failed with user errors only
+        first = _only_user_errors(group)
+        if first is None:
+            raise
+        console.print(f"[bold red]error:[/] {first}", highlight=False)
+        sys.exit(first.exit_code)
     except click.exceptions.Abort:
         console.print("aborted")
         sys.exit(130)
@@ -58,7 +102,44 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except TyperException as exc:  # typer's usage errors (it vendors click): one line, exit 2
+        console.print(f"[bold red]error:[/] {_usage_line(exc)}", highlight=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
+
+
+def _only_user_errors(group: BaseExceptionGroup) -> LakehouseError | None:
+    """The first of ``group``'s errors when every one is a :class:`LakehouseError`, else None."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    if leaves and all(isinstance(e, LakehouseError) for e in leaves):
+        first = leaves[0]
+        assert isinstance(first, LakehouseError)
+        return first
+    return None
+
+
+def _usage_line(exc: TyperException) -> str:
+    """One line for a usage mistake: what is wrong and what exists, e.g. the commands of a group
+    or the options of a command."""
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command", None)
+    path = getattr(ctx, "command_path", "lakehouse")
+    name = type(exc).__name__
+    message = exc.format_message().strip().rstrip(".")
+    if hasattr(command, "list_commands") and ctx is not None and "command" in message.lower():
+        commands = ", ".join(command.list_commands(ctx))  # a group: name its commands
+        return f"{message}; '{path}' commands: {commands} ('{path} -h' for help)"
+    if name == "NoSuchOption" and command is not None and ctx is not None:
+        options = sorted({o for p in command.get_params(ctx) for o in p.opts if o.startswith("--")})
+        return f"{message}; '{path}' options: {', '.join(options)}"
+    return f"{message} ('{path} -h' for help)"

@@ -16,7 +16,7 @@ from crypto_lakehouse.errors import LakehouseError
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["ConfigOpt", "RootOpt", "console", "csv", "emit", "out", "settings"]
+__all__ = ["ConfigOpt", "RootOpt", "console", "csv", "emit", "out", "set_global_options", "settings"]
 
 console = Console(stderr=True, soft_wrap=True)  # messages and errors
 out = Console(width=None if sys.stdout.isatty() else 140)  # results
@@ -33,9 +33,18 @@ RootOpt = Annotated[
 ]
 
 
+_GLOBAL: dict[str, Path | str | None] = {"config": None, "root": None}
+
+
+def set_global_options(*, config: Path | None, root: str | None) -> None:
+    """``lakehouse --config C --root R <command>``: the defaults of every command's own options."""
+    _GLOBAL.update(config=config, root=root)
+
+
 def settings(config: Path | None, root: str | None) -> Settings:
-    """The effective settings: ``config`` (or the embedded defaults), LAKEHOUSE_* and ``root``."""
-    return load_settings(config, root=root)
+    """The effective settings: ``config`` (or the embedded defaults), LAKEHOUSE_* and ``root``;
+    a command's own ``--config``/``--root`` win over those given before the command."""
+    return load_settings(config or _GLOBAL["config"], root=root or _GLOBAL["root"])
 
 
 def csv(text: str | None) -> list[str] | None:

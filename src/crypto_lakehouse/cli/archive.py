@@ -15,7 +15,7 @@ from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Binance public-data archives (data.binance.vision layout).", no_args_is_help=True)
+app = typer.Typer(help="Binance public-data archives (data.binance.vision layout).")
 
 
 @app.command("import")

@@ -8,7 +8,7 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, out, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app = typer.Typer(help="Inspect the effective configuration.")
 
 
 @app.command("show")

@@ -16,7 +16,7 @@ from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The loopback Binance-protocol exchange.", no_args_is_help=True)
+app = typer.Typer(help="The loopback Binance-protocol exchange.")
 
 
 @app.command("serve")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Table maintenance (never loses data, never breaks a tag).", no_args_is_help=True)
+app = typer.Typer(help="Table maintenance (never loses data, never breaks a tag).")
 
 TableOpt = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable); default: all.")]
 

@@ -12,7 +12,7 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, csv, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).", no_args_is_help=True)
+app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).")
 
 WindowOpt = Annotated[
     str | None, typer.Option(help="Exchange-time bound: 2024-01-01, 2024-01-01T12:00:00Z or -2h (ago).")

@@ -11,7 +11,7 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, emit, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Named versions for reproducible backtests.", no_args_is_help=True)
+app = typer.Typer(help="Named versions for reproducible backtests.")
 
 
 @app.command("create")

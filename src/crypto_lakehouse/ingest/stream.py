@@ -10,6 +10,7 @@ keep the exact frame text received and the stream it names (Binance: the combine
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import re
 import sys
@@ -20,9 +21,10 @@ from typing import Any
 
 from cryptofeed import FeedHandler
 from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
+from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import InvalidArgument, LakehouseError
 from crypto_lakehouse.ingest.rows import row_builder
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
@@ -291,15 +293,41 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
         LOG.info("%s does not stream %s: skipped", v.exchange, sorted(skipped))
     base = feed_class(v.exchange, ws_url=target.ws_url, rest_url=target.rest_url, cert_pem=target.cert_pem)
     cls = writer_feed(base, writer)
-    if target.subscription:
-        sub = {c: s for c, s in target.subscription.items() if c in v.channels}
-        return cls(subscription=sub, callbacks=bronze_callbacks(writer, sub), candle_closed_only=False)
-    return cls(
-        symbols=target.symbols,
-        channels=channels,
-        callbacks=bronze_callbacks(writer, channels),
-        candle_closed_only=False,
-    )
+    try:
+        if target.subscription:
+            sub = {c: [x.strip().upper() for x in s] for c, s in target.subscription.items() if c in v.channels}
+            return cls(subscription=sub, callbacks=bronze_callbacks(writer, sub), candle_closed_only=False)
+        return cls(
+            symbols=[x.strip().upper() for x in target.symbols],  # cryptofeed's symbols are upper case
+            channels=channels,
+            callbacks=bronze_callbacks(writer, channels),
+            candle_closed_only=False,
+        )
+    except UnsupportedSymbol as exc:
+        raise InvalidArgument(_unsupported_symbol(str(exc).split(" ")[0], v.exchange, base.symbol_mapping())) from None
+
+
+async def _check_symbols(target: FeedTarget, feed: Feed) -> None:
+    """Every symbol of ``target`` is one the exchange lists (cryptofeed would only find out once
+    the feed runs, as a traceback inside its task group): an :class:`InvalidArgument` naming it."""
+    wanted = {s for syms in (target.subscription or {}).values() for s in syms} | set(target.symbols)
+    wanted = {s.strip().upper() for s in wanted}
+    mapping = await type(feed).load_symbols()
+    for symbol in sorted(wanted):
+        if symbol not in mapping:
+            raise InvalidArgument(_unsupported_symbol(symbol, target.exchange.upper(), mapping))
+
+
+def _unsupported_symbol(symbol: str, exchange: str, mapping: dict[str, str]) -> str:
+    """One line for a symbol ``exchange`` does not list: cryptofeed's spelling when the user gave
+    the exchange's own (``BTCUSDT`` -> ``BTC-USDT-PERP``), else the closest ones."""
+    native = [std for std, raw in mapping.items() if raw.replace("_", "").upper() == symbol.replace("-", "").upper()]
+    if native:
+        hint = f"cryptofeed writes it {' or '.join(sorted(native))}"
+    else:
+        close = difflib.get_close_matches(symbol, list(mapping), n=5, cutoff=0.6)
+        hint = f"closest: {', '.join(close)}" if close else f"e.g. {', '.join(sorted(mapping)[:5])}"
+    return f"{symbol} is not a {exchange} symbol ({len(mapping)} listed; {hint})"
 
 
 def _subscription(target: FeedTarget) -> Subscription:
@@ -329,6 +357,8 @@ async def stream_to_bronze(
     from crypto_lakehouse.ingest.live import LiveServer
 
     feeds = [_make_feed(t, writer) for t in targets]
+    for target, feed in zip(targets, feeds, strict=True):
+        await _check_symbols(target, feed)
     await writer.start()
     ledger = None
     if sessions:

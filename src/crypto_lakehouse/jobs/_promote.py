@@ -10,11 +10,12 @@ from typing import Any
 import polars as pl
 
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.durations import TimeLike, time_range
 from crypto_lakehouse.ingest.backfill import Backfiller, backfiller_from_settings
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
-from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions, parse_window
+from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
 
 __all__ = [
     "BackfillResult",
@@ -27,21 +28,9 @@ __all__ = [
     "promote_silver",
 ]
 
-Window = datetime | str
+Window = TimeLike
 """A bound in exchange time: a datetime, or text ``2024-01-01``, ``2024-01-01T12:00:00Z`` or
-``-2h`` (that long before now), all UTC."""
-
-
-def _at(value: Window) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    parsed = parse_window(value)
-    assert parsed is not None  # text always parses to a time (or raises)
-    return parsed
-
-
-def _maybe_at(value: Window | None) -> datetime | None:
-    return None if value is None else _at(value)
+``-2h`` (that long before now), all UTC (:func:`crypto_lakehouse.durations.parse_time`)."""
 
 
 def count_open_gaps(gaps: pl.DataFrame | None) -> int:
@@ -80,7 +69,7 @@ def promote_silver(
     """bronze -> silver: only bronze commits not yet promoted, or with ``start``/``end`` that
     window of exchange time again (idempotent either way); gaps are filled over REST unless
     ``silver.backfill`` is off. ``tables``: only these (``trades``, ``silver.book``, ...)."""
-    first, last = _maybe_at(start), _maybe_at(end)
+    first, last = time_range(start, end)
     opts = SilverOptions.from_settings(settings.silver)
     result = silver.promote_silver(
         Catalog.from_settings(settings),
@@ -129,13 +118,15 @@ def backfill(
     base to use for ``exchange`` (a loopback exchange) instead of ``silver.backfill_rest``'s or
     the exchange's own."""
     name = exchange.upper()
+    first, last = time_range(start, datetime.now(UTC) if end is None else end)
+    assert first is not None and last is not None  # both given
     added = silver.backfill(
         Catalog.from_settings(settings),
         Backfiller(backfill_urls(settings.silver.backfill_rest, exchange=name, rest=rest)),
         exchange=name,
         symbol=symbol,
-        start=_at(start),
-        end=_maybe_at(end) or datetime.now(UTC),
+        start=first,
+        end=last,
         options=SilverOptions.from_settings(settings.silver),
     )
     return BackfillResult(exchange=name, symbol=symbol, rows_added=added)

@@ -16,8 +16,8 @@ import polars as pl
 import pyarrow as pa
 
 from crypto_lakehouse.config import Settings, load_settings
-from crypto_lakehouse.durations import CandleInterval, candle_interval
-from crypto_lakehouse.errors import LakehouseError, TagNotFound, VersionNotFound
+from crypto_lakehouse.durations import CandleInterval, candle_interval, parse_time, time_range
+from crypto_lakehouse.errors import InvalidArgument, LakehouseError, TagNotFound, VersionNotFound
 from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, TableName, table_spec
 from crypto_lakehouse.storage import Catalog
 
@@ -32,10 +32,14 @@ AsOf = int | datetime | str | None
 _REPLAY_ORDER = {"trades": "id", "book": "sequence", "ticker": "sequence", "candles": "start"}
 
 
-def _utc(t: datetime | str) -> datetime:
-    if isinstance(t, str):
-        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+def _normalised(exchange: str | None, symbols: Sequence[str] | str | None) -> tuple[str | None, list[str] | None]:
+    """The exchange and symbols as stored: upper case (``btc-usdt-perp`` is ``BTC-USDT-PERP``)."""
+    if isinstance(symbols, str):  # one symbol, not its characters
+        symbols = [symbols]
+    return (
+        None if exchange is None else exchange.strip().upper(),
+        None if symbols is None else [s.strip().upper() for s in symbols],
+    )
 
 
 class Lakehouse:
@@ -144,7 +148,7 @@ class Lakehouse:
         if isinstance(as_of, str):
             if as_of in self._tag_names() or not _is_time(as_of):  # a tag first: see the docstring
                 return self._tag_version(as_of, table)
-        when = _utc(as_of)
+        when = parse_time(as_of, name="as_of")
         commits = sorted((h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None)
         ms = when.timestamp() * 1000
         eligible = [v for v, ts in commits if ts <= ms]
@@ -238,12 +242,17 @@ class Lakehouse:
                 raise LakehouseError(
                     f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}"
                 )
+        start, end = time_range(start, end)
+        exchange, symbols = _normalised(exchange, symbols)
         filters = dict(start=start, end=end, exchange=exchange, symbols=symbols)
         live_parts = self._live(table, as_of=as_of, **filters) if live else []  # before Delta: see above
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
             version = self.version_at(table, as_of)
-            lf = self.catalog.scan_snapshot(self._open(table, version))  # pinned now (an open loads the latest)
+            dt = self._open(table, version)  # pinned now (an open loads the latest)
+            if not live:  # live rows may hold symbols no commit has yet
+                _check_partition_values(table, dt, exchange=exchange, symbols=symbols)
+            lf = self.catalog.scan_snapshot(dt)
             parts.append(self._filtered(lf, table, **filters))
         if live:
             parts += live_parts
@@ -266,12 +275,12 @@ class Lakehouse:
         if symbols is not None and "symbol" in names:
             lf = lf.filter(pl.col("symbol").is_in(list(symbols)))
         if start is not None:
-            s = _utc(start)
+            s = parse_time(start, name="start")
             if "date" in spec.partition_by:
                 lf = lf.filter(pl.col("date") >= s.date())
             lf = lf.filter(pl.col(tcol) >= s)
         if end is not None:
-            e = _utc(end)
+            e = parse_time(end, name="end")
             if "date" in spec.partition_by:
                 lf = lf.filter(pl.col("date") <= e.date())
             lf = lf.filter(pl.col(tcol) < e)
@@ -377,9 +386,8 @@ class Lakehouse:
         Tie-break (deterministic): event time, then the position of the table in ``tables``,
         then symbol, then the table's own order key (trade id, book/ticker sequence), then the
         order rows were stored in."""
-        s, e = _utc(start), _utc(end)
-        if e <= s:
-            raise LakehouseError(f"replay end {e.isoformat()} is not after start {s.isoformat()}")
+        s, e = time_range(start, end)
+        assert s is not None and e is not None  # both given
         names = [t if "." in t else f"silver.{t}" for t in tables]
         # pinned: the datasets and the bar intervals below come from the same version
         versions = {t: self._open(t).version() if as_of is None else self.version_at(t, as_of) for t in names}
@@ -530,12 +538,31 @@ def _log_retention(dt: Any) -> str:
     return f"log retention {retention}" if retention else "log retention"
 
 
+def _check_partition_values(table: str, dt: Any, *, exchange: str | None, symbols: list[str] | None) -> None:
+    """An exchange or symbol the table (at this version) holds no partition of is a mistake (a
+    misspelt or differently written name), not an empty answer: :class:`InvalidArgument` listing
+    what it holds. Read from the Delta log (partition values), no data file is opened."""
+    spec = table_spec(table)
+    wanted = {"exchange": [exchange] if exchange else [], "symbol": symbols or []}
+    checked = [c for c in ("exchange", "symbol") if wanted[c] and c in spec.partition_by]
+    if not checked:
+        return
+    present = dt.partitions()
+    for column in checked:
+        held = sorted({p[column] for p in present if p.get(column) is not None})
+        missing = [v for v in wanted[column] if v not in held]
+        if missing:
+            raise InvalidArgument(
+                f"{table} holds no {column} {', '.join(missing)}; {column}s there: {', '.join(held) or 'none yet'}"
+            )
+
+
 def _is_time(text: str) -> bool:
     """Whether ``as_of=text`` reads as a time (RFC 3339 / ISO 8601: ``2026-11-24``,
     ``2026-11-24T10:00:00Z``, ``20261124``, ``2026-W47``, ...). Tag names never do (see
     :func:`_check_tag_name`); a tag made before that rule still wins over the time."""
     try:
-        _utc(text)
+        parse_time(text)
         return True
     except ValueError:
         return False

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from crypto_lakehouse.errors import CommitError, LakehouseError, TableNotFound, VersionNotFound
+from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas (~1.6 s): only the reads that need it load it
@@ -84,6 +84,11 @@ class Catalog:
         self.root = normalise_root(root)
         self.storage_options = dict(storage_options or {}) or None
         self.is_local = "://" not in self.root
+        if self.is_local and os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise InvalidArgument(
+                f"storage root {self.root} is a file: give a directory (created on the first write) "
+                "or s3://bucket/prefix"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, root: str | Path | None = None) -> Catalog:

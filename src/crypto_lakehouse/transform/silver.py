@@ -35,15 +35,14 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from crypto_lakehouse.durations import parse_duration
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import LakehouseError, UnknownTable
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gaps import fill_gaps
 from crypto_lakehouse.transform.history import VenueHistory
 from crypto_lakehouse.transform.plans import PLANS, TS_MIN, Plan, QualityReport, Rule, SilverOptions, float_col
 
-__all__ = ["PromoteResult", "SilverOptions", "backfill", "parse_window", "promote_silver"]
+__all__ = ["PromoteResult", "SilverOptions", "backfill", "promote_silver"]
 
 LOG = logging.getLogger(__name__)
 
@@ -311,6 +310,20 @@ def _bronze_frame(
     return pl.from_arrow(catalog.changes(plan.bronze, after=after, upto=upto))  # type: ignore[return-value]
 
 
+def _silver_names(tables: list[str] | None) -> list[str]:
+    """The silver tables ``tables`` names (``trades`` or ``silver.trades``, any case), in the
+    order given; all of them when None. An unknown name is an :class:`UnknownTable` listing them."""
+    if tables is None:
+        return list(PLANS)
+    names = [t.strip().lower() for t in tables]
+    names = [n if n.startswith("silver.") else f"silver.{n}" for n in names]
+    unknown = [t for t, n in zip(tables, names, strict=True) if n not in PLANS]
+    if unknown:
+        known = ", ".join(n.removeprefix("silver.") for n in PLANS)
+        raise UnknownTable(f"no silver table {', '.join(map(repr, unknown))} to promote; tables: {known}")
+    return names
+
+
 def promote_silver(
     catalog: Catalog,
     *,
@@ -327,8 +340,8 @@ def promote_silver(
     now = now or datetime.now(UTC)
     result = PromoteResult(run_id=uuid.uuid4().hex[:12])
     report = QualityReport(result.run_id, now)
-    for name in tables or list(PLANS):
-        plan = PLANS[name if name.startswith("silver.") else f"silver.{name}"]
+    for name in _silver_names(tables):
+        plan = PLANS[name]
         if not catalog.exists(plan.bronze):
             continue
         app_id = f"promote:{plan.bronze}"
@@ -392,14 +405,3 @@ def backfill(
     if frame.height:
         catalog.append("silver.dq_report", frame.to_arrow().cast(table_spec("silver.dq_report").schema))
     return n
-
-
-def parse_window(text: str | None) -> datetime | None:
-    """``2024-01-01``, ``2024-01-01T12:00:00Z`` or ``-2h`` (relative to now) -> UTC datetime."""
-    if text is None:
-        return None
-    text = text.strip()
-    if text.startswith("-"):
-        return datetime.now(UTC) - parse_duration(text[1:])
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
