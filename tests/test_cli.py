@@ -289,3 +289,19 @@ def test_stream_upper_cases_symbols_and_names_the_right_spelling_of_an_unknown_o
     assert "ETH-USDT-PRP is not a BINANCE_FUTURES symbol" in typo.stderr and "closest: ETH-USDT-PERP" in typo.stderr
     assert lower.returncode == 0, lower.stderr
     assert json.loads(lower.stdout)["tables"]["bronze.trades"]["rows_committed"] > 0
+
+
+def test_an_s3_root_without_credentials_is_one_line_saying_how_to_give_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "RUST_LOG"}
+    env.update(AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))  # no instance role, no ~/.aws
+    res = subprocess.run(
+        [*LAKEHOUSE, "tables", "--root", "s3://no-such-bucket/lake"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: storage: "), res.stderr  # no WARN lines from delta-rs
+    assert "AWS_ACCESS_KEY_ID" in lines[0] and "storage_options" in lines[0]

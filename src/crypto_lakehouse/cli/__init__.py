@@ -9,6 +9,8 @@ with code 2; no tracebacks.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
 from importlib.metadata import version
 from typing import Annotated
@@ -34,6 +36,10 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, console
 from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app", "main"]
+
+# delta-rs logs every failed credential probe (IMDS, ...) as a multi-line WARN on stderr; the
+# error that follows says what matters. RUST_LOG set by the user still wins.
+os.environ.setdefault("RUST_LOG", "error")
 
 app = typer.Typer(
     name="lakehouse",
@@ -107,8 +113,30 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:  # storage unreachable or refused: delta-rs and pyarrow raise OSError
+        console.print(f"[bold red]error:[/] storage: {_storage_line(exc)}", highlight=False)
+        sys.exit(2)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _storage_line(exc: OSError) -> str:
+    """delta-rs' storage error as one line: its message and its innermost cause (the chain is
+    printed as indented lines), with what to do when credentials are missing."""
+    lines = [_ANSI.sub("", line).strip().lstrip("↳").strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    text = lines[0] if lines else type(exc).__name__
+    if len(lines) > 1:
+        text += f" ({lines[-1]})"
+    if "credential" in str(exc).lower():
+        text += (
+            "; give credentials in storage_options (aws_access_key_id, aws_secret_access_key, aws_region, "
+            "aws_endpoint_url) or as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION (docs/configuration.md)"
+        )
+    return text
 
 
 def _only_user_errors(group: BaseExceptionGroup) -> LakehouseError | None:
