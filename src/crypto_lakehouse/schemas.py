@@ -244,6 +244,7 @@ SESSIONS = TableSpec(
             _f("symbols", pa.list_(_S), False, "symbols subscribed"),
             _f("channels", pa.list_(_S), False, "channels subscribed"),
             _f("reason", _S, True, "end: why the session ended"),
+            _f("rest_url", _S, True, "the REST base it streamed from (a loopback exchange); null: the exchange's own"),
         ]
     ),
     partition_by=(),

@@ -3,6 +3,7 @@ backfill through the job with a REST base given like `lakehouse backfill --rest`
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,19 +13,22 @@ import pytest
 from crypto_lakehouse import LakehouseError, jobs, load_settings
 from crypto_lakehouse.durations import parse_time, time_range
 from crypto_lakehouse.errors import InvalidArgument, UnknownTable
+from crypto_lakehouse.ingest.backfill import rest_urls
 from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 
 
-def test_backfill_urls_put_the_given_rest_base_over_the_configured_one() -> None:
-    configured = {"BINANCE": "http://a", "BINANCE_FUTURES": "http://b"}
-    assert jobs.backfill_urls(configured, exchange="binance", rest="http://c") == {
-        "BINANCE": "http://c",
-        "BINANCE_FUTURES": "http://b",
+def test_rest_urls_take_the_given_base_over_the_configured_over_the_recorded_one() -> None:
+    recorded = {"BINANCE": "http://recorded", "BINANCE_FUTURES": "http://recorded-f"}
+    configured = {"binance_futures": "http://configured"}
+    assert rest_urls(configured, recorded=recorded) == {
+        "BINANCE": "http://recorded",
+        "BINANCE_FUTURES": "http://configured",
     }
-    assert jobs.backfill_urls(configured, exchange="BINANCE_US", rest="http://d")["BINANCE_US"] == "http://d"
-    assert jobs.backfill_urls(configured, exchange="BINANCE", rest=None) == configured
-    assert jobs.backfill_urls(configured, exchange="BINANCE", rest="") == configured  # an empty --rest is no --rest
-    assert configured == {"BINANCE": "http://a", "BINANCE_FUTURES": "http://b"}  # not modified
+    given = rest_urls(configured, recorded=recorded, given={"binance": "http://given"})
+    assert given == {"BINANCE": "http://given", "BINANCE_FUTURES": "http://configured"}
+    assert rest_urls(configured, recorded=recorded, given={"BINANCE": ""}) == rest_urls(configured, recorded=recorded)
+    assert rest_urls({}) == {}  # nothing known: each exchange's own
+    assert configured == {"binance_futures": "http://configured"}  # not modified
 
 
 def test_count_open_gaps_counts_only_open_ones() -> None:
@@ -93,3 +97,29 @@ def test_backfill_job_fetches_from_the_given_rest_base(tmp_path: Path) -> None:
 def test_backfill_job_refuses_an_unknown_exchange_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LakehouseError, match="unknown exchange 'NOPE'"):
         jobs.backfill(load_settings(root=str(tmp_path)), exchange="nope", symbol="BTC-USDT", start="-1h")
+
+
+def test_a_root_streamed_from_a_loopback_exchange_is_backfilled_from_it_by_default(tmp_path: Path) -> None:
+    """Offline by default: after `lakehouse stream --endpoint <loopback>`, promote and backfill
+    without --rest reach that loopback exchange (recorded in bronze.sessions), not the real
+    venue (which would fail here, and mix real trades into a synthetic root)."""
+    settings = load_settings(root=str(tmp_path / "lake"))
+    market = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=100)
+    with running_exchange(market=market) as ex:
+        jobs.stream(
+            settings,
+            exchanges=["BINANCE"],
+            symbols=["BTC-USDT"],
+            channels=["trades"],
+            endpoints=[ex.rest_url],
+            duration_s=2,
+        )
+        time.sleep(1.5)  # the market trades on after the writer stopped: a tail to fill
+        promoted = jobs.promote_silver(settings)
+        added = jobs.backfill(settings, exchange="binance", symbol="BTC-USDT", start="-10s")
+    assert promoted.open_gaps == 0
+    silver = pl.read_delta(str(tmp_path / "lake" / "silver" / "trades"))
+    assert silver.filter(pl.col("source") == "backfill").height > 0  # the tail, from the loopback exchange
+    ids = silver["id"].sort()
+    assert ids.n_unique() == ids.len() and ids.diff().drop_nulls().max() == 1  # contiguous, each once
+    assert added.rows_added >= 0  # reached the loopback exchange (the real one is unreachable: an error)

@@ -172,3 +172,29 @@ def test_local_paths_stay_in_the_catalog(tmp_path: Path) -> None:
     c.append("silver.trades", _rows([1]))
     files, size = c.stored_files("silver.trades")
     assert files == 1 and size > 0
+
+
+def test_an_append_adds_the_columns_a_table_of_an_earlier_release_lacks(tmp_path: Path) -> None:
+    """bronze.sessions gained `rest_url`: a root streamed by the earlier release keeps working,
+    its old rows reading null there; a column outside the schema is never written."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from deltalake import write_deltalake
+
+    from crypto_lakehouse.errors import LakehouseError
+    from crypto_lakehouse.schemas import SESSIONS
+
+    now = datetime.now(UTC)
+    row = {"exchange": "BINANCE", "writer_id": "w", "session_id": "s", "event": "start", "at": now}
+    row |= {"symbols": ["BTC-USDT"], "channels": ["trades"], "reason": None}
+    old = pa.schema([f for f in SESSIONS.schema if f.name != "rest_url"])
+    catalog = Catalog(tmp_path)
+    write_deltalake(catalog.uri(SESSIONS.name), pa.Table.from_pylist([row], schema=old))
+    catalog.append(
+        SESSIONS.name, pa.Table.from_pylist([row | {"session_id": "t", "rest_url": "http://x"}], schema=SESSIONS.schema)
+    )
+    got = catalog.frame(SESSIONS.name).sort("session_id")
+    assert got["session_id"].to_list() == ["s", "t"] and got["rest_url"].to_list() == [None, "http://x"]
+    with pytest.raises(LakehouseError, match=r"has no column\(s\) \['nope'\]"):
+        catalog.append(SESSIONS.name, pa.Table.from_pylist([row | {"nope": 1}]))

@@ -9,6 +9,7 @@ rate limiter (Binance's request weights) and we page through ``fromId`` (trades,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.venues.clients import ccxt_client
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol"]
+__all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol", "rest_urls"]
 
 LOG = logging.getLogger(__name__)
 _PAGE = 1000
@@ -229,7 +230,22 @@ class Backfiller:
         )
 
 
-def backfiller_from_settings(settings: Settings) -> Backfiller | None:
-    """The :class:`Backfiller` of ``settings`` (``[silver] backfill_rest`` endpoints), or None
-    when ``[silver] backfill`` is off."""
-    return Backfiller(settings.silver.backfill_rest) if settings.silver.backfill else None
+def backfiller_from_settings(settings: Settings, *, recorded: Mapping[str, str] | None = None) -> Backfiller | None:
+    """The :class:`Backfiller` of ``settings``, or None when ``[silver] backfill`` is off. Each
+    exchange's REST base is its ``[silver] backfill_rest`` entry, else its ``recorded`` one (the
+    endpoint the root's data was streamed from: :func:`.sessions.recorded_rest_urls`), else the
+    exchange's own."""
+    if not settings.silver.backfill:
+        return None
+    return Backfiller(rest_urls(settings.silver.backfill_rest, recorded=recorded))
+
+
+def rest_urls(
+    configured: Mapping[str, str], *, recorded: Mapping[str, str] | None = None, given: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Exchange (upper case) -> REST base: ``given`` (a command's ``--rest``) over
+    ``configured`` (``silver.backfill_rest``) over ``recorded`` (what the root was streamed from)."""
+    urls: dict[str, str] = {}
+    for source in (recorded or {}, configured, given or {}):
+        urls.update({k.upper(): v for k, v in source.items() if v})
+    return urls

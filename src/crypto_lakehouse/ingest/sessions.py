@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import polars as pl
 import pyarrow as pa
 
 from crypto_lakehouse.schemas import SESSIONS
 from crypto_lakehouse.storage import Catalog
 
-__all__ = ["HEARTBEAT_S", "SessionLedger", "Subscription"]
+__all__ = ["HEARTBEAT_S", "SessionLedger", "Subscription", "recorded_rest_urls"]
 
 LOG = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0
@@ -37,6 +38,7 @@ class Subscription:
     exchange: str
     symbols: Sequence[str]
     channels: Sequence[str]
+    rest_url: str | None = None  # None: the exchange's own
 
 
 class SessionLedger:
@@ -69,6 +71,7 @@ class SessionLedger:
                 "symbols": list(s.symbols),
                 "channels": list(s.channels),
                 "reason": reason,
+                "rest_url": s.rest_url,
             }
             for s in self.subscriptions
         ]
@@ -87,3 +90,17 @@ class SessionLedger:
                 return
             except TimeoutError:
                 await asyncio.to_thread(self.record, "alive")
+
+
+def recorded_rest_urls(catalog: Catalog) -> dict[str, str]:
+    """Exchange -> the REST base its latest streaming session under this root used, for the
+    exchanges whose latest session streamed from a loopback exchange (or any endpoint other
+    than the exchange's own). A root filled from a loopback exchange is then backfilled from
+    it, never from the real venue. Empty when nothing was streamed (or by an earlier release)."""
+    if not catalog.exists(SESSIONS.name):
+        return {}
+    sessions = catalog.frame(SESSIONS.name)
+    if "rest_url" not in sessions.columns or sessions.is_empty():
+        return {}
+    latest = sessions.filter(pl.col("event") == "start").sort("at").group_by("exchange").last()
+    return {row["exchange"]: row["rest_url"] for row in latest.iter_rows(named=True) if row["rest_url"]}

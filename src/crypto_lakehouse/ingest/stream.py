@@ -333,8 +333,8 @@ def _unsupported_symbol(symbol: str, exchange: str, mapping: dict[str, str]) -> 
 def _subscription(target: FeedTarget) -> Subscription:
     if target.subscription:
         symbols = sorted({s for syms in target.subscription.values() for s in syms})
-        return Subscription(target.exchange.upper(), symbols, sorted(target.subscription))
-    return Subscription(target.exchange.upper(), list(target.symbols), list(target.channels))
+        return Subscription(target.exchange.upper(), symbols, sorted(target.subscription), target.rest_url)
+    return Subscription(target.exchange.upper(), list(target.symbols), list(target.channels), target.rest_url)
 
 
 async def stream_to_bronze(

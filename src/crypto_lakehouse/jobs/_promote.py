@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +11,8 @@ import polars as pl
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import TimeLike, time_range
-from crypto_lakehouse.ingest.backfill import Backfiller, backfiller_from_settings
+from crypto_lakehouse.ingest.backfill import Backfiller, backfiller_from_settings, rest_urls
+from crypto_lakehouse.ingest.sessions import recorded_rest_urls
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
@@ -22,7 +23,6 @@ __all__ = [
     "SilverResult",
     "Window",
     "backfill",
-    "backfill_urls",
     "count_open_gaps",
     "promote_gold",
     "promote_silver",
@@ -68,15 +68,18 @@ def promote_silver(
 ) -> SilverResult:
     """bronze -> silver: only bronze commits not yet promoted, or with ``start``/``end`` that
     window of exchange time again (idempotent either way); gaps are filled over REST unless
-    ``silver.backfill`` is off. ``tables``: only these (``trades``, ``silver.book``, ...)."""
+    ``silver.backfill`` is off, from each exchange's ``silver.backfill_rest`` entry, else the
+    endpoint the root was streamed from (a loopback exchange), else the exchange's own.
+    ``tables``: only these (``trades``, ``silver.book``, ...)."""
     first, last = time_range(start, end)
     opts = SilverOptions.from_settings(settings.silver)
+    catalog = Catalog.from_settings(settings)
     result = silver.promote_silver(
-        Catalog.from_settings(settings),
+        catalog,
         tables=None if tables is None else list(tables),
         start=first,
         end=last,
-        backfiller=backfiller_from_settings(settings),
+        backfiller=backfiller_from_settings(settings, recorded=recorded_rest_urls(catalog)),
         options=opts,
     )
     return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))
@@ -86,15 +89,6 @@ def promote_gold(settings: Settings) -> GoldResult:
     """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
     silver rows added since the last run (nothing new: nothing written)."""
     return build_gold(Catalog.from_settings(settings), intervals=settings.gold.intervals)
-
-
-def backfill_urls(configured: Mapping[str, str], *, exchange: str, rest: str | None) -> dict[str, str]:
-    """The REST bases a backfill uses: ``silver.backfill_rest``, with ``rest`` (if given) for
-    ``exchange`` in place of its configured one."""
-    urls = dict(configured)
-    if rest:
-        urls[exchange.upper()] = rest
-    return urls
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +109,16 @@ def backfill(
 ) -> BackfillResult:
     """Fetch ``exchange``/``symbol`` trades in ``[start, end)`` (``end`` default: now) over REST
     with ccxt into silver, validated and deduplicated like everything else. ``rest``: the REST
-    base to use for ``exchange`` (a loopback exchange) instead of ``silver.backfill_rest``'s or
-    the exchange's own."""
+    base to use for ``exchange`` (a loopback exchange); without it, ``silver.backfill_rest``'s,
+    else the endpoint the root was streamed from, else the exchange's own."""
     name = exchange.upper()
     first, last = time_range(start, datetime.now(UTC) if end is None else end)
     assert first is not None and last is not None  # both given
+    catalog = Catalog.from_settings(settings)
+    urls = rest_urls(settings.silver.backfill_rest, recorded=recorded_rest_urls(catalog), given={name: rest or ""})
     added = silver.backfill(
-        Catalog.from_settings(settings),
-        Backfiller(backfill_urls(settings.silver.backfill_rest, exchange=name, rest=rest)),
+        catalog,
+        Backfiller(urls),
         exchange=name,
         symbol=symbol,
         start=first,

@@ -336,7 +336,14 @@ class Catalog:
         transactions: Sequence[tuple[str, int]] = (),
     ) -> None:
         """The one place tables are written: layout, properties, compression, progress txn.
-        ``target``: an open snapshot to commit against (conflicts since it are checked)."""
+        ``target``: an open snapshot to commit against (conflicts since it are checked).
+
+        Appends evolve a table additively: a table made by an earlier release gains the
+        (nullable) columns its schema has had since, its old rows reading null there. Only the
+        schema's own columns can be added that way."""
+        extra = set(data.schema.names) - set(spec.schema.names)
+        if extra:
+            raise LakehouseError(f"{spec.name} has no column(s) {sorted(extra)}: not written")
         if self.is_local and target is None:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
         apps = [*transactions, *([(app_id, version)] if app_id is not None else [])]
@@ -347,6 +354,7 @@ class Catalog:
             target if target is not None else self.uri(spec.name),
             data,
             mode=mode,
+            schema_mode="merge" if mode == "append" else None,
             predicate=predicate,
             partition_by=list(spec.partition_by) or None,
             configuration=TABLE_PROPERTIES[spec.layer],
