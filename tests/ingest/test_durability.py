@@ -140,7 +140,7 @@ def _wait_for(predicate, timeout: float = 30) -> None:
 
 def test_sigterm_flushes_every_buffered_row(tmp_path: Path) -> None:
     root = tmp_path / "lake"
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
     with running_exchange(market=spec) as ex:
         # max_age of an hour: nothing is committed before the signal, everything must be after it
         proc = _stream_proc(ex.rest_url, root, tmp_path, env={"LAKEHOUSE_WRITER__MAX_AGE": "1h"})
@@ -159,7 +159,7 @@ def test_sigterm_flushes_every_buffered_row(tmp_path: Path) -> None:
 def test_sigkill_leaves_readable_versions_and_spool_reapplies_once_on_restart(tmp_path: Path) -> None:
     root = _broken_root(tmp_path)
     spool_dir = state.spool_dir(root) / "proc" / "bronze.trades"  # the root's state, not the working directory
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
     env = {
         "LAKEHOUSE_WRITER__MAX_AGE": "200ms",
         "LAKEHOUSE_WRITER__RETRIES": "1",
@@ -190,7 +190,7 @@ def test_sigkill_leaves_readable_versions_and_spool_reapplies_once_on_restart(tm
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_stream_stops_cleanly_on_signals(tmp_path: Path, signame: str) -> None:
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=1_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=1_000)
     with running_exchange(market=spec) as ex:
         proc = _stream_proc(ex.rest_url, tmp_path / "lake", tmp_path, env={})
         _wait_for(lambda: ex.stats.messages_sent > 500)

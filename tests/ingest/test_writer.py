@@ -41,7 +41,9 @@ def _run(spec: MarketSpec, root: Path, faults: FaultPlan | None = None, **writer
 
 def test_synthetic_run_of_n_trades_lands_n_distinct_ids(tmp_path: Path) -> None:
     n = 3_000
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=20_000, max_trades=n)
+    spec = MarketSpec(
+        first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=20_000, max_trades=n
+    )
     writer, _ = _run(spec, tmp_path)
     trades = pl.read_delta(str(tmp_path / "bronze" / "trades"))
     for sym, first in (("BTC-USDT-PERP", 1_000_000), ("ETH-USDT-PERP", 2_000_000)):
@@ -55,7 +57,7 @@ def test_synthetic_run_of_n_trades_lands_n_distinct_ids(tmp_path: Path) -> None:
 
 def test_malformed_frames_go_to_dead_letter_and_good_ones_land(tmp_path: Path) -> None:
     n = 2_000
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=n)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=n)
     _, status = _run(spec, tmp_path, FaultPlan(malformed_every=97))
     trades = pl.read_delta(str(tmp_path / "bronze" / "trades"))
     assert sorted(trades["id"].cast(pl.Int64).to_list()) == list(range(1_000_000, 1_000_000 + n))
@@ -98,7 +100,7 @@ def test_dead_letter_keeps_the_exact_frame_and_its_stream(tmp_path: Path, kind: 
     """Each malformed kind the loopback exchange injects, through the real cryptofeed handler:
     every dead-letter row is one frame the server sent, character for character (not a repr of
     what cryptofeed parsed), with the frame's combined-stream name as channel when it has one."""
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=600)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=600)
     writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", max_age_s=0.2)
 
     async def go() -> _SaysWhatItSent:
@@ -129,7 +131,7 @@ def test_with_every_fault_the_dead_letter_holds_only_the_malformed_frames_verbat
     """Skips, duplicates, a dropped connection and malformed frames of every kind at once: the
     dead letter holds malformed frames only, each exactly as sent with its stream (frames queued
     after the drop point never reach the client, hence <=)."""
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=20_000, max_trades=1_500)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=20_000, max_trades=1_500)
     faults = FaultPlan(skip_trades=[(1_000_100, 1_000_109)], duplicate_every=50, malformed_every=37, drop_at=1_000)
     writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", max_age_s=0.2)
 
@@ -152,7 +154,7 @@ def test_with_every_fault_the_dead_letter_holds_only_the_malformed_frames_verbat
 def test_duplicates_and_skips_are_kept_as_received(tmp_path: Path) -> None:
     """Bronze is what the exchange said: a duplicate frame is two rows, a skipped trade is absent
     (silver dedups and backfills)."""
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=20_000, max_trades=1_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=20_000, max_trades=1_000)
     _run(spec, tmp_path, FaultPlan(duplicate_every=100, skip_trades=[(1_000_500, 1_000_509)]))
     ids = pl.read_delta(str(tmp_path / "bronze" / "trades"))["id"].cast(pl.Int64).to_list()
     skipped = set(range(1_000_500, 1_000_510))
@@ -164,8 +166,10 @@ def test_duplicates_and_skips_are_kept_as_received(tmp_path: Path) -> None:
 
 def test_several_exchanges_in_one_process_write_concurrently(tmp_path: Path) -> None:
     """One FeedHandler, two feeds (spot and USD-M futures), one writer: both land in full."""
-    spot = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500)
-    perp = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500)
+    spot = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500)
+    perp = MarketSpec(
+        first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=10_000, max_trades=1_500
+    )
     writer = BronzeWriter(Catalog(tmp_path), writer_id="multi", spool_dir=tmp_path / "spool", max_age_s=0.2)
 
     async def go() -> None:

@@ -18,7 +18,9 @@ START = 1_700_000_000_000
 
 
 def _spec(**kw) -> MarketSpec:
-    return MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, start_ms=START, **kw)
+    return MarketSpec(
+        first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, start_ms=START, **kw
+    )
 
 
 async def _read_all(ex: LoopbackExchange, streams: str) -> tuple[list[str], bool]:
@@ -121,7 +123,9 @@ def test_cryptofeed_survives_malformed_frames_and_a_drop_by_reconnecting() -> No
 
     async def run():
         faults = FaultPlan(malformed_every=1_500, drop_at=3_000)
-        spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=3_000, max_trades=3_000)
+        spec = MarketSpec(
+            first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=3_000, max_trades=3_000
+        )
         async with LoopbackExchange(market=spec, faults=faults) as ex:  # ~3 s of market
             got = await stream_until_finished(ex, ["BTC-USDT-PERP"], ["trades"], settle=0.5)
             return got, ex.status()
@@ -150,7 +154,12 @@ def test_unmodified_cryptofeed_classes_stream_the_synthetic_market(exchange: str
 
     async def run():
         spec = MarketSpec(
-            exchange=exchange, symbols=exch_syms, rate=500 * len(symbols), max_trades=n, liquidation_every=50
+            first_id=1_000_000,
+            exchange=exchange,
+            symbols=exch_syms,
+            rate=500 * len(symbols),
+            max_trades=n,
+            liquidation_every=50,
         )
         async with LoopbackExchange(market=spec) as ex:
             return await stream_until_finished(ex, symbols, candle_closed_only=False)

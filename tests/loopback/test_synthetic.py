@@ -133,3 +133,28 @@ def test_bad_market_specs_are_clear_errors() -> None:
         SyntheticMarket(MarketSpec(rate=0))
     with pytest.raises(RestError, match="Invalid interval"):
         SyntheticMarket(MarketSpec()).add_kline_interval("7m")
+
+
+def test_a_market_started_later_continues_the_ids_and_prices_of_one_that_ran_before() -> None:
+    """`make demo` then `make serve` into one root: the second market's trade ids are above every
+    id the first one issued (its ids restarted at 1,000,000 and silver dropped the new trades as
+    duplicates), and it opens near the first one's opening price (no jump back)."""
+    t0 = 1_763_900_000_000
+    first = SyntheticMarket(MarketSpec(exchange="BINANCE", symbols=["BTCUSDT", "ETHUSDT"], rate=100_000, start_ms=t0))
+    for _ in range(20_000):  # ~0.4 s of exchange time at 100k messages/s
+        first.step()
+    ran_until = t0 + 10 * 60_000  # the first market ran ten minutes at most...
+    later = SyntheticMarket(
+        MarketSpec(exchange="BINANCE", symbols=["BTCUSDT", "ETHUSDT"], rate=100_000, start_ms=ran_until)
+    )
+    for _ in range(1_000):
+        later.step()
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        before, after = first.tape(sym), later.tape(sym)
+        assert before.first_id >= t0 * 1000 and after.first_id > before.last_id  # ...and its ids continue
+        opened = [first.tape(sym).price[0], later.tape(sym).price[0]]
+        assert abs(opened[1] - opened[0]) / opened[0] < 0.01  # ten minutes apart: within 1%
+    assert first.tape("ETHUSDT").first_id - first.tape("BTCUSDT").first_id == 1_000_000  # per-symbol spacing
+    pinned = SyntheticMarket(MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], first_id=1_000_000, start_ms=t0))
+    pinned.step()
+    assert pinned.tape("BTCUSDT").first_id == 1_000_000  # an explicit first id (tests, fault plans by id)

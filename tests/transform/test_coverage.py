@@ -130,7 +130,7 @@ def _trade_gaps(root: Path) -> pl.DataFrame:
 
 def test_a_writer_stopped_before_the_market_ended_leaves_a_tail_gap(tmp_path: Path) -> None:
     root = tmp_path / "lake"
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=1_500, max_trades=9_000)  # ~6 s
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=1_500, max_trades=9_000)  # ~6 s
     with running_exchange(market=spec) as ex:
         proc = _stream(ex, root, "--duration", "2")  # stops while the market goes on
         assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
@@ -154,7 +154,7 @@ def test_a_writer_stopped_before_the_market_ended_leaves_a_tail_gap(tmp_path: Pa
 
 def test_a_writer_killed_before_its_first_commit_leaves_a_head_gap(tmp_path: Path) -> None:
     root = tmp_path / "lake"
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=1_000, max_trades=8_000)  # ~8 s
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=1_000, max_trades=8_000)  # ~8 s
     with running_exchange(market=spec) as ex:
         first = _stream(ex, root, LAKEHOUSE_WRITER__MAX_AGE="1h")
         ledger = root / "bronze" / "sessions" / "_delta_log" / "00000000000000000000.json"

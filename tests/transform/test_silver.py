@@ -35,7 +35,9 @@ def _truth_ids(market: SyntheticMarket, symbol: str) -> list[int]:
 
 
 def test_faulty_stream_then_promote_equals_ground_truth_and_rerun_is_a_noop(tmp_path: Path) -> None:
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=15_000, max_trades=2_500)
+    spec = MarketSpec(
+        first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=15_000, max_trades=2_500
+    )
     faults = FaultPlan(
         skip_trades=[(1_000_300, 1_000_449), (2_001_000, 2_001_004)], duplicate_every=40, malformed_every=150
     )
@@ -194,7 +196,9 @@ def test_bad_rows_are_quarantined_with_their_rule_and_never_twice(tmp_path: Path
 def test_missing_candle_is_backfilled_from_the_exchange_klines(tmp_path: Path) -> None:
     import asyncio
 
-    market = SyntheticMarket(MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=50, start_ms=1_700_000_040_000))
+    market = SyntheticMarket(
+        MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=50, start_ms=1_700_000_040_000)
+    )
     for _ in range(12_000):  # ~6 minutes of exchange time
         market.step()
     klines = market.klines("BTCUSDT", "1m", start_ms=None, end_ms=None, limit=1000)[:-1]  # closed ones
@@ -243,7 +247,7 @@ def test_missing_candle_is_backfilled_from_the_exchange_klines(tmp_path: Path) -
 
 def test_sigkilled_writer_outage_becomes_a_gap_that_is_filled(tmp_path: Path) -> None:
     root = tmp_path / "lake"
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=3_000)
     env = {**os.environ, "LAKEHOUSE_WRITER__ID": "proc", "LAKEHOUSE_WRITER__MAX_AGE": "200ms"}
 
     def stream(*extra: str) -> subprocess.Popen:
@@ -293,7 +297,7 @@ def test_sigkilled_writer_outage_becomes_a_gap_that_is_filled(tmp_path: Path) ->
 
 def test_backfill_by_time_walks_every_hour_of_a_sparse_market(tmp_path: Path) -> None:
     market = SyntheticMarket(
-        MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=0.5, start_ms=1_700_000_000_000)
+        MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=0.5, start_ms=1_700_000_000_000)
     )  # one trade every 3 s
     for _ in range(3_600):  # 3 hours
         market.step()
@@ -310,7 +314,7 @@ def test_backfill_by_time_walks_every_hour_of_a_sparse_market(tmp_path: Path) ->
 def test_a_gap_bigger_than_one_runs_budget_is_filled_over_several_runs(tmp_path: Path) -> None:
     from crypto_lakehouse.transform.silver import SilverOptions
 
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=15_000, max_trades=3_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=15_000, max_trades=3_000)
     with running_exchange(market=spec, faults=FaultPlan(skip_trades=[(1_000_100, 1_002_599)])) as ex:
         stream_into_bronze(ex, tmp_path)
         catalog = Catalog(tmp_path)

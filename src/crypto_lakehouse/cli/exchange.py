@@ -42,6 +42,12 @@ def exchange_serve(
     start_ms: Annotated[
         int | None, typer.Option(help="Exchange-time origin of the synthetic market (UTC ms; default now).")
     ] = None,
+    first_id: Annotated[
+        int | None,
+        typer.Option(
+            help="First aggTrade id of the synthetic market (default: from the clock, continuing earlier runs)."
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     ws_port: Annotated[int | None, typer.Option(help="wss port (0 = a free one).")] = None,
     rest_port: Annotated[int | None, typer.Option(help="REST port (0 = a free one).")] = None,
@@ -85,6 +91,7 @@ def exchange_serve(
             rate=rate or s.rate,
             max_trades=max_trades,
             start_ms=start_ms,
+            first_id=first_id,
         )
 
     async def serve(stop: asyncio.Event) -> None:
@@ -95,6 +102,9 @@ def exchange_serve(
             out.print(f"wss:  {ex.ws_url}")
             out.print(f"rest: {ex.rest_url}")
             out.print(f"cert: {cert_out or ex.rest_url + '/_loopback/cert.pem'}")
+            if ex.market is not None:  # fault ranges (--skip-trades) are in these ids
+                firsts = ", ".join(f"{name} {sym.tape.first_id}" for name, sym in ex.market.symbols.items())
+                out.print(f"first trade ids: {firsts}")
             sys.stdout.flush()
             waits = [asyncio.ensure_future(stop.wait())]
             if exit_when_finished:

@@ -11,6 +11,7 @@ as exact decimal strings, so nothing is lost to floating point anywhere downstre
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import zlib
@@ -39,6 +40,14 @@ def _fmt(value: int, decimals: int) -> str:
 
 _PRICE_CACHE: dict[int, str] = {}
 _QTY_TABLE = [_fmt(i, QTY_DECIMALS) for i in range(5_001)]
+
+
+def _price_at(base: int, at_ms: int) -> int:
+    """A symbol's opening mid for a market started at ``at_ms``: ``base`` swinging +-5% over a
+    day, so a restarted market opens near where one started earlier the same hour did (a fixed
+    opening price jumped back at every restart)."""
+    day = 86_400_000
+    return max(1, round(base * (1 + 0.05 * math.sin(2 * math.pi * (at_ms % day) / day))))
 
 
 def _price(ticks: int) -> str:
@@ -70,6 +79,10 @@ class MarketSpec:
     seed: int = 7
     rate: float = 2_000.0  # messages per second, all symbols, when paced
     start_ms: int | None = None  # exchange-time origin (UTC ms); None = now
+    # the first aggTrade id of the first symbol (the n-th symbol's is 1,000,000 * n above it);
+    # None: derived from the clock (start_ms * 1000), so a market started later continues the ids
+    # of one that ran before (below 1M trades/s a symbol), as a real venue's ids do
+    first_id: int | None = None
     max_trades: int | None = None  # per symbol; the market ends after this many trades
     depth_levels: int = 20
     depth_every: int = 4  # rounds between book changes (each sends a depth update + book ticker)
@@ -169,18 +182,19 @@ class _Symbol:
         "tape",
     )
 
-    def __init__(self, name: str, index: int, seed: int):
+    def __init__(self, name: str, index: int, seed: int, *, first_id: int, start_ms: int):
         self.name = name
         self.lower = name.lower()
         self.index = index
         self.rng = random.Random(_seed_for(seed, "symbol", name))
         base_price = {"BTC": 6_000_000, "ETH": 300_000, "SOL": 15_000, "BNB": 60_000}
         start = next((p for k, p in base_price.items() if name.startswith(k)), None)
-        self.mid: int = start if start is not None else self.rng.randint(1_000, 100_000)
+        start = start if start is not None else self.rng.randint(1_000, 100_000)
+        self.mid: int = _price_at(start, start_ms)
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
-        self.book_id: int = 1_000_000_000 + 10_000 * index
-        self.tape = TradeTape(first_id=1_000_000 * (index + 1))
+        self.book_id: int = 1_000 * first_id + 10_000 * index  # update ids continue across restarts too
+        self.tape = TradeTape(first_id=first_id + 1_000_000 * index)
         self.candles: dict[int, _Kline] = {}  # interval ms -> open candle
         self.last_mark_s: int = -1
         self.next_kline_ms: int = 0  # no kline event is due before this exchange time
@@ -199,7 +213,11 @@ class SyntheticMarket:
         for s in spec.symbols:
             self.venue.split_symbol(s)  # validates
         self.start_ms = spec.start_ms if spec.start_ms is not None else int(time.time() * 1000)
-        self.symbols = {s.upper(): _Symbol(s.upper(), i, spec.seed) for i, s in enumerate(spec.symbols)}
+        first_id = spec.first_id if spec.first_id is not None else self.start_ms * 1000
+        self.symbols = {
+            s.upper(): _Symbol(s.upper(), i, spec.seed, first_id=first_id, start_ms=self.start_ms)
+            for i, s in enumerate(spec.symbols)
+        }
         if spec.depth_every < 1:
             raise LakehouseError(f"depth_every must be >= 1 round, got {spec.depth_every}")
         # per round and symbol: a trade, and every `depth_every` rounds a depth update + book ticker
