@@ -48,5 +48,5 @@ def history(
 
 
 def tables(config: ConfigOpt = None, root: RootOpt = None) -> None:
-    """Tables that exist under the root, with rows, version, files and location."""
+    """Tables that exist under the root: table, uri, version, rows, files, bytes."""
     emit(_lakehouse(config, root).tables(), "table", None)

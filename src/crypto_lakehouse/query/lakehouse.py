@@ -63,7 +63,7 @@ class Lakehouse:
 
     # ------------------------------------------------------------------ catalog
     def tables(self) -> pl.DataFrame:
-        """Existing tables with rows, version, files and location."""
+        """One row per existing table: ``table, uri, version, rows, files, bytes``."""
         rows = [self.catalog.summary(name) for name in TABLES if self.catalog.exists(name)]
         return pl.DataFrame(
             rows,
