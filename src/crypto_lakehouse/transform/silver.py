@@ -399,7 +399,13 @@ def parse_window(text: str | None) -> datetime | None:
     if text is None:
         return None
     text = text.strip()
-    if text.startswith("-"):
-        return datetime.now(UTC) - parse_duration(text[1:])
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        if text.startswith("-"):
+            return datetime.now(UTC) - parse_duration(text[1:])
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:  # a user's typo: one clear line in the CLI, not a traceback
+        raise LakehouseError(
+            f"bad time {text!r} ({exc}): use a date (2024-01-01), a UTC time (2024-01-01T12:00:00Z) "
+            "or a duration before now (-2h)"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
