@@ -52,6 +52,92 @@ def _empty() -> pl.DataFrame:
     return pl.DataFrame(schema=_SCHEMA)
 
 
+def _id_gaps(trades: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """Runs of trade ids missing between the lowest and highest id of each (exchange, symbol)
+    in silver-shaped ``trades`` (Binance aggTrade ids are contiguous): one row per run, with
+    ``first_id``/``last_id`` inclusive."""
+    return (
+        trades.lazy()
+        .select("exchange", "symbol", "id")
+        .group_by("exchange", "symbol")
+        .agg(  # sort each symbol's integer ids (cheaper than sorting the frame by string keys)
+            (ids := pl.col("id").sort()).shift(1).filter(ids.diff() > 1).add(1).alias("first_id"),
+            ids.filter(ids.diff() > 1).sub(1).alias("last_id"),
+        )
+        .explode("first_id", "last_id")
+        .drop_nulls("first_id")
+        .select(
+            "exchange",
+            "symbol",
+            pl.lit("silver.trades").alias("table"),
+            pl.lit(None, pl.String).alias("interval"),
+            "first_id",
+            "last_id",
+            pl.lit(None, _UTC).alias("start"),
+            pl.lit(None, _UTC).alias("end"),
+            pl.lit(None, pl.String).alias("reason"),
+        )
+        .collect()
+    )
+
+
+def _candle_gaps(candles: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """Windows missing between consecutive candles of each (exchange, symbol, interval) in
+    silver-shaped ``candles``: ``[start, end)`` from where the next candle should have opened
+    (one interval on, calendar months included) to where the next one did. Candles of an
+    interval :func:`candle_interval` does not know are left out."""
+    c = candles.lazy().select("exchange", "symbol", "interval", "start").unique().collect()
+    offsets = {iv: ci.offset for iv in c.get_column("interval").unique().to_list() if (ci := candle_interval(iv))}
+    c = c.filter(pl.col("interval").is_in(list(offsets))).with_columns(
+        pl.col("interval").replace_strict(offsets, return_dtype=pl.String).alias("offset")
+    )
+    return (
+        c.sort("exchange", "symbol", "interval", "start")
+        .with_columns(
+            pl.col("start").shift(1).over("exchange", "symbol", "interval").dt.offset_by(pl.col("offset")).alias("next")
+        )
+        .filter(pl.col("start") > pl.col("next"))
+        .select(
+            "exchange",
+            "symbol",
+            pl.lit("silver.candles").alias("table"),
+            "interval",
+            pl.lit(None, pl.Int64).alias("first_id"),
+            pl.lit(None, pl.Int64).alias("last_id"),
+            pl.col("next").alias("start"),
+            pl.col("start").alias("end"),
+            pl.lit(None, pl.String).alias("reason"),
+        )
+    )
+
+
+def _funding_gaps(funding: pl.LazyFrame | pl.DataFrame, *, funding_gap: timedelta) -> pl.DataFrame:
+    """Silences longer than ``funding_gap`` between consecutive streamed funding rows of each
+    (exchange, symbol) in silver-shaped ``funding``: ``start`` 1 µs after the earlier row,
+    ``end`` the later row's ``ts``. Only streamed rows count (backfilled settlements are hours
+    apart by nature)."""
+    return (
+        funding.lazy()
+        .filter(pl.col("source") == "stream")
+        .select("exchange", "symbol", "ts")
+        .sort("exchange", "symbol", "ts")
+        .with_columns(pl.col("ts").shift(1).over("exchange", "symbol").alias("prev"))
+        .filter(pl.col("ts") - pl.col("prev") > funding_gap)
+        .select(
+            "exchange",
+            "symbol",
+            pl.lit("silver.funding").alias("table"),
+            pl.lit(None, pl.String).alias("interval"),
+            pl.lit(None, pl.Int64).alias("first_id"),
+            pl.lit(None, pl.Int64).alias("last_id"),
+            (pl.col("prev") + pl.duration(microseconds=1)).alias("start"),
+            pl.col("ts").alias("end"),
+            pl.lit(None, pl.String).alias("reason"),
+        )
+        .collect()
+    )
+
+
 def coverage_gaps(
     sessions: pl.DataFrame, *, now: datetime, grace: timedelta = SESSION_GRACE, covered: pl.DataFrame | None = None
 ) -> pl.DataFrame:
@@ -137,78 +223,13 @@ def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | Non
         )
     trades = _scan(catalog, "silver.trades")
     if trades is not None:
-        frames.append(
-            trades.select("exchange", "symbol", "id")
-            .group_by("exchange", "symbol")
-            .agg(  # sort each symbol's integer ids (cheaper than sorting the frame by string keys)
-                (ids := pl.col("id").sort()).shift(1).filter(ids.diff() > 1).add(1).alias("first_id"),
-                ids.filter(ids.diff() > 1).sub(1).alias("last_id"),
-            )
-            .explode("first_id", "last_id")
-            .drop_nulls("first_id")
-            .select(
-                "exchange",
-                "symbol",
-                pl.lit("silver.trades").alias("table"),
-                pl.lit(None, pl.String).alias("interval"),
-                "first_id",
-                "last_id",
-                pl.lit(None, _UTC).alias("start"),
-                pl.lit(None, _UTC).alias("end"),
-                pl.lit(None, pl.String).alias("reason"),
-            )
-            .collect()
-        )
+        frames.append(_id_gaps(trades))
     candles = _scan(catalog, "silver.candles")
     if candles is not None:
-        c = candles.select("exchange", "symbol", "interval", "start").unique().collect()
-        offsets = {iv: ci.offset for iv in c.get_column("interval").unique().to_list() if (ci := candle_interval(iv))}
-        c = c.filter(pl.col("interval").is_in(list(offsets))).with_columns(
-            pl.col("interval").replace_strict(offsets, return_dtype=pl.String).alias("offset")
-        )
-        frames.append(
-            c.sort("exchange", "symbol", "interval", "start")
-            .with_columns(
-                pl.col("start")
-                .shift(1)
-                .over("exchange", "symbol", "interval")
-                .dt.offset_by(pl.col("offset"))
-                .alias("next")
-            )
-            .filter(pl.col("start") > pl.col("next"))
-            .select(
-                "exchange",
-                "symbol",
-                pl.lit("silver.candles").alias("table"),
-                "interval",
-                pl.lit(None, pl.Int64).alias("first_id"),
-                pl.lit(None, pl.Int64).alias("last_id"),
-                pl.col("next").alias("start"),
-                pl.col("start").alias("end"),
-                pl.lit(None, pl.String).alias("reason"),
-            )
-        )
+        frames.append(_candle_gaps(candles))
     funding = _scan(catalog, "silver.funding")
     if funding is not None:
-        frames.append(
-            funding.filter(pl.col("source") == "stream")
-            .select("exchange", "symbol", "ts")
-            .sort("exchange", "symbol", "ts")
-            .with_columns(pl.col("ts").shift(1).over("exchange", "symbol").alias("prev"))
-            .filter(pl.col("ts") - pl.col("prev") > funding_gap)
-            .select(
-                "exchange",
-                "symbol",
-                pl.lit("silver.funding").alias("table"),
-                pl.lit(None, pl.String).alias("interval"),
-                pl.lit(None, pl.Int64).alias("first_id"),
-                pl.lit(None, pl.Int64).alias("last_id"),
-                (pl.col("prev") + pl.duration(microseconds=1)).alias("start"),
-                pl.col("ts").alias("end"),
-                pl.lit(None, pl.String).alias("reason"),
-            )
-            .collect()
-        )
+        frames.append(_funding_gaps(funding, funding_gap=funding_gap))
     return pl.concat([f.cast(_SCHEMA) for f in frames], how="vertical")
 
 
