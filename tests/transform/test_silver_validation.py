@@ -201,3 +201,40 @@ def test_a_row_received_after_the_runs_start_is_not_quarantined(tmp_path: Path) 
     q = _read(tmp_path, "quarantine")
     assert q.select("rule").to_series().to_list() == ["ts_out_of_bounds"]
     assert json.loads(q["raw"][0])["id"] == "3"
+
+
+# ------------------------------------------------------------------------------ 18.2 key conflicts
+
+
+def test_a_stored_key_with_other_values_is_a_quarantined_conflict_not_a_silent_duplicate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restarted synthetic market reused trade ids: silver dropped 26,536 new trades as
+    'duplicates' without a word. A row whose key silver holds with other values is a conflict:
+    the stored row stays, the new one goes to the quarantine (rule key_conflict) with a warning;
+    a true duplicate (same values) is still dropped quietly."""
+
+    def trade(i: int, price: str) -> dict:
+        t = T0 + timedelta(seconds=i)
+        return {"exchange": "BINANCE", "symbol": "BTC-USDT", "ts": t, "receipt_ts": t, "id": str(i)} | {
+            "side": "buy",
+            "price": price,
+            "amount": "0.5",
+        }
+
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.trades", [trade(i, "100.5") for i in range(1, 11)])
+    promote_silver(catalog, options=NO_BACKFILL)
+    # ids 1-5 again, identical (a replayed batch); ids 6-10 again at another price (another market)
+    write_bronze(
+        catalog, "bronze.trades", [trade(i, "100.5") for i in range(1, 6)] + [trade(i, "7.0") for i in range(6, 11)]
+    )
+    with caplog.at_level("WARNING", logger="crypto_lakehouse.transform.silver"):
+        result = promote_silver(catalog, options=NO_BACKFILL)
+    trades = _read(tmp_path, "trades")
+    assert trades.height == 10 and set(trades["price"]) == {100.5}  # the stored rows are kept
+    q = _read(tmp_path, "quarantine")
+    assert sorted(json.loads(r)["id"] for r in q.filter(pl.col("rule") == "key_conflict")["raw"]) == list(range(6, 11))
+    assert any("5 rows carry a key silver already holds with OTHER values" in r.message for r in caplog.records)
+    totals = result.totals()["silver.trades"]
+    assert totals["quarantined:key_conflict"] == 5 and totals["duplicates"] == 5

@@ -75,6 +75,9 @@ class Plan:
     keep: Callable[[], pl.Expr] | None = None  # rows to promote (others are superseded, counted)
     # adds parsed ``__<column>`` columns the rules need beyond the floats (candles: the interval)
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    # columns a row with a key silver already holds must repeat: a row whose key is stored with
+    # other values here is a conflict (two markets, or a venue that reused ids), not a duplicate
+    conflict_columns: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -105,6 +108,7 @@ PLANS: dict[str, Plan] = {
                 _positive("amount"),
                 ("unknown_side", lambda: ~pl.col("side").is_in(_SIDES)),
             ),
+            conflict_columns=("ts", "side", "price", "amount"),
         ),
         Plan(
             "bronze.book",

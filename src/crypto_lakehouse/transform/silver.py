@@ -102,10 +102,19 @@ def _validate(plan: Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) 
         rule = pl.when(expr().fill_null(False)).then(pl.lit(name)).otherwise(rule)
     parsed = parsed.with_columns(rule.alias("__rule"))
     bad = parsed.filter(pl.col("__rule").is_not_null())
-    raw = _raw_json(plan, bad.select(c for c in df.columns if not c.startswith("__")))
-    quarantine = bad.select(
+    quarantine = _quarantine_rows(plan, bad.select(c for c in df.columns if not c.startswith("__")), bad["__rule"], now)
+    good = parsed.filter(pl.col("__rule").is_null()).with_columns([pl.col(f"__{c}").alias(c) for c in floats])
+    if "__interval" in good.columns:
+        good = good.with_columns(pl.col("__interval").alias("interval"))
+    return good, quarantine
+
+
+def _quarantine_rows(plan: Plan, rows: pl.DataFrame, rule: pl.Series | str, now: datetime) -> pl.DataFrame:
+    """silver.quarantine's rows for ``rows`` (as received), each with its ``rule``."""
+    raw = _raw_json(plan, rows)
+    return rows.select(
         pl.lit(plan.silver).alias("table"),
-        pl.col("__rule").alias("rule"),
+        (pl.lit(rule) if isinstance(rule, str) else pl.lit(rule.alias("rule"))).alias("rule"),
         pl.col("exchange"),
         pl.col("symbol"),
     ).with_columns(
@@ -113,10 +122,6 @@ def _validate(plan: Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) 
         pl.Series("row_hash", [_row_hash(r) for r in raw], dtype=pl.Int64),
         pl.lit(now).cast(_UTC).alias("detected_at"),
     )
-    good = parsed.filter(pl.col("__rule").is_null()).with_columns([pl.col(f"__{c}").alias(c) for c in floats])
-    if "__interval" in good.columns:
-        good = good.with_columns(pl.col("__interval").alias("interval"))
-    return good, quarantine
 
 
 def _json_value(v: Any) -> Any:
@@ -169,8 +174,12 @@ def _within_batch(plan: Plan, rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([rows.filter(~repeated), dups.sort("receipt_ts").unique(subset=key, keep="first")])
 
 
-def _dedup(plan: Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.DataFrame:
-    """``rows`` less those whose key silver holds in ``snapshot`` (None: no table yet)."""
+def _dedup(
+    plan: Plan, rows: pl.DataFrame, snapshot: DeltaTable | None, conflicts: list[pl.DataFrame] | None = None
+) -> pl.DataFrame:
+    """``rows`` less those whose key silver holds in ``snapshot`` (None: no table yet). The rows
+    among those whose :attr:`Plan.conflict_columns` differ from the stored row's are put in
+    ``conflicts`` (replacing what a previous attempt put there)."""
     if not rows.height or snapshot is None:
         return rows
     key = list(plan.key)
@@ -186,9 +195,16 @@ def _dedup(plan: Plan, rows: pl.DataFrame, snapshot: DeltaTable | None) -> pl.Da
     else:
         dates = rows.get_column("date")
         where &= pl.col("date").is_between(dates.min(), dates.max())
-    existing = Catalog.scan_snapshot(snapshot).filter(where).select(key).collect()
+    compare = [c for c in plan.conflict_columns if c not in key]
+    existing = Catalog.scan_snapshot(snapshot).filter(where).select(*key, *compare).collect()
+    if conflicts is not None:
+        conflicts.clear()
     if existing.height:
-        rows = rows.join(existing, on=key, how="anti", nulls_equal=True)
+        if compare and conflicts is not None:
+            both = rows.join(existing, on=key, how="inner", suffix="__stored", nulls_equal=True)
+            differ = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}__stored")) for c in compare)
+            conflicts.append(both.filter(differ).select(rows.columns))
+        rows = rows.join(existing.select(key), on=key, how="anti", nulls_equal=True)
     return rows
 
 
@@ -286,8 +302,21 @@ def _promote_rows(
         report.add(plan.silver, f"quarantined:{rule}", bad.filter(pl.col("rule") == rule))
     _quarantine(catalog, bad)
     batch = _within_batch(plan, _to_silver(plan, good, source))
-    rows = _write_deduped(catalog, plan.silver, lambda snapshot: _dedup(plan, batch, snapshot), app=app)
-    report.add(plan.silver, "duplicates", value=good.height - rows.height)
+    conflicts: list[pl.DataFrame] = []
+    rows = _write_deduped(catalog, plan.silver, lambda snapshot: _dedup(plan, batch, snapshot, conflicts), app=app)
+    conflicting = pl.concat(conflicts) if conflicts else batch.clear()
+    if conflicting.height:
+        LOG.warning(
+            "%s: %d rows carry a key silver already holds with OTHER values (%s, e.g. %s): the stored rows are "
+            "kept and these are quarantined as key_conflict; two sources disagree (or a market reused its ids)",
+            plan.silver,
+            conflicting.height,
+            ", ".join(plan.conflict_columns),
+            conflicting.select(plan.key).row(0),
+        )
+        report.add(plan.silver, "quarantined:key_conflict", conflicting)
+        _quarantine(catalog, _quarantine_rows(plan, conflicting, "key_conflict", now))
+    report.add(plan.silver, "duplicates", value=good.height - rows.height - conflicting.height)
     report.add(plan.silver, "rows_out", rows)
     return rows.height
 
