@@ -368,3 +368,19 @@ def test_an_end_before_its_start_is_an_error_on_every_read(lake: Lakehouse) -> N
             call()
     with pytest.raises(InvalidArgument, match="start 'soon' is not a time"):
         lake.read("silver.trades", start="soon")
+
+
+def test_gold_bars_is_one_row_per_window_where_gold_ohlcv_also_holds_the_exchanges_candles(lake: Lakehouse) -> None:
+    """A query of gold.ohlcv that forgets `source` counts each window twice once the exchange's
+    own candles are in; gold.bars is the trade-built bars alone, without the column."""
+    ours = lake.read("gold.ohlcv", symbols=["BTC-USDT-PERP"]).filter(pl.col("interval") == "1m")
+    theirs = ours.with_columns(pl.lit("exchange").alias("source"))
+    spec = table_spec("gold.ohlcv")
+    lake.catalog.append("gold.ohlcv", theirs.select(spec.schema.names).to_arrow().cast(spec.schema))
+    q = "select count(*) as n from {} where interval = '1m' and symbol = 'BTC-USDT-PERP'"
+    assert lake.sql(q.format("gold.ohlcv"))["n"][0] == 20  # both sources: each window twice
+    assert lake.sql(q.format("gold.bars"))["n"][0] == 10
+    bars = lake.sql("select * from gold.bars where interval = '1m' order by symbol, window_start")
+    assert "source" not in bars.columns and bars.height == 20
+    joined = lake.sql("select count(*) as n from gold.bars b join silver.trades t on t.symbol = b.symbol limit 1")
+    assert joined["n"][0] > 0  # a view and a table in one query

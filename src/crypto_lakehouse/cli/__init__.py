@@ -45,8 +45,18 @@ app = typer.Typer(
     name="lakehouse",
     help="crypto-lakehouse: a Delta Lake medallion lakehouse for crypto market data.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps at any width (the rich boxes cut names and defaults at 80)
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "\b\nExamples:\n"
+        "  lakehouse demo                     the whole pipeline, offline\n"
+        "  lakehouse exchange serve           a loopback exchange, prints its REST\n"
+        "  lakehouse stream --endpoint http://127.0.0.1:PORT --duration 60\n"
+        "  lakehouse promote silver && lakehouse promote gold\n"
+        "  lakehouse query 'select * from gold.ohlcv limit 5'\n"
+        "  lakehouse --root /data/lake tables"
+    ),
 )
 
 

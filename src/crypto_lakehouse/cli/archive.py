@@ -15,7 +15,15 @@ from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Binance public-data archives (data.binance.vision layout).")
+app = typer.Typer(
+    help="Binance public-data archives (data.binance.vision layout).",
+    rich_markup_mode=None,
+    epilog=(
+        "\b\nExamples:\n"
+        "  lakehouse archive import --market um --kind aggTrades --symbols BTCUSDT\n"
+        "      --start 2024-01-01 --end 2024-01-02 --base-url http://127.0.0.1:PORT"
+    ),
+)
 
 
 @app.command("import")

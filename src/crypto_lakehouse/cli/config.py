@@ -8,7 +8,11 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, out, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Inspect the effective configuration.")
+app = typer.Typer(
+    help="Inspect the effective configuration.",
+    rich_markup_mode=None,
+    epilog=("\b\nExamples:\n  lakehouse config show\n  LAKEHOUSE_GOLD__INTERVALS=1m,5m lakehouse config show"),
+)
 
 
 @app.command("show")

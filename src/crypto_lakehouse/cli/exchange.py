@@ -16,7 +16,15 @@ from crypto_lakehouse.errors import LakehouseError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The loopback Binance-protocol exchange.")
+app = typer.Typer(
+    help="The loopback Binance-protocol exchange.",
+    rich_markup_mode=None,
+    epilog=(
+        "\b\nExamples:\n"
+        "  lakehouse exchange serve --symbols BTCUSDT,ETHUSDT --rate 500\n"
+        "  lakehouse exchange record data/SYNTH --rounds 2000"
+    ),
+)
 
 
 @app.command("serve")
@@ -119,7 +127,7 @@ def exchange_serve(
 
 @app.command("record")
 def exchange_record(
-    out_path: Annotated[Path, typer.Argument(help="PATH/NAME prefix of the recording files to write.")],
+    out_path: Annotated[Path, typer.Argument(metavar="PATH", help="PATH/NAME prefix of the recording files to write.")],
     config: ConfigOpt = None,
     root: RootOpt = None,
     exchange: Annotated[

@@ -58,7 +58,9 @@ def stream(
 
 
 def ingest_recording(
-    recording: Annotated[Path, typer.Argument(help="The recording as PATH/NAME (files NAME.0, NAME.ws.*, ...).")],
+    recording: Annotated[
+        Path, typer.Argument(metavar="RECORDING", help="The recording as PATH/NAME (files NAME.0, NAME.ws.*, ...).")
+    ],
     config: ConfigOpt = None,
     root: RootOpt = None,
     timeout: Annotated[

@@ -16,7 +16,16 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Table maintenance (never loses data, never breaks a tag).")
+app = typer.Typer(
+    help="Table maintenance (never loses data, never breaks a tag).",
+    rich_markup_mode=None,
+    epilog=(
+        "\b\nExamples:\n"
+        "  lakehouse maintain compact --table silver.trades\n"
+        "  lakehouse maintain checkpoint\n"
+        "  lakehouse maintain vacuum"
+    ),
+)
 
 TableOpt = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable); default: all.")]
 

@@ -12,7 +12,11 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, csv, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Promote data between layers (bronze -> silver -> gold).")
+app = typer.Typer(
+    help="Promote data between layers (bronze -> silver -> gold).",
+    rich_markup_mode=None,
+    epilog=("\b\nExamples:\n  lakehouse promote silver --tables trades --start -1h\n  lakehouse promote gold"),
+)
 
 WindowOpt = Annotated[
     str | None, typer.Option(help="Exchange-time bound: 2024-01-01, 2024-01-01T12:00:00Z or -2h (ago).")

@@ -27,7 +27,9 @@ def _as_of(text: str | None) -> int | str | None:
 
 
 def query(
-    sql: Annotated[str, typer.Argument(help="DuckDB SQL; tables are bronze.trades, silver.trades, gold.ohlcv, ...")],
+    sql: Annotated[
+        str, typer.Argument(metavar="SQL", help="DuckDB SQL; tables are bronze.trades, silver.trades, gold.ohlcv, ...")
+    ],
     as_of: Annotated[str | None, typer.Option(help="Delta version, RFC 3339 time or tag name.")] = None,
     format: Annotated[str, typer.Option("--format", help="table, csv, json or parquet.")] = "table",
     output: Annotated[Path | None, typer.Option(help="Write the result to this file.")] = None,
@@ -39,7 +41,7 @@ def query(
 
 
 def history(
-    table: Annotated[str, typer.Argument(help="e.g. silver.trades")],
+    table: Annotated[str, typer.Argument(metavar="TABLE", help="e.g. silver.trades")],
     config: ConfigOpt = None,
     root: RootOpt = None,
 ) -> None:

@@ -11,12 +11,21 @@ from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, emit, settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Named versions for reproducible backtests.")
+app = typer.Typer(
+    help="Named versions for reproducible backtests.",
+    rich_markup_mode=None,
+    epilog=(
+        "\b\nExamples:\n"
+        "  lakehouse tag create backtest-v1 --note 'data of run 17'\n"
+        "  lakehouse tag list\n"
+        "  lakehouse query 'select count(*) from silver.trades' --as-of backtest-v1"
+    ),
+)
 
 
 @app.command("create")
 def tag_create(
-    name: Annotated[str, typer.Argument(help="Tag name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Tag name.")],
     tables: Annotated[
         list[str] | None,
         typer.Option("--table", help="Only this table (repeatable); default: every silver and gold table."),
@@ -36,7 +45,11 @@ def tag_list(config: ConfigOpt = None, root: RootOpt = None) -> None:
 
 
 @app.command("delete")
-def tag_delete(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, root: RootOpt = None) -> None:
+def tag_delete(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Tag name.")],
+    config: ConfigOpt = None,
+    root: RootOpt = None,
+) -> None:
     """Delete a tag (the data stays)."""
     jobs.delete_tag(settings(config, root), name=name)
     print(f"deleted tag {name}")

@@ -343,7 +343,8 @@ class Lakehouse:
             # DuckDB's delta extension reads the latest version, where the catalog lets it (loaded once, if at all)
             use_ext = as_of is None and not live
             extension = functools.cache(lambda: _delta_extension(con))
-            for name in _referenced_tables(query):
+            views = [v for v in SQL_VIEWS if v in _referenced_names(query)]
+            for name in sorted({*_referenced_tables(query), *(SQL_VIEWS[v][0] for v in views)}, key=list(TABLES).index):
                 if not self.catalog.exists(name) and not (live and name in BRONZE):
                     continue
                 layer, kind = name.split(".")
@@ -357,6 +358,10 @@ class Lakehouse:
                 else:
                     con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))
                 con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
+            for view in views:
+                table, select = SQL_VIEWS[view]
+                if self.catalog.exists(table):
+                    con.execute(f"CREATE VIEW {view} AS {select}")
             return con.sql(query).pl()
         except duckdb.Error as exc:
             raise LakehouseError(str(exc).strip()) from None
@@ -523,13 +528,26 @@ _SQL_NOISE = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _TABLE_REF = re.compile(r'(?<![\w$])"?(bronze|silver|gold|meta)"?\s*\.\s*"?(\w+)"?', re.IGNORECASE)
 
 
-def _referenced_tables(query: str) -> list[str]:
-    """The lakehouse tables ``query`` names (``silver.trades``, ``"gold"."ohlcv"``, ...). A
+SQL_VIEWS: dict[str, tuple[str, str]] = {
+    # bars built from the lakehouse's own trades, one row per window: what a query of OHLCV
+    # means unless it asks for the exchange's candles (gold.ohlcv holds both, by `source`)
+    "gold.bars": ("gold.ohlcv", "SELECT * EXCLUDE (source) FROM gold.ohlcv WHERE source = 'trades'"),
+}
+"""Views :meth:`Lakehouse.sql` adds over the tables: name -> (table it reads, its SELECT)."""
+
+
+def _referenced_names(query: str) -> set[str]:
+    """Every ``layer.kind`` ``query`` names (``silver.trades``, ``"gold"."ohlcv"``, ...). A
     textual scan rather than DuckDB's parser (``duckdb.get_table_names`` binds ``USING`` joins
     against tables not registered yet and refuses several statements); it errs towards
     over-including (a column reference spelled like a table costs an unneeded resolution)."""
     text = _SQL_NOISE.sub(" ", query)
-    named = {f"{layer.lower()}.{kind.lower()}" for layer, kind in _TABLE_REF.findall(text)}
+    return {f"{layer.lower()}.{kind.lower()}" for layer, kind in _TABLE_REF.findall(text)}
+
+
+def _referenced_tables(query: str) -> list[str]:
+    """The lakehouse tables ``query`` names (see :func:`_referenced_names`)."""
+    named = _referenced_names(query)
     return [t for t in TABLES if t in named]
 
 
