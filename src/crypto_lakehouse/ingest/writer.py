@@ -293,6 +293,7 @@ class BronzeWriter:
     async def start(self) -> None:
         """Take the writer id's lock, learn each table's next batch id and re-append what a
         previous run spooled."""
+        self._wake = asyncio.Event()  # of this run's event loop: a writer may run again in another
         self._lock()
         self._claim_spool()
         await asyncio.to_thread(self._init_batches)
