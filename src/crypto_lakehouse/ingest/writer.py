@@ -371,6 +371,9 @@ class BronzeWriter:
         """
         while True:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            # a gather of commits that are all done returns without yielding: let their done
+            # callbacks (queued, they clear _inflight) run, or this loop would spin forever
+            await asyncio.sleep(0)
             if not any(buf.rows for buf in self._buffers.values()):
                 return
             self._flush_due(force=True)
