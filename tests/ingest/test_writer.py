@@ -221,3 +221,28 @@ def test_auto_compaction_merges_small_files_and_loses_nothing(tmp_path: Path) ->
     per_partition = Counter(uri.rsplit("/", 1)[0] for uri in dt.file_uris())
     assert max(per_partition.values()) <= 3
     assert sum(per_partition.values()) < 14
+
+
+def test_flush_entered_while_a_finished_commits_callback_is_queued_returns(tmp_path: Path) -> None:
+    """The stop path raced a commit that had just finished (its done callback queued, not run):
+    a gather of done tasks does not yield, so flush() spun forever without letting the callback
+    clear the in-flight entry (seen as a `lakehouse stream --duration 2` that never exited)."""
+    import threading
+
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool")
+
+    async def go() -> None:
+        await writer.start()
+        finished = asyncio.get_running_loop().create_future()  # a commit that has finished...
+        finished.set_result([])
+        writer._inflight["bronze.trades"] = finished
+        asyncio.get_running_loop().call_soon(writer._done, "bronze.trades", finished)  # ...its callback queued
+        writer.add("bronze.trades", ("BINANCE", "BTC-USDT", 1.7e9, 1.7e9, "1", "buy", "1.5", "2", None))
+        await writer.flush()
+
+    # in a thread: with the bug, flush() never yields (no timeout inside the loop could fire)
+    thread = threading.Thread(target=asyncio.run, args=(go(),), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "flush() spun forever"
+    assert pl.read_delta(str(tmp_path / "bronze" / "trades"))["id"].to_list() == ["1"]

@@ -293,6 +293,7 @@ class BronzeWriter:
     async def start(self) -> None:
         """Take the writer id's lock, learn each table's next batch id and re-append what a
         previous run spooled."""
+        self._wake = asyncio.Event()  # of this run's event loop: a writer may run again in another
         self._lock()
         self._claim_spool()
         await asyncio.to_thread(self._init_batches)
@@ -370,6 +371,9 @@ class BronzeWriter:
         """
         while True:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            # a gather of commits that are all done returns without yielding: let their done
+            # callbacks (queued, they clear _inflight) run, or this loop would spin forever
+            await asyncio.sleep(0)
             if not any(buf.rows for buf in self._buffers.values()):
                 return
             self._flush_due(force=True)
