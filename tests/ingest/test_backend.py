@@ -103,7 +103,9 @@ def test_plain_feedhandler_with_lakehouse_backends_lands_exactly_the_trades_sent
     """The user's FeedHandler, one feed, a lakehouse backend per channel; run a few seconds,
     stopped with ``request_stop()``: bronze holds every trade of the market once, the other
     channels landed, in batched exactly-once commits, and the session is recorded."""
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=6_000, max_trades=5_000)
+    spec = MarketSpec(
+        first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=6_000, max_trades=5_000
+    )
     writer = BronzeWriter(Catalog(tmp_path), writer_id="my-fh", spool_dir=tmp_path / "spool", max_age_s=0.25)
 
     async def go() -> tuple[LoopbackExchange, float, dict]:
@@ -171,7 +173,7 @@ class _UsersOwnBackend(BackendQueue, BackendCallback):
 def test_the_users_own_callbacks_on_the_same_feed_still_get_everything(tmp_path: Path) -> None:
     """The lakehouse coexists with the user's callbacks: a plain async function and a cryptofeed
     backend of their own, listed with it under the same channels, see every message."""
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=3_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=3_000)
     writer = BronzeWriter(Catalog(tmp_path), writer_id="coexist", spool_dir=tmp_path / "spool", max_age_s=0.25)
     seen: Counter = Counter()
     trade_ids: list[int] = []
@@ -217,8 +219,8 @@ def test_the_users_own_callbacks_on_the_same_feed_still_get_everything(tmp_path:
 def test_one_writer_shared_by_two_feeds_is_flushed_once_when_both_stopped(tmp_path: Path) -> None:
     """Spot and USD-M futures in one FeedHandler, one writer: one run of it (one batch sequence)
     serves both feeds, and both land in full."""
-    spot = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=1_500)
-    perp = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=6_000, max_trades=1_500)
+    spot = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=1_500)
+    perp = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=6_000, max_trades=1_500)
     writer = BronzeWriter(Catalog(tmp_path), writer_id="shared", spool_dir=tmp_path / "spool", max_age_s=0.25)
 
     async def go() -> tuple[LoopbackExchange, LoopbackExchange]:
@@ -251,7 +253,7 @@ def test_storage_down_spools_fails_the_handler_and_the_next_run_commits_the_spoo
     blocker = tmp_path / "blocker"
     blocker.write_text("not a directory")
     root = blocker / "lake"
-    spec = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=1_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=6_000, max_trades=1_000)
 
     def run(seed: int) -> tuple[LoopbackExchange, dict]:
         writer = BronzeWriter(Catalog(root), writer_id="w", spool_dir=tmp_path / "spool", retries=1, backoff_s=0.01)
@@ -297,8 +299,8 @@ def test_a_failing_feed_does_not_hold_up_the_handler_and_what_was_received_is_co
     """Two feeds share a writer; one fails (its user callback raises an error listed in the
     feed's ``exceptions``): cryptofeed cancels the other and raises; the writer is flushed before
     ``run_async`` raises, so every trade received is in bronze, contiguous, once."""
-    spot = MarketSpec(exchange="BINANCE", symbols=["BTCUSDT"], rate=4_000)  # endless markets
-    perp = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=4_000)
+    spot = MarketSpec(first_id=1_000_000, exchange="BINANCE", symbols=["BTCUSDT"], rate=4_000)  # endless markets
+    perp = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=4_000)
     writer = BronzeWriter(Catalog(tmp_path), writer_id="w", spool_dir=tmp_path / "spool", max_age_s=0.25)
     received: Counter = Counter()
 
@@ -331,7 +333,7 @@ def test_a_failing_feed_does_not_hold_up_the_handler_and_what_was_received_is_co
     assert received["BINANCE"] == 1_000 and received["BINANCE_FUTURES"] > 0
 
     # the same writer and backend objects serve the user's next FeedHandler (a new market, later ids)
-    later = MarketSpec(exchange="BINANCE_FUTURES", symbols=["ETHUSDT"], rate=6_000, max_trades=500)
+    later = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["ETHUSDT"], rate=6_000, max_trades=500)
 
     async def again() -> LoopbackExchange:
         async with LoopbackExchange(market=later) as c:
@@ -348,7 +350,7 @@ def test_a_failing_feed_does_not_hold_up_the_handler_and_what_was_received_is_co
 
 def _start_failing(tmp_path: Path, callbacks: Callable[[BronzeWriter], dict[str, Any]]) -> BaseException:
     """Run a plain FeedHandler whose lakehouse backends cannot start; return what it raised."""
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=2_000)
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=2_000)
     writer = BronzeWriter(Catalog(tmp_path / "lake"), writer_id="w", spool_dir=tmp_path / "spool")
 
     async def go() -> None:
