@@ -34,7 +34,9 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], state: Path, cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(
+    name: str, args: list[str], env: dict[str, str], state: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "pids").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / f"{name}.log", "w")  # noqa: SIM115 - handed to the child
@@ -76,7 +78,7 @@ def deploy_all(env: dict[str, str], project: Path) -> None:
     )
 
 
-def start_worker(env: dict[str, str], state: Path, project: Path) -> subprocess.Popen:
+def start_worker(env: dict[str, str], state: Path, project: Path) -> subprocess.Popen[bytes]:
     return _spawn("prefect-worker", [str(_BIN / "prefect"), "worker", "start", "--pool", POOL], env, state, project)
 
 
