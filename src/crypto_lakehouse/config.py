@@ -146,7 +146,7 @@ class MaintenanceSettings(_Section):
 
     @field_validator("vacuum_horizon", mode="before")
     @classmethod
-    def _one_horizon_for_all(cls, value: Any) -> Any:
+    def _one_horizon_for_all(cls, value: object) -> object:
         if isinstance(value, (str, int, float, timedelta)):
             return {layer: value for layer in ("bronze", "silver", "gold")}
         return value
