@@ -267,10 +267,10 @@ class _UnexpectedMessages(logging.Handler):
             _dead_letter_frame(writer, loc["self"], loc["msg"], loc["conn"], "unexpected message type")
 
 
-MessageHandler = Callable[[Feed, str, AsyncConnection, float], Coroutine[Any, Any, None]]
+_MessageHandler = Callable[[Feed, str, AsyncConnection, float], Coroutine[Any, Any, None]]
 
 
-def _message_handler(base: type[Feed], writer: BronzeWriter | None) -> MessageHandler:
+def _message_handler(base: type[Feed], writer: BronzeWriter | None) -> _MessageHandler:
     async def message_handler(self: Feed, msg: str, conn: AsyncConnection, timestamp: float) -> None:
         # its locals self, msg, conn and writer are read by _UnexpectedMessages: keep their names
         try:
