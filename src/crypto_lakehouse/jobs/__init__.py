@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from crypto_lakehouse.jobs._promote import (
         BackfillResult,
         SilverResult,
+        SilverSummary,
         Window,
         backfill,
         backfill_urls,
@@ -81,6 +82,7 @@ _MODULES = {
     "_promote": (
         "BackfillResult",
         "SilverResult",
+        "SilverSummary",
         "Window",
         "backfill",
         "backfill_urls",
@@ -102,6 +104,7 @@ __all__ = [
     "MaintenanceStep",
     "RecordingResult",
     "SilverResult",
+    "SilverSummary",
     "StreamResult",
     "Window",
     "archive_import",
