@@ -29,7 +29,7 @@ endef
 help:
 	@echo "make demo   - set up, then run the demo on embedded defaults"
 	@echo "make test   - set up, then run the whole test suite"
-	@echo "make lint   - ruff check"
+	@echo "make lint   - ruff check, ruff format --check, mypy (strict on src/ and flows/)"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer; make stop"
 
@@ -59,6 +59,8 @@ stop:
 
 lint: setup
 	$(BIN)/ruff check src flows tests benchmarks
+	$(BIN)/ruff format --check src flows tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/exchange.py
@@ -70,4 +72,4 @@ bench: setup
 	$(BIN)/python benchmarks/maintenance.py
 
 clean:
-	rm -rf $(VENV) .tools .serve lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache
+	rm -rf $(VENV) .tools .serve lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache .mypy_cache

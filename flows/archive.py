@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
+
+
+class ArchiveFlowResult(TypedDict):
+    imported: dict[str, int]  # file -> rows
+    skipped: list[str]  # already imported with the same checksum
 
 
 @flow(name="archive-import")
@@ -23,7 +28,7 @@ def archive_import_flow(
     root: str | None = None,
     workers: int = 4,
     cache_dir: str = "./lakehouse_archive_cache",
-) -> dict[str, Any]:
+) -> ArchiveFlowResult:
     """Import the archives of ``symbols`` from ``start`` to ``end`` (dates, inclusive)."""
     r = jobs.archive_import(
         load_settings(config, root=root),

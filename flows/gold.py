@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
@@ -11,8 +11,14 @@ from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
 
 
+class GoldFlowResult(TypedDict):
+    bars_written: dict[str, int]  # interval -> bars (re)written
+    exchange_candles: int
+    funding_rows: int
+
+
 @flow(name="build-gold")
-def build_gold_flow(config: str | None = None, root: str | None = None) -> dict[str, Any]:
+def build_gold_flow(config: str | None = None, root: str | None = None) -> GoldFlowResult:
     """Recompute the gold bars touched by new silver rows, and gold funding."""
     r = jobs.promote_gold(load_settings(config, root=root))
     rows = [{"interval": k, "bars_written": v} for k, v in r.bars_written.items()]

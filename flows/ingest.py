@@ -3,8 +3,6 @@ cancelled (SIGTERM flushes every buffer first); a number makes the bounded varia
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 
 from crypto_lakehouse import jobs
@@ -22,7 +20,7 @@ def ingest_flow(
     root: str | None = None,
     rest_endpoint: str | None = None,
     ca_file: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, int]]:
     """Stream ``exchanges`` into bronze; the options are those of ``lakehouse stream``."""
     result = jobs.stream(
         load_settings(config, root=root),

@@ -5,7 +5,7 @@ with a concurrency limit of 1, so one table is never compacted twice at once."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any  # the reports are asdict(MaintenanceReport)s: dict[str, Any]
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
@@ -18,7 +16,7 @@ def promote_silver_flow(
     start: str | None = None,
     end: str | None = None,
     tables: list[str] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, int]]:
     """Promote new bronze commits (or reprocess ``start``..``end``) into silver and fill gaps;
     ``tables``: only these (trades, book, ...)."""
     result = jobs.promote_silver(load_settings(config, root=root), start=start, end=end, tables=tables).promotion

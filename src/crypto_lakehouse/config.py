@@ -117,9 +117,9 @@ class WriterSettings(_Section):
 
     id: str | None = Field(None, description="writer id, stable across restarts; None = host name")
     max_rows: int = Field(50_000, gt=0)
-    max_age: Duration = "1s"  # type: ignore[assignment]
+    max_age: Duration = parse_duration("1s")
     retries: int = Field(5, ge=0)
-    retry_backoff: Duration = "200ms"  # type: ignore[assignment]
+    retry_backoff: Duration = parse_duration("200ms")
     spool_dir: str | None = Field(
         None, description="where failed batches wait and live writers register; None = the root's state directory"
     )
@@ -130,8 +130,8 @@ class WriterSettings(_Section):
 class SilverSettings(_Section):
     """promote-silver: validation bounds, gap thresholds and where backfill asks."""
 
-    max_future_skew: Duration = "10s"  # type: ignore[assignment]
-    funding_gap: Duration = "1m"  # type: ignore[assignment]
+    max_future_skew: Duration = parse_duration("10s")
+    funding_gap: Duration = parse_duration("1m")
     symbols: Annotated[list[str] | None, NoDecode, BeforeValidator(_split_list)] = Field(
         None, description="allow-list of symbols; None: any well-formed one"
     )
@@ -140,6 +140,10 @@ class SilverSettings(_Section):
     backfill_rest: dict[str, str] = Field(
         default_factory=dict, description="exchange -> REST base for ccxt; missing: the exchange's own"
     )
+
+
+def _keep_forever(*layers: str) -> dict[str, timedelta | None]:
+    return {layer: None for layer in layers}
 
 
 class MaintenanceSettings(_Section):
@@ -151,18 +155,22 @@ class MaintenanceSettings(_Section):
 
     The earlier names of the two settings, ``vacuum_retention`` and ``retention``, are still read."""
 
-    vacuum_horizon: dict[str, Duration] = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"bronze": "1h", "silver": "7d", "gold": "7d"},
+    vacuum_horizon: dict[str, Duration] = Field(
+        default_factory=lambda: {
+            "bronze": parse_duration("1h"),
+            "silver": parse_duration("7d"),
+            "gold": parse_duration("7d"),
+        },
         validation_alias=AliasChoices("vacuum_horizon", "vacuum_retention"),
     )
-    data_retention: dict[str, Duration | None] = Field(  # type: ignore[assignment]
-        default_factory=lambda: {"bronze": None, "silver": None, "gold": None},
+    data_retention: dict[str, Duration | None] = Field(
+        default_factory=lambda: _keep_forever("bronze", "silver", "gold"),
         validation_alias=AliasChoices("data_retention", "retention"),
     )
 
     @field_validator("vacuum_horizon", mode="before")
     @classmethod
-    def _one_horizon_for_all(cls, value: Any) -> Any:
+    def _one_horizon_for_all(cls, value: object) -> object:
         if isinstance(value, (str, int, float, timedelta)):
             return {layer: value for layer in ("bronze", "silver", "gold")}
         return value
@@ -179,8 +187,8 @@ class MaintenanceSettings(_Section):
 class GoldSettings(_Section):
     """Gold OHLCV intervals: any fixed Polars-style duration."""
 
-    intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(  # type: ignore[assignment]
-        default_factory=lambda: ["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+    intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(
+        default_factory=lambda: [parse_duration(d) for d in ("1s", "1m", "5m", "15m", "1h", "4h", "1d")]
     )
 
 

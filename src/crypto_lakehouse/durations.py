@@ -68,25 +68,25 @@ class CandleInterval:
 
     name: str
     months: int  # > 0: calendar months; 0: a fixed length
-    fixed: timedelta | None  # the length when fixed
+    fixed: timedelta | None  # the length when fixed (months == 0), else None
 
     @property
     def offset(self) -> str:
-        return f"{self.months}mo" if self.months else format_duration(self.fixed)  # type: ignore[arg-type]
+        return format_duration(self.fixed) if self.fixed is not None else f"{self.months}mo"
 
     def add(self, t: datetime, n: int = 1) -> datetime:
         """``t`` plus ``n`` intervals (months: the same day and time ``n`` months on, the day
         clamped to the month's last, as Polars' ``dt.offset_by`` does)."""
-        if not self.months:
-            return t + n * self.fixed  # type: ignore[operator]
+        if self.fixed is not None:
+            return t + n * self.fixed
         month = t.month - 1 + n * self.months
         year, month = t.year + month // 12, month % 12 + 1
         return t.replace(year=year, month=month, day=min(t.day, calendar.monthrange(year, month)[1]))
 
     def count(self, start: datetime, end: datetime) -> int:
         """Whole intervals from ``start`` up to ``end`` (e.g. candles expected in ``[start, end)``)."""
-        if not self.months:
-            return max(0, (end - start) // self.fixed)  # type: ignore[operator]
+        if self.fixed is not None:
+            return max(0, (end - start) // self.fixed)
         n = max(0, ((end.year - start.year) * 12 + end.month - start.month) // self.months)
         while n and self.add(start, n) > end:
             n -= 1

@@ -14,7 +14,7 @@ readers may lack).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeIs, get_args
 
 import pyarrow as pa
 
@@ -35,6 +35,7 @@ __all__ = [
     "TableName",
     "TableSpec",
     "markdown",
+    "table_name",
     "table_spec",
 ]
 
@@ -87,7 +88,7 @@ class TableSpec:
         return self.name.split(".", 1)[1]
 
 
-def _f(name: str, typ: pa.DataType, nullable: bool = True, doc: str = "") -> pa.Field:
+def _f(name: str, typ: pa.DataType, nullable: bool = True, doc: str = "") -> pa.Field[pa.DataType]:
     return pa.field(name, typ, nullable=nullable, metadata={"doc": doc} if doc else None)
 
 
@@ -107,7 +108,7 @@ _INGEST = [
 _PARTITIONS = ("exchange", "symbol", "date")
 
 
-def _bronze(kind: str, fields: list[pa.Field], key: tuple[str, ...], description: str) -> TableSpec:
+def _bronze(kind: str, fields: list[pa.Field[pa.DataType]], key: tuple[str, ...], description: str) -> TableSpec:
     return TableSpec(
         name=f"bronze.{kind}",
         schema=pa.schema([*_WHERE, *_WHEN, *fields, *_INGEST]),
@@ -256,7 +257,7 @@ _F = pa.float64()
 _SOURCE = _f("source", _S, False, "stream, backfill or archive")
 
 
-def _silver(kind: str, fields: list[pa.Field], key: tuple[str, ...], description: str) -> TableSpec:
+def _silver(kind: str, fields: list[pa.Field[pa.DataType]], key: tuple[str, ...], description: str) -> TableSpec:
     return TableSpec(
         name=f"silver.{kind}",
         schema=pa.schema([*_WHERE, *_WHEN, *fields, _SOURCE]),
@@ -511,7 +512,23 @@ def table_spec(name: str) -> TableSpec:
     try:
         return TABLES[name]
     except KeyError:
-        raise UnknownTable(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}") from None
+        raise _unknown(name) from None
+
+
+def table_name(name: str) -> TableName:
+    """``name`` (a string from a user: CLI, config, replay's short names) as a :data:`TableName`,
+    checked like :func:`table_spec`: :class:`UnknownTable` naming the known tables otherwise."""
+    if _is_table_name(name):
+        return name
+    raise _unknown(name)
+
+
+def _is_table_name(name: str) -> TypeIs[TableName]:
+    return name in TABLES
+
+
+def _unknown(name: str) -> UnknownTable:
+    return UnknownTable(f"unknown table {name!r}; known tables: {', '.join(sorted(TABLES))}")
 
 
 def markdown() -> str:

@@ -174,8 +174,9 @@ def _usage_line(exc: TyperException) -> str:
     path = getattr(ctx, "command_path", "lakehouse")
     name = type(exc).__name__
     message = exc.format_message().strip().rstrip(".")
-    if hasattr(command, "list_commands") and ctx is not None and "command" in message.lower():
-        commands = ", ".join(command.list_commands(ctx))  # a group: name its commands
+    list_commands = getattr(command, "list_commands", None)  # a group: name its commands
+    if list_commands is not None and ctx is not None and "command" in message.lower():
+        commands = ", ".join(list_commands(ctx))
         return f"{message}; '{path}' commands: {commands} ('{path} -h' for help)"
     if name == "NoSuchOption" and command is not None and ctx is not None:
         options = sorted({o for p in command.get_params(ctx) for o in p.opts if o.startswith("--")})

@@ -6,13 +6,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from crypto_lakehouse import jobs
 from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, csv, out, settings
 from crypto_lakehouse.errors import LakehouseError
+
+if TYPE_CHECKING:
+    from crypto_lakehouse.loopback.server import ExchangeOptions
 
 __all__ = ["app"]
 
@@ -82,7 +85,7 @@ def exchange_serve(
         malformed_every=malformed_every,
         drop_at=drop_at,
     )
-    kwargs: dict[str, Any] = {
+    kwargs: ExchangeOptions = {
         "host": host or s.host,
         "ws_port": s.ws_port if ws_port is None else ws_port,
         "rest_port": s.rest_port if rest_port is None else rest_port,

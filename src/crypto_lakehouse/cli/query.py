@@ -46,7 +46,9 @@ def history(
     root: RootOpt = None,
 ) -> None:
     """Commits of a table, newest first."""
-    emit(_lakehouse(config, root).history(table), "table", None)
+    from crypto_lakehouse.schemas import table_name
+
+    emit(_lakehouse(config, root).history(table_name(table)), "table", None)
 
 
 def tables(config: ConfigOpt = None, root: RootOpt = None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from rich.console import Console
@@ -81,19 +80,19 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
 
-    table = Table(title=f"tables under {settings.root}")
+    listing = Table(title=f"tables under {settings.root}")
     for col in ("table", "rows", "version", "files", "MB", "location"):
-        table.add_column(col, justify="left" if col in ("table", "location") else "right", overflow="fold")
+        listing.add_column(col, justify="left" if col in ("table", "location") else "right", overflow="fold")
     catalog = writer.catalog
     for name in (*BRONZE, *SILVER, *GOLD):
-        s: dict[str, Any] = await asyncio.to_thread(catalog.summary, name)
+        s = await asyncio.to_thread(catalog.summary, name)
         if s["exists"]:
-            table.add_row(
+            listing.add_row(
                 name, f"{s['rows']:,}", str(s["version"]), str(s["files"]), f"{s['bytes'] / 1e6:.2f}", s["uri"]
             )
         else:
-            table.add_row(name, "-", "-", "-", "-", "(not created: nothing to write)")
-    console.print(table)
+            listing.add_row(name, "-", "-", "-", "-", "(not created: nothing to write)")
+    console.print(listing)
     sym = v.std_symbol(lb.symbols[0])
     bars = (
         catalog.scan("gold.ohlcv")

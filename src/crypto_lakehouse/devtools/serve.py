@@ -50,7 +50,9 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], state: Path, cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(
+    name: str, args: list[str], env: dict[str, str], state: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "pids").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / f"{name}.log", "w")  # noqa: SIM115 - handed to the child
@@ -96,7 +98,7 @@ def deploy_all(env: dict[str, str], project: Path) -> list[str]:
     return [d["name"] for d in yaml.safe_load((project / "prefect.yaml").read_text()).get("deployments") or []]
 
 
-def start_worker(env: dict[str, str], state: Path, project: Path) -> subprocess.Popen:
+def start_worker(env: dict[str, str], state: Path, project: Path) -> subprocess.Popen[bytes]:
     return _spawn("prefect-worker", [str(_BIN / "prefect"), "worker", "start", "--pool", POOL], env, state, project)
 
 
@@ -136,7 +138,7 @@ class Progress:
         print(progress_line(time.monotonic() - self._t0, step, text), flush=True)
 
 
-def _running(proc: subprocess.Popen, name: str, log: Path, *, settle: float = 1.0) -> None:
+def _running(proc: subprocess.Popen[bytes], name: str, log: Path, *, settle: float = 1.0) -> None:
     """Raise if ``proc`` exits within ``settle`` seconds (a bad config, a port in use)."""
     try:
         proc.wait(settle)

@@ -18,7 +18,7 @@ import polars as pl
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.venues.clients import ccxt_client
+from crypto_lakehouse.venues.clients import CcxtClient, CcxtFundingRate, CcxtTrade, ccxt_client
 from crypto_lakehouse.venues.registry import venue
 
 __all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol", "rest_urls"]
@@ -46,14 +46,17 @@ class Backfiller:
     def __init__(self, rest_urls: dict[str, str] | None = None, *, rate_limit_ms: float | None = None):
         self.rest_urls = {k.upper(): v for k, v in (rest_urls or {}).items()}
         self.rate_limit_ms = rate_limit_ms
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, CcxtClient] = {}
         self.requests = 0
 
-    def _client(self, exchange: str) -> Any:
+    def _client(self, exchange: str) -> CcxtClient:
         ex = exchange.upper()
         if ex not in self._clients:
-            config = {} if self.rate_limit_ms is None else {"rateLimit": self.rate_limit_ms}
-            client = ccxt_client(ex, rest_url=self.rest_urls.get(ex), **config)
+            rest_url = self.rest_urls.get(ex)
+            if self.rate_limit_ms is None:
+                client = ccxt_client(ex, rest_url=rest_url)
+            else:
+                client = ccxt_client(ex, rest_url=rest_url, rateLimit=self.rate_limit_ms)
             client.load_markets()
             self._clients[ex] = client
         return self._clients[ex]
@@ -69,7 +72,7 @@ class Backfiller:
     def trades_by_id(self, exchange: str, symbol: str, first_id: int, last_id: int) -> pl.DataFrame:
         """Trades with ``first_id <= id <= last_id``, paging by ``fromId``."""
         client, market = self._client(exchange), self._market(exchange, symbol)
-        rows: list[dict] = []
+        rows: list[CcxtTrade] = []
         next_id = first_id
         while next_id <= last_id:
             page = client.fetch_trades(market, limit=_PAGE, params={"fromId": next_id})
@@ -102,7 +105,7 @@ class Backfiller:
         """Trades with ``start <= ts < end``: the first page by time, then by ``fromId``."""
         client, market = self._client(exchange), self._market(exchange, symbol)
         s_ms, e_ms = _ms(start), _ms(end)
-        rows: list[dict] = []
+        rows: list[CcxtTrade] = []
         cursor = s_ms
         while cursor < e_ms:  # Binance serves time windows of at most 1 h
             window_end = min(cursor + 3_600_000 - 1, e_ms - 1)
@@ -117,7 +120,7 @@ class Backfiller:
             cursor = window_end + 1
         return self._trade_frame(exchange, symbol, [t for t in rows if t["timestamp"] >= s_ms])
 
-    def _trade_frame(self, exchange: str, symbol: str, rows: list[dict]) -> pl.DataFrame:
+    def _trade_frame(self, exchange: str, symbol: str, rows: list[CcxtTrade]) -> pl.DataFrame:
         now = datetime.now(UTC)
         return pl.DataFrame(
             {
@@ -149,7 +152,7 @@ class Backfiller:
         iv = candle_interval(interval)
         if iv is None:
             raise ValueError(f"not a candle interval: {interval!r}")
-        rows: list[list] = []
+        rows: list[list[Any]] = []
         cursor = s_ms
         while cursor < e_ms:
             page = client.fetch_ohlcv(market, interval, since=cursor, limit=_PAGE)
@@ -193,7 +196,7 @@ class Backfiller:
         """Funding settlements with ``start <= fundingTime < end``."""
         client, market = self._client(exchange), self._market(exchange, symbol)
         s_ms, e_ms = _ms(start), _ms(end)
-        rows: list[dict] = []
+        rows: list[CcxtFundingRate] = []
         cursor = s_ms
         while cursor < e_ms:
             page = client.fetch_funding_rate_history(market, since=cursor, limit=_PAGE, params={"endTime": e_ms - 1})

@@ -25,12 +25,25 @@ import pyarrow.compute as pc
 
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 
-__all__ = ["ROW_LAYOUT", "Column", "RowBuilder", "columns_to_arrow", "convert_column", "row_builder", "rows_to_arrow"]
+__all__ = [
+    "ROW_LAYOUT",
+    "Column",
+    "Row",
+    "RowBuilder",
+    "columns_to_arrow",
+    "convert_column",
+    "row_builder",
+    "rows_to_arrow",
+]
 
-Column = Sequence[Any] | pa.Array
+type Column = Sequence[Any] | pa.Array[Any]  # (a `type` alias: evaluated lazily, pa.Array is not subscriptable)
 """One column of rows: Python values (the writer) or an Arrow array (the archive importer)."""
 
-RowBuilder = Callable[..., tuple[Any, ...]]
+Row = tuple[Any, ...]
+"""A bronze row: its table's :data:`ROW_LAYOUT` columns in order, each any Python value the
+column's Arrow type converts (a value that does not is found at commit: the dead letter)."""
+
+RowBuilder = Callable[..., Row]
 """Every column of a table's row layout by keyword -> the row tuple in layout order."""
 
 
@@ -62,7 +75,7 @@ def row_builder(table: str) -> RowBuilder:
     return _BUILDERS[table]
 
 
-def convert_column(typ: pa.DataType, values: Column) -> pa.Array:
+def convert_column(typ: pa.DataType, values: Column) -> pa.Array[Any]:
     """One column as bronze stores it: a timestamp column from float epoch seconds to
     microseconds (rounded), any other as ``typ``."""
     if pa.types.is_timestamp(typ):
@@ -71,7 +84,7 @@ def convert_column(typ: pa.DataType, values: Column) -> pa.Array:
     return _as_arrow(values, typ)
 
 
-def _as_arrow(values: Column, typ: pa.DataType) -> pa.Array:
+def _as_arrow(values: Column, typ: pa.DataType) -> pa.Array[Any]:
     if isinstance(values, pa.Array):
         return values.cast(typ)
     return pa.array(values, type=typ)
@@ -84,8 +97,10 @@ def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: st
     spec, layout = BRONZE[table], ROW_LAYOUT[table]
     if columns.keys() != set(layout):
         raise ValueError(f"{table} rows have the columns {', '.join(layout)}, not {', '.join(columns)}")
-    arrays: dict[str, pa.Array] = {name: convert_column(spec.schema.field(name).type, columns[name]) for name in layout}
-    when = arrays.get("ts", arrays.get("received_at"))
+    arrays: dict[str, pa.Array[Any]] = {
+        name: convert_column(spec.schema.field(name).type, columns[name]) for name in layout
+    }
+    when = arrays["ts"] if "ts" in arrays else arrays["received_at"]  # every table has one of them
     if "receipt_ts" in arrays:
         when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
     arrays["date"] = pc.cast(when, pa.date32())
@@ -98,7 +113,7 @@ def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: st
     return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
 
 
-def rows_to_arrow(table: str, rows: list[tuple], *, writer_id: str, batch_id: int) -> pa.Table:
+def rows_to_arrow(table: str, rows: Sequence[Row], *, writer_id: str, batch_id: int) -> pa.Table:
     """Row tuples in ``table``'s row layout -> an Arrow table in its bronze schema (vectorised:
     the rows are transposed into columns once). A row of the wrong width is a ``ValueError``."""
     layout = ROW_LAYOUT[table]

@@ -14,24 +14,31 @@ import difflib
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from cryptofeed import FeedHandler
+from cryptofeed.connection import AsyncConnection
 from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
 from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
-from crypto_lakehouse.ingest.rows import row_builder
+from crypto_lakehouse.ingest.rows import Row, row_builder
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
 from crypto_lakehouse.storage.state import state_dir
 from crypto_lakehouse.venues.clients import feed_class, run_feeds
 from crypto_lakehouse.venues.registry import venue
+
+if TYPE_CHECKING:
+    from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
+
+    from crypto_lakehouse.config import Settings
 
 __all__ = [
     "CHANNELS",
@@ -48,7 +55,7 @@ LOG = logging.getLogger(__name__)
 CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
 
 
-def decimal_text(v: Any) -> str | None:
+def decimal_text(v: Any) -> str | None:  # Any: a Decimal, str, float or None (`v.__class__ is` does not narrow)
     """The text bronze stores for a price or size: plain decimal notation, never an exponent.
 
     cryptofeed 3.0.1 parses the exchange's text into ``Decimal`` (``Decimal("0.00000010")``),
@@ -69,7 +76,11 @@ def decimal_text(v: Any) -> str | None:
     return s
 
 
-def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Any]:
+Callback = Callable[..., Awaitable[None]]
+"""A cryptofeed data callback: ``(message, receipt time) -> None``, the message's type per channel."""
+
+
+def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Callback]:
     """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
     :func:`decimal_text`. Each row is built by its table's :func:`~.rows.row_builder`, every
     column by name, so the tuple's order is the layout's (``schemas.ROW_LAYOUT``)."""
@@ -79,7 +90,7 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
     ticker_row, funding_row = row_builder("bronze.ticker"), row_builder("bronze.funding")
     liquidation_row, candle_row = row_builder("bronze.liquidations"), row_builder("bronze.candles")
 
-    async def trade(t: Any, receipt: float) -> None:
+    async def trade(t: Trade, receipt: float) -> None:
         add(
             "bronze.trades",
             trade_row(
@@ -95,10 +106,12 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    async def book(b: Any, receipt: float) -> None:
+    async def book(b: OrderBook, receipt: float) -> None:
         ex, sym, ts, seq = b.exchange, b.symbol, b.timestamp, b.sequence_number
+        # (cryptofeed's stub types delta as dict: it is None on a snapshot)
+        delta = cast("dict[str, list[tuple[Decimal, Decimal]]] | None", b.delta)
 
-        def levels(snapshot: bool, side: str, pairs: Iterable[tuple[Any, Any]]) -> list[tuple]:
+        def levels(snapshot: bool, side: str, pairs: Iterable[tuple[Decimal, Decimal]]) -> list[Row]:
             return [
                 book_row(
                     exchange=ex,
@@ -114,14 +127,14 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
                 for p, q in pairs
             ]
 
-        if b.delta is None:  # a snapshot: every level
+        if delta is None:  # a snapshot: every level
             rows = levels(True, "bid", b.book.bids.to_dict().items())
             rows += levels(True, "ask", b.book.asks.to_dict().items())
         else:
-            rows = levels(False, "bid", b.delta[BID]) + levels(False, "ask", b.delta[ASK])
+            rows = levels(False, "bid", delta[BID]) + levels(False, "ask", delta[ASK])
         writer.add_many("bronze.book", rows)
 
-    async def ticker(t: Any, receipt: float) -> None:
+    async def ticker(t: Ticker, receipt: float) -> None:
         raw = t.raw if isinstance(t.raw, dict) else {}
         add(
             "bronze.ticker",
@@ -138,7 +151,7 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    async def funding(f: Any, receipt: float) -> None:
+    async def funding(f: Funding, receipt: float) -> None:
         raw = f.raw if isinstance(f.raw, dict) else {}
         add(
             "bronze.funding",
@@ -155,7 +168,7 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    async def liquidation(x: Any, receipt: float) -> None:
+    async def liquidation(x: Liquidation, receipt: float) -> None:
         add(
             "bronze.liquidations",
             liquidation_row(
@@ -171,7 +184,7 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    async def candle(c: Any, receipt: float) -> None:
+    async def candle(c: Candle, receipt: float) -> None:
         add(
             "bronze.candles",
             candle_row(
@@ -192,7 +205,14 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    table = {TRADES: trade, L2_BOOK: book, TICKER: ticker, FUNDING: funding, LIQUIDATIONS: liquidation, CANDLES: candle}
+    table: dict[str, Callback] = {
+        TRADES: trade,
+        L2_BOOK: book,
+        TICKER: ticker,
+        FUNDING: funding,
+        LIQUIDATIONS: liquidation,
+        CANDLES: candle,
+    }
     return {c: table[c] for c in channels}
 
 
@@ -210,12 +230,13 @@ def _frame_channel(frame: str | bytes) -> str | None:
     return m.group(1) if m else None
 
 
-def _dead_letter_frame(writer: BronzeWriter, feed: Feed, msg: str | bytes, conn: Any, error: str) -> None:
+def _dead_letter_frame(writer: BronzeWriter, feed: Feed, msg: str | bytes, conn: AsyncConnection, error: str) -> None:
     """Keep ``msg`` exactly as received, with the stream it names; a frame naming none (not
     JSON) keeps its connection's address in the error instead."""
     channel = _frame_channel(msg)
-    if channel is None and getattr(conn, "address", None):
-        error = f"{error} (connection {conn.address})"
+    address = getattr(conn, "address", None) if channel is None else None  # (websocket and HTTP connections)
+    if address:
+        error = f"{error} (connection {address})"
     writer.dead_letter(exchange=feed.id, channel=channel, error=error, payload=msg)
 
 
@@ -237,7 +258,7 @@ class _UnexpectedMessages(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if "Unexpected message received" not in str(record.msg):
             return
-        f = sys._getframe(1)
+        f: FrameType | None = sys._getframe(1)
         while f is not None and f.f_code is not _MESSAGE_HANDLER_CODE:
             f = f.f_back
         if f is None:  # not logged while a writer feed handled a frame
@@ -248,12 +269,17 @@ class _UnexpectedMessages(logging.Handler):
             _dead_letter_frame(writer, loc["self"], loc["msg"], loc["conn"], "unexpected message type")
 
 
-def _message_handler(base: type[Feed], writer: BronzeWriter | None) -> Any:
-    async def message_handler(self: Feed, msg: str, conn: Any, timestamp: float) -> None:
+_MessageHandler = Callable[[Feed, str, AsyncConnection, float], Coroutine[Any, Any, None]]
+
+
+def _message_handler(base: type[Feed], writer: BronzeWriter | None) -> _MessageHandler:
+    async def message_handler(self: Feed, msg: str, conn: AsyncConnection, timestamp: float) -> None:
         # its locals self, msg, conn and writer are read by _UnexpectedMessages: keep their names
         try:
             await base.message_handler(self, msg, conn, timestamp)
         except Exception as exc:  # a malformed or unexpected frame: keep it, keep the connection
+            if writer is None:  # the template below, which lends its code object only and never runs
+                raise
             _dead_letter_frame(writer, self, msg, conn, f"{type(exc).__name__}: {exc}")
 
     return message_handler
@@ -387,8 +413,9 @@ async def stream_to_bronze(
     finally:
         writer_stop.set()
         await flusher
-        if ledger is not None:
+        if heartbeat is not None:
             heartbeat.cancel()
+        if ledger is not None:
             await asyncio.to_thread(ledger.record, "end", reason=ended)
         cf_logger.removeHandler(handler)
         if live is not None:
@@ -408,14 +435,21 @@ def _raise_if_nothing_committed(writer: BronzeWriter) -> None:
         )
 
 
-def _loopback_status(base: str) -> tuple[dict, bytes]:
+class _LoopbackStatus(TypedDict):
+    """What this module reads of a loopback exchange's ``/_loopback/status`` (it holds more)."""
+
+    exchange: str
+    ws_url: str
+
+
+def _loopback_status(base: str) -> tuple[_LoopbackStatus, bytes]:
     import json
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(base + "/_loopback/status", timeout=10) as r:
-            status = json.load(r)
+            status: _LoopbackStatus = json.load(r)
         with urllib.request.urlopen(base + "/_loopback/cert.pem", timeout=10) as r:
             cert = r.read()
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -461,7 +495,7 @@ def resolve_endpoint(
 
 
 def stream_targets(
-    settings: Any,
+    settings: Settings,
     *,
     exchanges: list[str] | None = None,
     symbols: list[str] | None = None,

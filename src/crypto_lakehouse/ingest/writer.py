@@ -25,26 +25,31 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.ingest.rows import convert_column, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import Row, convert_column, row_builder, rows_to_arrow
 from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 from crypto_lakehouse.storage import Catalog, CommitError
 from crypto_lakehouse.storage.state import spool_dir as default_spool_dir
 from crypto_lakehouse.storage.state import state_dir
+
+if TYPE_CHECKING:
+    from crypto_lakehouse.config import Settings
 
 __all__ = ["BronzeWriter", "TableStats", "default_writer_id"]
 
@@ -54,7 +59,7 @@ AUTO_COMPACT_TARGET = 16 * 1024 * 1024  # bytes; scheduled compaction merges the
 
 _dead_letter_row = row_builder("bronze.dead_letter")
 
-_HELD_LOCKS: dict[Path, Any] = {}  # writer-id locks this process holds (released when it exits)
+_HELD_LOCKS: dict[Path, TextIO] = {}  # writer-id locks this process holds (released when it exits)
 
 
 def default_writer_id() -> str:
@@ -80,7 +85,7 @@ class _Buffer:
     __slots__ = ("first_at", "rows")
 
     def __init__(self) -> None:
-        self.rows: list[tuple] = []
+        self.rows: list[Row] = []
         self.first_at = 0.0
 
 
@@ -88,8 +93,8 @@ _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
 
 
 def _to_arrow_isolating(
-    table: str, rows: list[tuple], *, writer_id: str, batch_id: int
-) -> tuple[pa.Table | None, list[tuple[tuple, Exception]]]:
+    table: str, rows: list[Row], *, writer_id: str, batch_id: int
+) -> tuple[pa.Table | None, list[tuple[object, Exception]]]:
     """:func:`.rows.rows_to_arrow`, setting aside the rows that do not convert: ``(table of the
     rows that fit, or None when none does; [(bad row, its error)])``.
 
@@ -105,7 +110,7 @@ def _to_arrow_isolating(
         pass
     found = _bad_rows(table, rows)
     rest = [row for i, row in enumerate(rows) if i not in found] if found else rows
-    bad = [(rows[i], exc) for i, exc in sorted(found.items())]
+    bad: list[tuple[object, Exception]] = [(rows[i], exc) for i, exc in sorted(found.items())]
     good: list[pa.Table] = []
     stack = [rest] if rest else []
     while stack:  # bisection: a safety net, normally one conversion of the rest
@@ -130,20 +135,23 @@ _PLAIN: dict[pa.DataType, tuple[type, ...]] = {
 }
 
 
-def _bad_rows(table: str, rows: list[tuple]) -> dict[int, Exception]:
+def _bad_rows(table: str, rows: Sequence[object]) -> dict[int, Exception]:
     """Index -> error of the rows that cannot be converted, found column by column (failure
-    path only): rows of the wrong shape, values a column cannot convert, nulls where the
-    column is not nullable."""
+    path only): rows of the wrong shape (a producer may hand anything), values a column cannot
+    convert, nulls where the column is not nullable."""
     spec, columns = BRONZE[table], ROW_LAYOUT[table]
     width = len(columns)
     bad: dict[int, Exception] = {}
+    shaped: dict[int, Row] = {}
     for i, row in enumerate(rows):
-        if not isinstance(row, tuple) or len(row) != width:
+        if isinstance(row, tuple) and len(row) == width:
+            shaped[i] = row
+        else:
             bad[i] = ValueError(f"expected a tuple of {width} values ({', '.join(columns)}), got {row!r}")
-    index = [i for i in range(len(rows)) if i not in bad]
+    index = list(shaped)
     for j, name in enumerate(columns):
         f = spec.schema.field(name)
-        values = [rows[i][j] for i in index]
+        values = [shaped[i][j] for i in index]
         try:
             arr = convert_column(f.type, values)
         except _CONVERT_ERRORS:
@@ -158,12 +166,13 @@ def _bad_rows(table: str, rows: list[tuple]) -> dict[int, Exception]:
             continue
         if not f.nullable and arr.null_count:
             nulls = pc.indices_nonzero(pc.is_null(arr)).to_pylist()
-            for k in nulls:
-                bad.setdefault(index[k], ValueError(f"null value in non-nullable column {name}"))
+            for at in nulls:
+                assert at is not None  # (an index array has no nulls)
+                bad.setdefault(index[at], ValueError(f"null value in non-nullable column {name}"))
     return bad
 
 
-def _dead_rows(name: str, bad: list[tuple[tuple, Exception]]) -> list[tuple]:
+def _dead_rows(name: str, bad: list[tuple[object, Exception]]) -> list[Row]:
     """``bronze.dead_letter`` rows for rows of ``name`` that do not fit its schema: the row's
     ``repr`` as payload, the table as channel. They always fit the dead letter's schema (so a
     bad dead-letter row is re-routed once, never in a loop)."""
@@ -207,15 +216,15 @@ class BronzeWriter:
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
         self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in BRONZE}
         self._next_batch: dict[str, int] = {}
-        self._inflight: dict[str, asyncio.Task] = {}
-        self._inflight_rows: dict[str, tuple[list[tuple], int]] = {}  # rows being committed (live view)
+        self._inflight: dict[str, asyncio.Task[list[Row]]] = {}
+        self._inflight_rows: dict[str, tuple[list[Row], int]] = {}  # rows being committed (live view)
         self._wake = asyncio.Event()
         self._last_spool_try = 0.0
         self._spool_lock = threading.Lock()
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Any, *, role: str | None = None) -> BronzeWriter:
+    def from_settings(cls, settings: Settings, *, role: str | None = None) -> BronzeWriter:
         """The writer ``settings`` describe; ``role`` distinguishes the default id of writers that
         may run beside ``lakehouse stream`` on the same host (each id is one process)."""
         w = settings.writer
@@ -231,7 +240,7 @@ class BronzeWriter:
         )
 
     # ------------------------------------------------------------------ hot path
-    def add(self, table: str, row: tuple) -> None:
+    def add(self, table: str, row: Row) -> None:
         """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`)."""
         buf = self._buffers[table]
         if not buf.rows:
@@ -240,7 +249,7 @@ class BronzeWriter:
         if len(buf.rows) >= self.max_rows:
             self._wake.set()
 
-    def add_many(self, table: str, rows: list[tuple]) -> None:
+    def add_many(self, table: str, rows: list[Row]) -> None:
         if rows:
             buf = self._buffers[table]
             if not buf.rows:
@@ -249,7 +258,7 @@ class BronzeWriter:
             if len(buf.rows) >= self.max_rows:
                 self._wake.set()
 
-    def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: Any) -> None:
+    def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: object) -> None:
         """Keep a frame or record that could not be normalised, verbatim, with the reason."""
         if isinstance(payload, bytes):
             payload = payload.decode("utf-8", "replace")
@@ -259,7 +268,7 @@ class BronzeWriter:
             _dead_letter_row(received_at=now, exchange=exchange, channel=channel, error=error, payload=str(payload)),
         )
 
-    def buffered(self, table: str) -> list[tuple]:
+    def buffered(self, table: str) -> list[Row]:
         """Rows in memory not committed yet (oldest first): the batch being committed, then the
         buffer. A batch stays here until its commit returned (so it is visible in Delta) or it
         was spooled; :meth:`live_arrow` adds the spooled batches."""
@@ -390,9 +399,9 @@ class BronzeWriter:
                 self._inflight_rows[name] = (rows, batch)
                 task = asyncio.create_task(asyncio.to_thread(self._commit, name, rows, batch))
                 self._inflight[name] = task
-                task.add_done_callback(lambda t, n=name: self._done(n, t))
+                task.add_done_callback(functools.partial(self._done, name))
 
-    def _done(self, name: str, task: asyncio.Task) -> None:
+    def _done(self, name: str, task: asyncio.Task[list[Row]]) -> None:
         """On the event loop, when a commit thread ended: rows of its batch that did not fit the
         schema move to the dead-letter buffer (in the same step as the batch leaves the in-flight
         view, so :meth:`buffered` never shows them twice or not at all)."""
@@ -409,7 +418,7 @@ class BronzeWriter:
             self.add_many("bronze.dead_letter", dead)
 
     # ------------------------------------------------------------------ commits (worker threads)
-    def _commit(self, name: str, rows: list[tuple], batch: int) -> list[tuple]:
+    def _commit(self, name: str, rows: list[Row], batch: int) -> list[Row]:
         """Commit one batch; whatever goes wrong, its rows end up committed, spooled or (rows that
         cannot be converted to the table's schema) in the dead letter: never lost.
 

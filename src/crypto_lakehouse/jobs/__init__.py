@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from crypto_lakehouse.jobs._promote import (
         BackfillResult,
         SilverResult,
+        SilverSummary,
         Window,
         backfill,
         count_open_gaps,
@@ -80,6 +81,7 @@ _MODULES = {
     "_promote": (
         "BackfillResult",
         "SilverResult",
+        "SilverSummary",
         "Window",
         "backfill",
         "count_open_gaps",
@@ -100,6 +102,7 @@ __all__ = [
     "MaintenanceStep",
     "RecordingResult",
     "SilverResult",
+    "SilverSummary",
     "StreamResult",
     "Window",
     "archive_import",

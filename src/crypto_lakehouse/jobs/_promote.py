@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import polars as pl
 
@@ -21,6 +21,7 @@ from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
 __all__ = [
     "BackfillResult",
     "SilverResult",
+    "SilverSummary",
     "Window",
     "backfill",
     "count_open_gaps",
@@ -40,6 +41,15 @@ def count_open_gaps(gaps: pl.DataFrame | None) -> int:
     return gaps.filter(pl.col("status") == "open").height
 
 
+class SilverSummary(TypedDict):
+    """:meth:`SilverResult.summary`."""
+
+    run_id: str
+    tables: dict[str, dict[str, int]]  # table -> metric -> total
+    open_gaps: int
+    bronze_versions: dict[str, tuple[int | None, int]]  # bronze table -> (after, upto)
+
+
 @dataclass(frozen=True, slots=True)
 class SilverResult:
     """A promote-silver run: what :func:`crypto_lakehouse.transform.silver.promote_silver`
@@ -48,7 +58,7 @@ class SilverResult:
     promotion: PromoteResult
     open_gaps: int
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> SilverSummary:
         """The run as JSON-ready data: run id, totals per table and metric, open gaps and the
         bronze versions promoted (``[after, upto]`` per bronze table)."""
         return {

@@ -8,6 +8,7 @@ import polars as pl
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.query import Lakehouse
+from crypto_lakehouse.schemas import table_name
 
 __all__ = ["create_tag", "delete_tag", "list_tags"]
 
@@ -21,7 +22,8 @@ def create_tag(
 ) -> pl.DataFrame:
     """Pin the current version of every silver and gold table (or of ``tables``) under
     ``name``; returns the versions pinned."""
-    return _lakehouse(settings).tag(name, tables=tables, note=note)
+    lakehouse = _lakehouse(settings)
+    return lakehouse.tag(name, tables=None if tables is None else [table_name(t) for t in tables], note=note)
 
 
 def delete_tag(settings: Settings, *, name: str) -> None:

@@ -43,7 +43,7 @@ class Frame:
 class Recording:
     name: str
     exchange: str
-    configuration: dict | None
+    configuration: dict[str, list[str]] | None  # cryptofeed channel -> symbols subscribed
     subscribed_url: str | None
     frames: list[Frame]
     rest: dict[tuple[str, str | None], bytes] = field(default_factory=dict)
@@ -99,7 +99,7 @@ def load_recording(path: str | Path) -> Recording:
             f"recording {prefix} not found: expected {head.name} and {prefix.name}.ws.* in "
             f"{prefix.parent.resolve()} (give PATH/NAME, e.g. data/cryptofeed-samples/BINANCE_FUTURES)"
         )
-    configuration = None
+    configuration: dict[str, list[str]] | None = None
     rest: dict[tuple[str, str | None], bytes] = {}
     urls: list[str] = []
     for file in [head, *sorted(prefix.parent.glob(prefix.name + ".http.*"))]:
@@ -120,11 +120,11 @@ def load_recording(path: str | Path) -> Recording:
     for file in ws_files:
         with file.open("rb") as fh:
             for raw in fh:
-                line = raw.rstrip(b"\r\n")
-                if b" <-> " in line and line.startswith(b"wss://"):
-                    subscribed = line.split(b" <-> ", 1)[0].decode()
+                data = raw.rstrip(b"\r\n")
+                if b" <-> " in data and data.startswith(b"wss://"):
+                    subscribed = data.split(b" <-> ", 1)[0].decode()
                     continue
-                ts, sep, payload = line.partition(b": ")
+                ts, sep, payload = data.partition(b": ")
                 if not sep:
                     continue
                 try:
@@ -154,7 +154,7 @@ def write_synthetic_recording(spec: MarketSpec, path: str | Path, *, rounds: int
     prefix = Path(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     frames: list[str] = []
-    snapshots: dict[str, tuple[float, dict]] = {}
+    snapshots: dict[str, tuple[float, dict[str, object]]] = {}
     streams: dict[str, None] = {}
     for _ in range(rounds):
         for key, payload, _tid in market.step():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from cryptofeed.connection import connection_stats
 
@@ -14,7 +15,17 @@ from crypto_lakehouse.loopback import LoopbackExchange, Recording, load_recordin
 from crypto_lakehouse.loopback.recording import _STREAMS
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["ingest_recording", "recording_subscription", "stream_until_finished"]
+__all__ = ["RecordingIngested", "ingest_recording", "recording_subscription", "stream_until_finished"]
+
+
+class RecordingIngested(TypedDict):
+    """:func:`ingest_recording`'s summary."""
+
+    recording: str
+    exchange: str
+    frames: int  # frames the loopback exchange sent
+    rows: dict[str, int]  # bronze table -> rows committed
+    root: str
 
 
 def recording_subscription(rec: Recording) -> dict[str, list[str]]:
@@ -65,7 +76,9 @@ async def stream_until_finished(
     await task
 
 
-async def ingest_recording(recording: str | Path | Recording, writer: BronzeWriter, *, timeout: float = 300) -> dict:
+async def ingest_recording(
+    recording: str | Path | Recording, writer: BronzeWriter, *, timeout: float = 300
+) -> RecordingIngested:
     """Replay ``recording`` through the real cryptofeed handler into bronze; returns a summary
     with the rows committed per bronze table."""
     rec = recording if isinstance(recording, Recording) else load_recording(recording)

@@ -20,12 +20,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.loopback.recording import Recording, load_recording
@@ -34,7 +35,7 @@ from crypto_lakehouse.loopback.tls import make_certificate
 from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame, start_ws_server
 from crypto_lakehouse.venues.registry import Venue, venue
 
-__all__ = ["MALFORMED_KINDS", "FaultPlan", "LoopbackExchange", "running_exchange"]
+__all__ = ["MALFORMED_KINDS", "ExchangeStatus", "FaultPlan", "LoopbackExchange", "running_exchange"]
 
 LOG = logging.getLogger(__name__)
 
@@ -73,6 +74,27 @@ def _canonical(stream: str) -> str:
     return f"{sym.lower()}@{chan}"
 
 
+class ExchangeStatus(TypedDict):
+    """:meth:`LoopbackExchange.status`, also served as JSON at ``GET /_loopback/status``."""
+
+    exchange: str
+    mode: str
+    finished: bool
+    connections: int
+    messages_sent: int
+    trades_skipped: int
+    trades_duplicated: int
+    malformed_sent: dict[str, int]
+    connections_opened: int
+    connections_dropped: int
+    ws_url: str
+    rest_url: str
+
+
+class _WaitFinished(Protocol):
+    def __call__(self, timeout: float | None = None) -> bool: ...
+
+
 class _Conn:
     __slots__ = ("names", "pending", "ws")
 
@@ -88,6 +110,10 @@ class LoopbackExchange:
     Use ``async with LoopbackExchange(...) as ex`` inside a loop, or :func:`running_exchange`
     from synchronous code (it runs the server in a background thread).
     """
+
+    wait_finished: _WaitFinished
+    """Only on an exchange :func:`running_exchange` runs: from the caller's thread, block until
+    the recording or market has been played out (``timeout`` seconds at most; False then)."""
 
     def __init__(
         self,
@@ -109,7 +135,12 @@ class LoopbackExchange:
         self.market: SyntheticMarket | None = (
             market if isinstance(market, SyntheticMarket) or market is None else SyntheticMarket(market)
         )
-        self.venue: Venue = venue(self.recording.exchange if self.recording else self.market.spec.exchange)
+        if self.recording is not None:
+            exchange = self.recording.exchange
+        else:
+            assert self.market is not None  # one of the two, checked above
+            exchange = self.market.spec.exchange
+        self.venue: Venue = venue(exchange)
         self.host, self._ws_port, self._rest_port = host, ws_port, rest_port
         self.faults = faults or FaultPlan()
         self.speed = speed
@@ -117,11 +148,12 @@ class LoopbackExchange:
         self.stats = _Stats()
         self.certificate = make_certificate(host)
         self._conns: set[_Conn] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ws_server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
-        self._first_client: asyncio.Event | None = None
-        self.finished: asyncio.Event | None = None
+        # made again by each start(): an asyncio.Event binds to the loop that first waits on it
+        self._first_client = asyncio.Event()
+        self.finished = asyncio.Event()
         self._delivered: set[int] = set()
         self._dropped_once = False
         self._malformed_seq = 0
@@ -188,17 +220,16 @@ class LoopbackExchange:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
 
-    def status(self) -> dict:
+    def status(self) -> ExchangeStatus:
         return {
             "exchange": self.venue.exchange,
             "mode": self.mode,
-            "finished": bool(self.finished and self.finished.is_set()),
+            "finished": self.finished.is_set(),
             "connections": len(self._conns),
             "messages_sent": self.stats.messages_sent,
             "trades_skipped": self.stats.trades_skipped,
@@ -285,6 +316,7 @@ class LoopbackExchange:
     async def _pump(self) -> None:
         """Generate the synthetic market at its rate and fan events out to subscribers."""
         market = self.market
+        assert market is not None  # started in synthetic mode only
         await self._first_client.wait()
         await asyncio.sleep(0.05)  # let sibling connections (futures: /public + /market) subscribe
         loop = asyncio.get_running_loop()
@@ -321,7 +353,7 @@ class LoopbackExchange:
                             if faults.malformed_every:
                                 self._maybe_malformed(conn, name)
                 if market.finished:
-                    break
+                    break  # type: ignore[unreachable]  # mypy keeps `while not market.finished` narrowed across step()
             await self._flush()
         self.finished.set()
         LOG.info("synthetic market finished: %s", self.status())
@@ -329,6 +361,7 @@ class LoopbackExchange:
     async def _replay(self, conn: _Conn) -> None:
         """Send this connection's recorded frames not yet delivered to an earlier connection."""
         rec = self.recording
+        assert rec is not None  # called in replay mode only
         if self._replay_idle is not None:
             self._replay_idle.cancel()
         prev_ts = None
@@ -353,7 +386,7 @@ class LoopbackExchange:
 
     # ------------------------------------------------------------------ REST side
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except RestError as exc:
@@ -388,8 +421,9 @@ class LoopbackExchange:
             return web.Response(body=body, content_type="application/json")
         return web.json_response(self._synthetic_rest(kind, endpoint, q))
 
-    def _synthetic_rest(self, kind: str, endpoint: str, q: Any) -> Any:
+    def _synthetic_rest(self, kind: str, endpoint: str, q: Mapping[str, str]) -> object:
         m = self.market
+        assert m is not None  # no recording: a synthetic market
         if endpoint == "exchangeInfo":
             return m.exchange_info(kind)
         if kind != m.venue.kind:
@@ -425,12 +459,12 @@ class LoopbackExchange:
         raise RestError(-5000, f"endpoint {endpoint} is not served by the loopback exchange")
 
 
-def _int(q: Any, key: str) -> int | None:
+def _int(q: Mapping[str, str], key: str) -> int | None:
     v = q.get(key)
     return None if v in (None, "") else int(v)
 
 
-def _limit(q: Any, default: int, maximum: int) -> int:
+def _limit(q: Mapping[str, str], default: int, maximum: int) -> int:
     v = _int(q, "limit")
     if v is None:
         return default
@@ -439,22 +473,36 @@ def _limit(q: Any, default: int, maximum: int) -> int:
     return min(v, maximum)
 
 
+class ExchangeOptions(TypedDict, total=False):
+    """:class:`LoopbackExchange`'s arguments, for :func:`running_exchange`."""
+
+    recording: str | Path | Recording | None
+    market: MarketSpec | SyntheticMarket | None
+    host: str
+    ws_port: int
+    rest_port: int
+    faults: FaultPlan | None
+    speed: float
+    paced: bool
+
+
 @contextlib.contextmanager
-def running_exchange(**kwargs: Any) -> Iterator[LoopbackExchange]:
+def running_exchange(**kwargs: Unpack[ExchangeOptions]) -> Iterator[LoopbackExchange]:
     """Run a :class:`LoopbackExchange` in a background thread (for synchronous code and tests).
 
     ``ex.wait_finished(timeout)`` blocks until the recording/market has been played out.
     """
     loop = asyncio.new_event_loop()
     started = threading.Event()
-    box: dict[str, Any] = {}
+    exchanges: list[LoopbackExchange] = []
+    errors: list[BaseException] = []
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            box["ex"] = loop.run_until_complete(LoopbackExchange(**kwargs).start())
+            exchanges.append(loop.run_until_complete(LoopbackExchange(**kwargs).start()))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box["error"] = exc
+            errors.append(exc)
             started.set()
             return
         started.set()
@@ -463,16 +511,16 @@ def running_exchange(**kwargs: Any) -> Iterator[LoopbackExchange]:
     thread = threading.Thread(target=run, name="loopback-exchange", daemon=True)
     thread.start()
     started.wait()
-    if "error" in box:
+    if errors:
         thread.join()
         loop.close()
-        raise box["error"]
-    ex: LoopbackExchange = box["ex"]
+        raise errors[0]
+    ex = exchanges[0]
 
     def wait_finished(timeout: float | None = None) -> bool:
         return asyncio.run_coroutine_threadsafe(_wait(ex.finished, timeout), loop).result()
 
-    ex.wait_finished = wait_finished  # type: ignore[attr-defined]
+    ex.wait_finished = wait_finished
     try:
         yield ex
     finally:

@@ -95,10 +95,10 @@ class TradeTape:
     """Ground truth of one symbol's aggregate trades (ids are contiguous from ``first_id``)."""
 
     first_id: int
-    time_ms: array = field(default_factory=lambda: array("q"))
-    price: array = field(default_factory=lambda: array("q"))  # ticks of 10**-PRICE_DECIMALS
-    qty: array = field(default_factory=lambda: array("q"))  # lots of 10**-QTY_DECIMALS
-    buyer_maker: array = field(default_factory=lambda: array("b"))
+    time_ms: array[int] = field(default_factory=lambda: array("q"))
+    price: array[int] = field(default_factory=lambda: array("q"))  # ticks of 10**-PRICE_DECIMALS
+    qty: array[int] = field(default_factory=lambda: array("q"))  # lots of 10**-QTY_DECIMALS
+    buyer_maker: array[int] = field(default_factory=lambda: array("b"))
 
     def __len__(self) -> int:
         return len(self.time_ms)
@@ -107,7 +107,7 @@ class TradeTape:
     def last_id(self) -> int:
         return self.first_id + len(self) - 1
 
-    def record(self, i: int) -> dict:
+    def record(self, i: int) -> dict[str, object]:
         """Trade ``i`` (position, not id) in Binance's REST aggTrades form."""
         tid = self.first_id + i
         return {
@@ -419,7 +419,7 @@ class SyntheticMarket:
         except KeyError:
             raise RestError(-1121, "Invalid symbol.") from None
 
-    def tape(self, symbol: str) -> TradeTape:
+    def tape(self, symbol: str | None) -> TradeTape:
         return self.symbol(symbol).tape
 
     def funding_rate(self, symbol: str, funding_time_ms: int) -> int:
@@ -427,8 +427,8 @@ class SyntheticMarket:
         return _seed_for(self.spec.seed, "funding", symbol.upper(), funding_time_ms) % 20_001 - 10_000
 
     def agg_trades(
-        self, symbol: str, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
-    ) -> list[dict]:
+        self, symbol: str | None, *, from_id: int | None, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, object]]:
         """Binance ``aggTrades`` semantics: from ``fromId`` up; from ``startTime`` up (to
         ``endTime``, which must be < 1 h later); the latest ``limit`` at or before ``endTime``
         alone; or the most recent ``limit`` trades."""
@@ -451,7 +451,9 @@ class SyntheticMarket:
         hi = min(hi, lo + limit)
         return [tape.record(i) for i in range(lo, hi)]
 
-    def klines(self, symbol: str, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[list]:
+    def klines(
+        self, symbol: str | None, interval: str, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[list[object]]:
         """Binance ``klines`` from the ground truth; empty windows repeat the last close."""
         tape = self.tape(symbol)
         iv = _interval_ms(interval)
@@ -467,7 +469,7 @@ class SyntheticMarket:
         else:
             hi_open = last_open
             lo_open = max(first_open, hi_open - (limit - 1) * iv)
-        rows: list[list] = []
+        rows: list[list[object]] = []
         prev_close = None
         i = bisect_left(tape.time_ms, lo_open)
         if i > 0:
@@ -498,7 +500,9 @@ class SyntheticMarket:
             )
         return rows
 
-    def funding_history(self, symbol: str, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[dict]:
+    def funding_history(
+        self, symbol: str | None, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[dict[str, object]]:
         """Settlements every 8 h from ``funding_history_days`` before the start up to now."""
         sym = self.symbol(symbol)
         first = self.start_ms - self.spec.funding_history_days * 86_400_000
@@ -523,21 +527,21 @@ class SyntheticMarket:
             for t in times
         ]
 
-    def depth_snapshot(self, symbol: str, limit: int) -> dict:
+    def depth_snapshot(self, symbol: str | None, limit: int) -> dict[str, object]:
         sym = self.symbol(symbol)
         bids = sorted(sym.bids.items(), reverse=True)[:limit]
         asks = sorted(sym.asks.items())[:limit]
-        out: dict = {"lastUpdateId": sym.book_id}
+        out: dict[str, object] = {"lastUpdateId": sym.book_id}
         if self.venue.is_futures:
             out |= {"E": self.now_ms, "T": self.now_ms}
         out["bids"] = [[_price(p), _qty(q)] for p, q in bids]
         out["asks"] = [[_price(p), _qty(q)] for p, q in asks]
         return out
 
-    def exchange_info(self, kind: str) -> dict:
+    def exchange_info(self, kind: str) -> dict[str, object]:
         """exchangeInfo for ``kind`` (spot/linear/inverse); other kinds list no symbols."""
         symbols = [self._symbol_info(s) for s in self.symbols] if kind == self.venue.kind else []
-        info: dict = {
+        info: dict[str, object] = {
             "timezone": "UTC",
             "serverTime": self.now_ms,
             "rateLimits": [
@@ -550,7 +554,7 @@ class SyntheticMarket:
             info["assets"] = []
         return info
 
-    def _symbol_info(self, name: str) -> dict:
+    def _symbol_info(self, name: str) -> dict[str, object]:
         base, quote = self.venue.split_symbol(name)
         filters = [
             {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "10000000.00", "tickSize": "0.01"},

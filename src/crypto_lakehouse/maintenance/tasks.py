@@ -82,6 +82,8 @@ def compact(
                     raise LakehouseError(f"compaction of {table} kept conflicting with writers: {exc}") from None
                 LOG.info("compaction of %s conflicted (%s); retrying", table, exc)
                 time.sleep(0.2 * (attempt + 1))
+        else:
+            raise AssertionError("unreachable: the last attempt breaks or raises")
     after = before - metrics.get("numFilesRemoved", 0) + metrics.get("numFilesAdded", 0)
     how = f" z-ordered by {', '.join(z_order)}" if z_order else ""
     return MaintenanceReport(

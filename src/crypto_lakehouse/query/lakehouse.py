@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import polars as pl
 import pyarrow as pa
@@ -18,8 +18,14 @@ import pyarrow as pa
 from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.durations import CandleInterval, candle_interval, parse_time, time_range
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError, TagNotFound, VersionNotFound
-from crypto_lakehouse.schemas import BRONZE, TABLES, TIME_COLUMN, TableName, table_spec
+from crypto_lakehouse.schemas import BRONZE, TABLE_NAMES, TABLES, TIME_COLUMN, TableName, table_name, table_spec
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.dataset as pads
+    from deltalake import DeltaTable
 
 __all__ = ["AsOf", "Lakehouse"]
 
@@ -30,6 +36,15 @@ AsOf = int | datetime | str | None
 
 # replay tie-break after exchange time: the order of `tables` given, then symbol, then these
 _REPLAY_ORDER = {"trades": "id", "book": "sequence", "ticker": "sequence", "candles": "start"}
+
+
+class _Filters(TypedDict):
+    """What :meth:`Lakehouse.scan` filters on, passed on to ``_filtered`` and ``_live``."""
+
+    start: datetime | str | None
+    end: datetime | str | None
+    exchange: str | None
+    symbols: Sequence[str] | None
 
 
 def _normalised(exchange: str | None, symbols: Sequence[str] | str | None) -> tuple[str | None, list[str] | None]:
@@ -52,7 +67,7 @@ class Lakehouse:
     def __init__(self, root: str | Path | None = None, *, config: Settings | None = None):
         self.settings = config or load_settings()
         self.catalog = Catalog.from_settings(self.settings, root=root)
-        self._tables: dict[tuple[str, int | None], Any] = {}  # loaded Delta tables, reused across reads
+        self._tables: dict[tuple[str, int | None], DeltaTable] = {}  # loaded Delta tables, reused across reads
 
     @classmethod
     def from_config(cls, path: str | Path) -> Lakehouse:
@@ -100,7 +115,7 @@ class Lakehouse:
             },
         )
 
-    def _open(self, table: str, version: int | None = None) -> Any:
+    def _open(self, table: str, version: int | None = None) -> DeltaTable:
         """The Delta table (at ``version``), loaded once and reused: the latest is brought up to
         date incrementally (only new log entries are read), a pinned version never changes."""
         table_spec(table)  # clear error for an unknown name
@@ -149,7 +164,9 @@ class Lakehouse:
             if as_of in self._tag_names() or not _is_time(as_of):  # a tag first: see the docstring
                 return self._tag_version(as_of, table)
         when = parse_time(as_of, name="as_of")
-        commits = sorted((h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None)
+        commits: list[tuple[int, int]] = sorted(
+            (h["version"], h["timestamp"]) for h in dt.history() if h.get("timestamp") is not None
+        )
         ms = when.timestamp() * 1000
         eligible = [v for v, ts in commits if ts <= ms]
         if not eligible:
@@ -192,7 +209,7 @@ class Lakehouse:
         """Every tag: name, table, version, created_at, note."""
         spec = table_spec("meta.tags")
         if not self.catalog.exists("meta.tags"):
-            return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
+            return to_frame(spec.schema.empty_table())
         return self.catalog.frame("meta.tags")
 
     def untag(self, name: str) -> None:
@@ -242,9 +259,9 @@ class Lakehouse:
                 raise LakehouseError(
                     f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}"
                 )
-        start, end = time_range(start, end)
+        first, last = time_range(start, end)
         exchange, symbols = _normalised(exchange, symbols)
-        filters = dict(start=start, end=end, exchange=exchange, symbols=symbols)
+        filters = _Filters(start=first, end=last, exchange=exchange, symbols=symbols)
         live_parts = self._live(table, as_of=as_of, **filters) if live else []  # before Delta: see above
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
@@ -257,19 +274,17 @@ class Lakehouse:
         if live:
             parts += live_parts
             if not parts:  # no table yet and no writer running
-                parts = [pl.from_arrow(spec.schema.empty_table()).lazy()]  # type: ignore[union-attr]
+                parts = [to_frame(spec.schema.empty_table()).lazy()]
             key = list(spec.key) or [c for c in spec.schema.names if c != "batch_id"]
             lf = pl.concat(parts, how="vertical_relaxed").unique(subset=key, keep="first", maintain_order=True)
         else:
             lf = parts[0]
         return lf.select(list(columns)) if columns is not None else lf
 
-    def _filtered(
-        self, lf: pl.LazyFrame, table: str, *, start: Any, end: Any, exchange: Any, symbols: Any
-    ) -> pl.LazyFrame:
+    def _filtered(self, lf: pl.LazyFrame, table: str, **filters: Unpack[_Filters]) -> pl.LazyFrame:
+        start, end, exchange, symbols = filters["start"], filters["end"], filters["exchange"], filters["symbols"]
         spec = table_spec(table)
         names = spec.schema.names
-        tcol = TIME_COLUMN.get(table)
         if exchange is not None and "exchange" in names:
             lf = lf.filter(pl.col("exchange") == exchange.upper())
         if symbols is not None and "symbol" in names:
@@ -278,15 +293,15 @@ class Lakehouse:
             s = parse_time(start, name="start")
             if "date" in spec.partition_by:
                 lf = lf.filter(pl.col("date") >= s.date())
-            lf = lf.filter(pl.col(tcol) >= s)
+            lf = lf.filter(pl.col(TIME_COLUMN[table]) >= s)
         if end is not None:
             e = parse_time(end, name="end")
             if "date" in spec.partition_by:
                 lf = lf.filter(pl.col("date") <= e.date())
-            lf = lf.filter(pl.col(tcol) < e)
+            lf = lf.filter(pl.col(TIME_COLUMN[table]) < e)
         return lf
 
-    def _live(self, table: str, *, as_of: AsOf, **filters: Any) -> list[pl.LazyFrame]:
+    def _live(self, table: str, *, as_of: AsOf, **filters: Unpack[_Filters]) -> list[pl.LazyFrame]:
         """The running writers' live rows of ``table``, fetched now (materialised, not lazy)."""
         from crypto_lakehouse.storage.live import fetch_live
         from crypto_lakehouse.storage.state import spool_dir
@@ -296,7 +311,7 @@ class Lakehouse:
         if as_of is not None:
             raise LakehouseError("live=True reads the present; it cannot be combined with as_of")
         return [
-            self._filtered(pl.from_arrow(t).lazy(), table, **filters)  # type: ignore[union-attr]
+            self._filtered(to_frame(t).lazy(), table, **filters)
             for t in fetch_live(self.settings.writer.spool_dir or spool_dir(self.catalog.root), table)
         ]
 
@@ -362,7 +377,8 @@ class Lakehouse:
                 table, select = SQL_VIEWS[view]
                 if self.catalog.exists(table):
                     con.execute(f"CREATE VIEW {view} AS {select}")
-            return con.sql(query).pl()
+            result: pl.DataFrame = con.sql(query).pl()  # (duckdb annotates pl() as Any: lazy=True gives a LazyFrame)
+            return result
         except duckdb.Error as exc:
             raise LakehouseError(str(exc).strip()) from None
         finally:
@@ -393,13 +409,13 @@ class Lakehouse:
         order rows were stored in."""
         s, e = time_range(start, end)
         assert s is not None and e is not None  # both given
-        names = [t if "." in t else f"silver.{t}" for t in tables]
+        names = [table_name(t if "." in t else f"silver.{t}") for t in tables]
         # pinned: the datasets and the bar intervals below come from the same version
         versions = {t: self._open(t).version() if as_of is None else self.version_at(t, as_of) for t in names}
         # one schema for every batch: the union of the tables' columns (supertypes where they clash)
         template = pl.concat(
             [pl.DataFrame(schema={"table": pl.String, "event_ts": pl.Datetime("us", "UTC"), "symbol": pl.String})]
-            + [pl.from_arrow(table_spec(t).schema.empty_table()) for t in names],  # type: ignore[list-item]
+            + [to_frame(table_spec(t).schema.empty_table()) for t in names],
             how="diagonal_relaxed",
         )
         datasets = {t: self.catalog.dataset(t, version=versions[t]) for t in names}  # opened once
@@ -437,7 +453,7 @@ class Lakehouse:
 
     @staticmethod
     def _chunk(
-        ds: Any,
+        ds: pads.Dataset,
         table: str,
         t0: datetime,
         t1: datetime,
@@ -454,7 +470,7 @@ class Lakehouse:
         utc = pa.timestamp("us", "UTC")
         if lengths is not None:  # window_start + length in [t0, t1), one range per interval partition
             if not lengths:
-                return pl.from_arrow(spec.schema.empty_table())  # type: ignore[return-value]
+                return to_frame(spec.schema.empty_table())
             f = functools.reduce(
                 operator.or_,
                 (
@@ -470,7 +486,7 @@ class Lakehouse:
             f = f & (pads.field("date") >= pa.scalar(t0.date())) & (pads.field("date") <= pa.scalar(t1.date()))
         if symbols is not None and "symbol" in spec.schema.names:
             f = f & pc.is_in(pads.field("symbol"), pa.array(list(symbols)))
-        df: pl.DataFrame = pl.from_arrow(ds.to_table(filter=f))  # type: ignore[assignment]
+        df = to_frame(ds.to_table(filter=f))
         if lengths is not None:  # exact for calendar months (the range above may be wider)
             end = _event_time(table, lengths)
             df = df.filter((end >= t0) & (end < t1))
@@ -484,7 +500,7 @@ class Lakehouse:
         end: datetime | str,
         symbols: Sequence[str] | None = None,
         as_of: AsOf = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[dict[str, Any]]:
         """Like :meth:`replay_batches`, one event (a dict) at a time."""
         for batch in self.replay_batches(tables, start=start, end=end, symbols=symbols, as_of=as_of):
             yield from batch.to_pylist()
@@ -494,7 +510,7 @@ class Lakehouse:
 _BAR_TABLES = {"gold.ohlcv"}
 
 
-def _bar_lengths(dt: Any, table: str) -> dict[str, CandleInterval]:
+def _bar_lengths(dt: DeltaTable, table: str) -> dict[str, CandleInterval]:
     """Interval (a partition value, e.g. ``"1m"``, ``"1M"``) -> its bar length, for every
     interval in ``dt``."""
     out = {}
@@ -528,7 +544,7 @@ _SQL_NOISE = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _TABLE_REF = re.compile(r'(?<![\w$])"?(bronze|silver|gold|meta)"?\s*\.\s*"?(\w+)"?', re.IGNORECASE)
 
 
-SQL_VIEWS: dict[str, tuple[str, str]] = {
+SQL_VIEWS: dict[str, tuple[TableName, str]] = {
     # bars built from the lakehouse's own trades, one row per window: what a query of OHLCV
     # means unless it asks for the exchange's candles (gold.ohlcv holds both, by `source`)
     "gold.bars": ("gold.ohlcv", "SELECT * EXCLUDE (source) FROM gold.ohlcv WHERE source = 'trades'"),
@@ -545,13 +561,13 @@ def _referenced_names(query: str) -> set[str]:
     return {f"{layer.lower()}.{kind.lower()}" for layer, kind in _TABLE_REF.findall(text)}
 
 
-def _referenced_tables(query: str) -> list[str]:
+def _referenced_tables(query: str) -> list[TableName]:
     """The lakehouse tables ``query`` names (see :func:`_referenced_names`)."""
     named = _referenced_names(query)
-    return [t for t in TABLES if t in named]
+    return [t for t in TABLE_NAMES if t in named]
 
 
-def _log_retention(dt: Any) -> str:
+def _log_retention(dt: DeltaTable) -> str:
     retention = dt.metadata().configuration.get("delta.logRetentionDuration")
     return f"log retention {retention}" if retention else "log retention"
 
@@ -602,7 +618,7 @@ def _check_tag_name(name: str) -> None:
         )
 
 
-def _delta_extension(con: Any) -> bool:
+def _delta_extension(con: duckdb.DuckDBPyConnection) -> bool:
     try:
         con.execute("LOAD delta")
         return True

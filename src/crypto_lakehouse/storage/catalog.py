@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 import polars as pl
 import pyarrow as pa
@@ -25,13 +25,14 @@ from deltalake.exceptions import TableNotFoundError
 
 from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
+from crypto_lakehouse.storage.frames import to_frame
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas (~1.6 s): only the reads that need it load it
     import pyarrow.dataset as pads
 
     from crypto_lakehouse.config import Settings
 
-__all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError", "normalise_root"]
+__all__ = ["TABLE_PROPERTIES", "Catalog", "CommitError", "TableSummary", "normalise_root"]
 
 LOG = logging.getLogger(__name__)
 
@@ -62,6 +63,29 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
     },
 }
 _WRITER = WriterProperties(compression="ZSTD", compression_level=3)
+
+
+class _S3Options(TypedDict, total=False):
+    """The ``pyarrow.fs.S3FileSystem`` options a catalog sets (None: pyarrow's default)."""
+
+    access_key: str | None
+    secret_key: str | None
+    session_token: str | None
+    region: str | None
+    scheme: Literal["http", "https"]
+    endpoint_override: str | None
+
+
+class TableSummary(TypedDict):
+    """:meth:`Catalog.summary`: a table that does not exist has only the first three keys."""
+
+    table: str
+    exists: bool
+    uri: str
+    version: NotRequired[int]
+    rows: NotRequired[int]
+    files: NotRequired[int]
+    bytes: NotRequired[int]
 
 
 def normalise_root(root: str | Path) -> str:
@@ -202,16 +226,17 @@ class Catalog:
             raise LakehouseError(f"unsupported storage root {self.root!r}: a local path or s3://bucket/prefix")
         opts = {k.lower(): v for k, v in (self.storage_options or {}).items()}
         endpoint = opts.get("aws_endpoint_url") or opts.get("endpoint_url") or opts.get("aws_endpoint")
-        kwargs: dict[str, Any] = {
-            "access_key": opts.get("aws_access_key_id"),
-            "secret_key": opts.get("aws_secret_access_key"),
-            "session_token": opts.get("aws_session_token"),
-            "region": opts.get("aws_region") or opts.get("region"),
-        }
+        kwargs = _S3Options(
+            access_key=opts.get("aws_access_key_id"),
+            secret_key=opts.get("aws_secret_access_key"),
+            session_token=opts.get("aws_session_token"),
+            region=opts.get("aws_region") or opts.get("region"),
+        )
         if endpoint:
-            kwargs["scheme"], _, kwargs["endpoint_override"] = endpoint.rpartition("://")
-            kwargs["scheme"] = kwargs["scheme"] or ("http" if opts.get("aws_allow_http") == "true" else "https")
-        return pafs.S3FileSystem(**{k: v for k, v in kwargs.items() if v is not None})
+            scheme, _, kwargs["endpoint_override"] = endpoint.rpartition("://")
+            scheme = scheme or ("http" if opts.get("aws_allow_http") == "true" else "https")
+            kwargs["scheme"] = cast(Literal["http", "https"], scheme)  # any other: pyarrow raises ArrowInvalid
+        return pafs.S3FileSystem(**kwargs)
 
     def transaction_version(self, table: str, app_id: str) -> int | None:
         """The last transaction version committed by ``app_id`` (None: never, or no table)."""
@@ -236,7 +261,7 @@ class Catalog:
         delay = backoff_s
         for attempt in range(retries + 1):
             try:
-                if app_id is not None and attempt > 0:
+                if app_id is not None and version is not None and attempt > 0:
                     done = self.transaction_version(table, app_id)
                     if done is not None and done >= version:
                         return False
@@ -297,7 +322,7 @@ class Catalog:
             reader = self.open(table, version=upto).load_cdf(starting_version=after + 1, ending_version=upto)
             data = pa.table(reader.read_all())
             if data.num_rows:  # (filtered in Polars: Arrow's kernels lack the string_view type delta-rs emits)
-                data = pl.from_arrow(data).filter(pl.col("_commit_version").is_in(appends)).to_arrow()
+                data = to_frame(data).filter(pl.col("_commit_version").is_in(appends)).to_arrow()
         except Exception as exc:  # e.g. log files past retention: fall back to the whole snapshot
             LOG.warning("reading %s changes %d..%d failed (%s); reading the whole table", table, after + 1, upto, exc)
             return self.read(table, version=upto)
@@ -315,10 +340,12 @@ class Catalog:
         for v in versions:
             with fs.open_input_stream(f"{log}/{v:020d}.json") as fh:
                 lines = fh.read().decode().splitlines()
+            info: dict[str, Any] | None  # JSON
             info = next((json.loads(x)["commitInfo"] for x in lines if x.startswith('{"commitInfo"')), None)
             if info is None:  # commitInfo need not come first: parse every action
-                info = next((a["commitInfo"] for a in map(json.loads, lines) if "commitInfo" in a), {})
-            mode = str((info.get("operationParameters") or {}).get("mode", ""))
+                info = next((a["commitInfo"] for a in map(json.loads, lines) if "commitInfo" in a), None) or {}
+            params: dict[str, Any] = info.get("operationParameters") or {}
+            mode = str(params.get("mode", ""))
             if info.get("operation") == "WRITE" and "Append" in mode:
                 out.append(v)
         return out
@@ -330,7 +357,7 @@ class Catalog:
         app_id: str | None,
         version: int | None,
         *,
-        mode: str = "append",
+        mode: Literal["append", "overwrite"] = "append",
         predicate: str | None = None,
         target: DeltaTable | None = None,
         transactions: Sequence[tuple[str, int]] = (),
@@ -346,24 +373,40 @@ class Catalog:
             raise LakehouseError(f"{spec.name} has no column(s) {sorted(extra)}: not written")
         if self.is_local and target is None:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
-        apps = [*transactions, *([(app_id, version)] if app_id is not None else [])]
+        apps = [*transactions, *_transaction(app_id, version)]
         commit = (
             CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]) if apps else None
         )
-        write_deltalake(
-            target if target is not None else self.uri(spec.name),
-            data,
-            mode=mode,
-            schema_mode="merge" if mode == "append" else None,
-            predicate=predicate,
-            partition_by=list(spec.partition_by) or None,
-            configuration=TABLE_PROPERTIES[spec.layer],
-            storage_options=None if target is not None else self.storage_options,
-            writer_properties=_WRITER,
-            commit_properties=commit,
-        )
+        where = target if target is not None else self.uri(spec.name)
+        partition_by = list(spec.partition_by) or None
+        storage_options = None if target is not None else self.storage_options
+        if mode == "overwrite":  # (deltalake types `predicate` for overwrites only)
+            write_deltalake(
+                where,
+                data,
+                mode=mode,
+                predicate=predicate,
+                partition_by=partition_by,
+                configuration=TABLE_PROPERTIES[spec.layer],
+                storage_options=storage_options,
+                writer_properties=_WRITER,
+                commit_properties=commit,
+            )
+        else:
+            assert predicate is None, "a predicate needs mode='overwrite'"
+            write_deltalake(
+                where,
+                data,
+                mode=mode,
+                schema_mode="merge",
+                partition_by=partition_by,
+                configuration=TABLE_PROPERTIES[spec.layer],
+                storage_options=storage_options,
+                writer_properties=_WRITER,
+                commit_properties=commit,
+            )
 
-    def summary(self, table: str) -> dict[str, Any]:
+    def summary(self, table: str) -> TableSummary:
         """Rows, version, data files and location of a table (for demos and CLIs)."""
         if not self.exists(table):
             return {"table": table, "exists": False, "uri": self.uri(table)}
@@ -380,3 +423,12 @@ class Catalog:
             "files": actions.num_rows,
             "bytes": size,
         }
+
+
+def _transaction(app_id: str | None, version: int | None) -> list[tuple[str, int]]:
+    """The ``(app_id, version)`` application transaction to record, if any."""
+    if app_id is None:
+        return []
+    if version is None:
+        raise TypeError(f"transaction {app_id!r} needs a version")
+    return [(app_id, version)]

@@ -17,6 +17,7 @@ import polars as pl
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.schemas import SESSIONS, table_spec
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
 from crypto_lakehouse.transform.history import VenueHistory
 from crypto_lakehouse.transform.plans import PLANS, Promote, QualityReport, SilverOptions
 
@@ -25,17 +26,19 @@ __all__ = ["SESSION_GRACE", "TIME_FILL_WINDOW", "coverage_gaps", "detect_gaps", 
 LOG = logging.getLogger(__name__)
 _UTC = pl.Datetime("us", "UTC")
 _KEY = ["exchange", "symbol", "table", "interval", "first_id", "start"]
-_SCHEMA = {
-    "exchange": pl.String,
-    "symbol": pl.String,
-    "table": pl.String,
-    "interval": pl.String,
-    "first_id": pl.Int64,
-    "last_id": pl.Int64,
-    "start": _UTC,
-    "end": _UTC,
-    "reason": pl.String,
-}
+_SCHEMA = pl.Schema(
+    {
+        "exchange": pl.String(),
+        "symbol": pl.String(),
+        "table": pl.String(),
+        "interval": pl.String(),
+        "first_id": pl.Int64(),
+        "last_id": pl.Int64(),
+        "start": _UTC,
+        "end": _UTC,
+        "reason": pl.String(),
+    }
+)
 # a session whose last heartbeat is older than this is dead (3 missed heartbeats of 30 s)
 SESSION_GRACE = timedelta(seconds=90)
 # a coverage gap is backfilled by time at most this much per run (a long outage catches up over runs)
@@ -150,7 +153,9 @@ def coverage_gaps(
     trace of its end covers up to its last heartbeat, conservatively. ``covered`` (exchange,
     symbol, start, end) adds ranges filled otherwise (backfilled coverage gaps). Columns:
     exchange, symbol, start, end, reason."""
-    out_schema = {"exchange": pl.String, "symbol": pl.String, "start": _UTC, "end": _UTC, "reason": pl.String}
+    out_schema = pl.Schema(
+        {"exchange": pl.String(), "symbol": pl.String(), "start": _UTC, "end": _UTC, "reason": pl.String()}
+    )
     trades = sessions.filter(pl.col("channels").list.contains("trades"))
     if trades.is_empty():
         return pl.DataFrame(schema=out_schema)
@@ -237,7 +242,7 @@ def _previous(catalog: Catalog) -> pl.DataFrame:
     spec = table_spec("silver.gaps")
     if catalog.exists("silver.gaps"):
         return catalog.frame("silver.gaps")
-    return pl.DataFrame(schema=pl.Schema(pl.from_arrow(spec.schema.empty_table()).schema))
+    return pl.DataFrame(schema=pl.Schema(to_frame(spec.schema.empty_table()).schema))
 
 
 def _probe_tails(
@@ -283,9 +288,7 @@ def _short_tails(
     sessions = catalog.frame(SESSIONS.name)
     idle = coverage_gaps(sessions, now=now).filter(pl.col("end") == now)
     out = [_empty()]
-    last = (
-        _scan(catalog, "silver.trades").group_by("exchange", "symbol").agg(pl.col("id").max().alias("last")).collect()
-    )
+    last = catalog.scan("silver.trades").group_by("exchange", "symbol").agg(pl.col("id").max().alias("last")).collect()
     for exchange, symbol in idle.select("exchange", "symbol").unique().iter_rows():
         try:
             if not backfiller.contiguous_trade_ids(exchange):
@@ -419,7 +422,10 @@ def _fill_pass(
                 got = raw.get_column("id").cast(pl.Int64).n_unique()
             elif table == "silver.candles":
                 raw = backfiller.candles(gap["exchange"], gap["symbol"], gap["interval"], gap["start"], gap["end"])
-                expected = candle_interval(gap["interval"]).count(gap["start"], gap["end"])  # type: ignore[union-attr]
+                step = candle_interval(gap["interval"])
+                if step is None:  # silver quarantines candles of such intervals: no gap has one
+                    raise ValueError(f"{gap['interval']!r} is not a candle interval")
+                expected = step.count(gap["start"], gap["end"])
                 got = raw.height
             else:
                 raw = backfiller.funding(gap["exchange"], gap["symbol"], gap["start"], gap["end"])

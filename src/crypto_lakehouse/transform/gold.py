@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
 from crypto_lakehouse.durations import CandleInterval, candle_interval, format_duration
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
 
 __all__ = ["GoldResult", "build_gold", "ohlcv", "rollup"]
 
@@ -159,7 +160,7 @@ def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame |
         return None, after, upto
     if after is None:
         return catalog.frame(table, version=upto), after, upto
-    return pl.from_arrow(catalog.changes(table, after=after, upto=upto)), after, upto  # type: ignore[return-value]
+    return to_frame(catalog.changes(table, after=after, upto=upto)), after, upto
 
 
 def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
@@ -213,7 +214,9 @@ def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: Gold
         else:
             touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
             clusters = _clusters(touched, step)
-            dates = (clusters["lo"].min().date(), clusters["hi"].max().date())
+            lo, hi = clusters["lo"].min(), clusters["hi"].max()
+            assert isinstance(lo, datetime) and isinstance(hi, datetime)  # (min/max are typed as any scalar)
+            dates = (lo.date(), hi.date())
             source = silver.filter(pl.col("date").is_between(*dates) & _in_clusters(clusters, "ts"))
             bars = ohlcv(source, every)
             predicates += _predicate("trades", every, clusters)
@@ -221,6 +224,7 @@ def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: Gold
         result.bars_written[every] = bars.height
         if step == base:
             touched_base = bars
+    assert touched_base is not None  # base is direct[0]
     base_every = format_duration(base)
     for step in rolled:
         every = format_duration(step)
@@ -274,13 +278,14 @@ def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
     )
     predicates = []
     known = {iv: candle_interval(iv) for iv in bars.get_column("interval").unique().to_list()}
+    steps = {iv: step for iv, step in known.items() if step is not None}
     unknown = [iv for iv, step in known.items() if step is None]
     if unknown:  # silver quarantines these; rows written before it did are left out, not fatal
         LOG.warning("gold.ohlcv: skipping exchange candles of unknown interval(s) %s", unknown)
         bars = bars.filter(~pl.col("interval").is_in(unknown))
     for (interval,), part in bars.group_by("interval"):
         touched = part.select("exchange", "symbol", "window_start").unique()
-        predicates += _predicate("exchange", str(interval), _candle_runs(touched, known[interval]))
+        predicates += _predicate("exchange", str(interval), _candle_runs(touched, steps[interval]))
     _replace(catalog, "gold.ohlcv", bars, predicates, (app_id, upto))
     result.exchange_candles = bars.height
 
@@ -299,7 +304,7 @@ def _candle_runs(touched: pl.DataFrame, step: CandleInterval) -> pl.DataFrame:
 
 
 def _ohlcv_schema() -> pl.Schema:
-    return pl.from_arrow(GOLD["gold.ohlcv"].schema.empty_table()).schema  # type: ignore[union-attr]
+    return to_frame(GOLD["gold.ohlcv"].schema.empty_table()).schema
 
 
 def _build_funding(catalog: Catalog, result: GoldResult) -> None:

@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
@@ -38,6 +37,7 @@ from deltalake.exceptions import CommitFailedError
 from crypto_lakehouse.errors import LakehouseError, UnknownTable
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
 from crypto_lakehouse.transform.gaps import fill_gaps
 from crypto_lakehouse.transform.history import VenueHistory
 from crypto_lakehouse.transform.plans import PLANS, TS_MIN, Plan, QualityReport, Rule, SilverOptions, float_col
@@ -124,7 +124,7 @@ def _quarantine_rows(plan: Plan, rows: pl.DataFrame, rule: pl.Series | str, now:
     )
 
 
-def _json_value(v: Any) -> Any:
+def _json_value(v: object) -> str:
     if isinstance(v, datetime | date):
         return v.isoformat()
     return str(v)
@@ -191,7 +191,9 @@ def _dedup(
         # close event; backfilled or archived, by its stop; or written when silver dated candles by
         # their start), but never before the day it opened
         starts = rows.get_column("start")
-        where &= (pl.col("date") >= starts.min().date()) & pl.col("start").is_between(starts.min(), starts.max())
+        first = starts.min()
+        assert isinstance(first, datetime)  # (Series.min() is typed as any scalar)
+        where &= (pl.col("date") >= first.date()) & pl.col("start").is_between(first, starts.max())
     else:
         dates = rows.get_column("date")
         where &= pl.col("date").is_between(dates.min(), dates.max())
@@ -285,7 +287,7 @@ def _promote_rows(
     catalog: Catalog,
     raw: pl.DataFrame,
     *,
-    source: str,
+    source: str | pl.Expr,
     now: datetime,
     opts: SilverOptions,
     report: QualityReport,
@@ -336,7 +338,7 @@ def _bronze_frame(
         return lf.collect()
     if after is None:  # the whole table: Polars reads a snapshot fastest
         return catalog.frame(plan.bronze, version=upto)
-    return pl.from_arrow(catalog.changes(plan.bronze, after=after, upto=upto))  # type: ignore[return-value]
+    return to_frame(catalog.changes(plan.bronze, after=after, upto=upto))
 
 
 def _silver_names(tables: list[str] | None) -> list[str]:

@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, Literal, Protocol, TypedDict, overload
 from urllib.parse import urlsplit
 
 from cryptofeed import FeedHandler
 from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
-from cryptofeed.exchanges import Binance, BinanceDelivery, BinanceFutures, BinanceUS
+from cryptofeed.exchanges.binance import Binance
+from cryptofeed.exchanges.binance_delivery import BinanceDelivery
+from cryptofeed.exchanges.binance_futures import BinanceFutures
+from cryptofeed.exchanges.binance_us import BinanceUS
 from cryptofeed.feed import Feed
 from cryptofeed.symbols import Symbols
 
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["ccxt_client", "client_ssl_context", "feed_class", "run_feeds"]
+__all__ = [
+    "CcxtClient",
+    "CcxtFundingRate",
+    "CcxtMarket",
+    "CcxtTrade",
+    "ccxt_client",
+    "client_ssl_context",
+    "feed_class",
+    "run_feeds",
+]
 
 _FEEDS: dict[str, type[Feed]] = {
     "BINANCE": Binance,
@@ -45,7 +57,7 @@ def feed_class(
     base = _FEEDS[venue(exchange).exchange]
     if ws_url is None and rest_url is None:
         return base
-    attrs: dict[str, Any] = {}
+    attrs: dict[str, object] = {}
     if ws_url is not None:
         options = {k: v for k, v in base.websocket_endpoints[0].options.items()}
         if cert_pem is not None:
@@ -66,9 +78,60 @@ def client_ssl_context(cert_pem: bytes | str) -> ssl.SSLContext:
     return ctx
 
 
-def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: bool = False, **config: Any) -> Any:
-    """``ccxt.binance`` / ``binanceusdm`` / ``binancecoinm`` (or their async twins) with every
-    ``urls['api']`` entry rewritten to ``rest_url`` keeping the path."""
+# ccxt ships no type information: what this project uses of its synchronous clients, typed here.
+# Its unified structures are dicts; the TypedDicts name the keys read (each holds more).
+class CcxtMarket(TypedDict):
+    id: str  # the exchange's symbol, e.g. BTCUSDT
+    symbol: str  # ccxt's unified symbol, e.g. BTC/USDT:USDT
+
+
+class CcxtTrade(TypedDict):
+    id: str
+    timestamp: int  # ms
+    side: str
+    price: float
+    amount: float
+    info: dict[str, Any]  # the exchange's own JSON
+
+
+class CcxtFundingRate(TypedDict):
+    timestamp: int  # ms
+    info: dict[str, Any]  # the exchange's own JSON
+
+
+class CcxtClient(Protocol):
+    """A synchronous ccxt exchange client (``ccxt.binance`` and its kin), as this project uses it."""
+
+    markets: dict[str, CcxtMarket]
+    urls: dict[str, Any]
+
+    def load_markets(self) -> dict[str, CcxtMarket]: ...
+
+    def fetch_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None, params: dict[str, Any] = ...
+    ) -> list[CcxtTrade]: ...
+
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str = ..., since: int | None = None, limit: int | None = None
+    ) -> list[list[Any]]: ...  # [open time ms, open, high, low, close, volume]
+
+    def fetch_funding_rate_history(
+        self, symbol: str, since: int | None = None, limit: int | None = None, params: dict[str, Any] = ...
+    ) -> list[CcxtFundingRate]: ...
+
+
+@overload
+def ccxt_client(
+    exchange: str, *, rest_url: str | None = None, asynchronous: Literal[False] = False, **config: object
+) -> CcxtClient: ...
+@overload
+def ccxt_client(
+    exchange: str, *, rest_url: str | None = None, asynchronous: Literal[True], **config: object
+) -> Any: ...
+def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: bool = False, **config: object) -> Any:
+    """``ccxt.binance`` / ``binanceusdm`` / ``binancecoinm`` (or their async twins, untyped: the
+    same methods as coroutines) with every ``urls['api']`` entry rewritten to ``rest_url`` keeping
+    the path."""
     v = venue(exchange)
     # imported here: importing ccxt takes ~3 s, which commands that never call REST should not pay
     if asynchronous:
@@ -82,7 +145,7 @@ def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: boo
     return client
 
 
-def _rebase(url: Any, base: str) -> Any:
+def _rebase(url: object, base: str) -> object:
     if not isinstance(url, str):
         return url
     parts = urlsplit(url)
