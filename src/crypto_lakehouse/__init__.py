@@ -8,6 +8,7 @@ from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.errors import (
     CommitError,
     ConfigError,
+    InvalidArgument,
     LakehouseError,
     TableNotFound,
     TagNotFound,
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommitError",
     "ConfigError",
+    "InvalidArgument",
     "Lakehouse",
     "LakehouseError",
     "Settings",
