@@ -76,6 +76,7 @@ def test_backfill_job_fetches_from_the_given_rest_base(tmp_path: Path) -> None:
     for _ in range(120):  # two minutes, one trade a second
         market.step()
     settings = load_settings(root=str(tmp_path / "lake"))
+    told: list[tuple[int, float]] = []
     with running_exchange(market=market) as ex:
         result = jobs.backfill(
             settings,
@@ -84,11 +85,15 @@ def test_backfill_job_fetches_from_the_given_rest_base(tmp_path: Path) -> None:
             start=datetime.fromtimestamp(start_ms / 1000, UTC),
             end="2023-11-14T23:00:00Z",
             rest=ex.rest_url,
+            progress=lambda rows, done: told.append((rows, done)),
         )
     tape = market.tape("BTCUSDT")
     assert result == jobs.BackfillResult(
         exchange="BINANCE", symbol="BTC-USDT", rows_added=tape.last_id - tape.first_id + 1
     )
+    # progress after every page, ending with every row and the whole range
+    assert told[-1] == (len(tape), 1.0) and len(told) >= 2
+    assert [d for _, d in told] == sorted(d for _, d in told) and [r for r, _ in told] == sorted(r for r, _ in told)
     silver = pl.read_delta(str(tmp_path / "lake" / "silver" / "trades"))
     assert silver["id"].sort().to_list() == list(range(tape.first_id, tape.last_id + 1))
     assert set(silver["source"]) == {"backfill"}

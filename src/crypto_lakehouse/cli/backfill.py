@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from crypto_lakehouse import jobs
-from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, settings
+from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, console, settings
 
 __all__ = ["backfill"]
 
@@ -26,5 +26,20 @@ def backfill(
     root: RootOpt = None,
 ) -> None:
     """Fetch one symbol's trades for a time range over REST (ccxt) into silver, validated and deduplicated."""
-    result = jobs.backfill(settings(config, root), exchange=exchange, symbol=symbol, start=start, end=end, rest=rest)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]:,} trades"))
+    with Progress(
+        *columns, TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        task = bar.add_task(f"backfill {exchange.upper()} {symbol}", total=1.0, rows=0)
+        result = jobs.backfill(
+            settings(config, root),
+            exchange=exchange,
+            symbol=symbol,
+            start=start,
+            end=end,
+            rest=rest,
+            progress=lambda rows, done: bar.update(task, completed=done, rows=rows),
+        )
     print(json.dumps(asdict(result)))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from crypto_lakehouse import jobs
-from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, csv, out, settings
+from crypto_lakehouse.cli._common import ConfigOpt, csv, out, settings
 from crypto_lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ app = typer.Typer(
 @app.command("serve")
 def exchange_serve(
     config: ConfigOpt = None,
-    root: RootOpt = None,
     recording: Annotated[
         Path | None,
         typer.Option(help="Replay this cryptofeed recording, given as PATH/NAME (e.g. data/BINANCE_FUTURES)."),
@@ -76,7 +75,7 @@ def exchange_serve(
     cert_out: Annotated[Path | None, typer.Option(help="Write the generated TLS certificate (PEM) here.")] = None,
 ) -> None:
     """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
-    s = settings(config, root).loopback  # validate before the heavy imports
+    s = settings(config, None).loopback  # validate before the heavy imports
     from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec
 
     faults = FaultPlan(
@@ -132,7 +131,6 @@ def exchange_serve(
 def exchange_record(
     out_path: Annotated[Path, typer.Argument(metavar="PATH", help="PATH/NAME prefix of the recording files to write.")],
     config: ConfigOpt = None,
-    root: RootOpt = None,
     exchange: Annotated[
         str | None, typer.Option(help="BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY.")
     ] = None,
@@ -142,7 +140,7 @@ def exchange_record(
     rate: Annotated[float | None, typer.Option(help="Messages per second (sets the exchange-time step).")] = None,
 ) -> None:
     """Write a synthetic session in cryptofeed's recording format (for replay and tests)."""
-    s = settings(config, root).loopback
+    s = settings(config, None).loopback
     from crypto_lakehouse.loopback import MarketSpec
     from crypto_lakehouse.loopback.recording import write_synthetic_recording
 

@@ -9,7 +9,7 @@ rate limiter (Binance's request weights) and we page through ``fromId`` (trades,
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.venues.clients import CcxtClient, CcxtFundingRate, CcxtTrade, ccxt_client
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["Backfiller", "backfiller_from_settings", "exchange_symbol", "rest_urls"]
+__all__ = ["Backfiller", "Progress", "backfiller_from_settings", "exchange_symbol", "rest_urls"]
 
 LOG = logging.getLogger(__name__)
 _PAGE = 1000
@@ -40,12 +40,24 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-class Backfiller:
-    """ccxt clients per exchange, REST bases from config (None: the exchange's own)."""
+Progress = Callable[[int, float], None]
+"""Called after each page of a long fetch: (rows fetched so far, share of the time range done)."""
 
-    def __init__(self, rest_urls: dict[str, str] | None = None, *, rate_limit_ms: float | None = None):
+
+class Backfiller:
+    """ccxt clients per exchange, REST bases from config (None: the exchange's own).
+    ``progress``: told after each page of :meth:`trades_by_time` how far it is."""
+
+    def __init__(
+        self,
+        rest_urls: Mapping[str, str] | None = None,
+        *,
+        rate_limit_ms: float | None = None,
+        progress: Progress | None = None,
+    ):
         self.rest_urls = {k.upper(): v for k, v in (rest_urls or {}).items()}
         self.rate_limit_ms = rate_limit_ms
+        self.progress = progress
         self._clients: dict[str, CcxtClient] = {}
         self.requests = 0
 
@@ -113,11 +125,15 @@ class Backfiller:
             self.requests += 1
             while page:
                 rows += [t for t in page if cursor <= t["timestamp"] <= window_end]
+                if self.progress is not None:
+                    self.progress(len(rows), min(1.0, (page[-1]["timestamp"] - s_ms) / max(1, e_ms - s_ms)))
                 if len(page) < _PAGE or page[-1]["timestamp"] > window_end:
                     break  # the window is exhausted
                 page = client.fetch_trades(market, limit=_PAGE, params={"fromId": int(page[-1]["id"]) + 1})
                 self.requests += 1
             cursor = window_end + 1
+        if self.progress is not None:
+            self.progress(len(rows), 1.0)
         return self._trade_frame(exchange, symbol, [t for t in rows if t["timestamp"] >= s_ms])
 
     def _trade_frame(self, exchange: str, symbol: str, rows: list[CcxtTrade]) -> pl.DataFrame:

@@ -27,7 +27,7 @@ from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
-from crypto_lakehouse.ingest.rows import Row, row_builder
+from crypto_lakehouse.ingest.rows import ROW_LAYOUT, Row, row_builder
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
@@ -80,6 +80,10 @@ Callback = Callable[..., Awaitable[None]]
 """A cryptofeed data callback: ``(message, receipt time) -> None``, the message's type per channel."""
 
 
+# the book callback builds a side's levels as one named row's head plus (price, size)
+assert ROW_LAYOUT["bronze.book"][-2:] == ("price", "size"), "bronze.book's layout must end with price, size"
+
+
 def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Callback]:
     """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
     :func:`decimal_text`. Each row is built by its table's :func:`~.rows.row_builder`, every
@@ -112,20 +116,20 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
         delta = cast("dict[str, list[tuple[Decimal, Decimal]]] | None", b.delta)
 
         def levels(snapshot: bool, side: str, pairs: Iterable[tuple[Decimal, Decimal]]) -> list[Row]:
-            return [
-                book_row(
-                    exchange=ex,
-                    symbol=sym,
-                    ts=ts,
-                    receipt_ts=receipt,
-                    sequence=seq,
-                    snapshot=snapshot,
-                    side=side,
-                    price=d(p),
-                    size=d(q),
-                )
-                for p, q in pairs
-            ]
+            # one row named in full per side; its levels differ only in the last two columns
+            # (price, size: checked below), so each is that row's head plus its own pair
+            head = book_row(
+                exchange=ex,
+                symbol=sym,
+                ts=ts,
+                receipt_ts=receipt,
+                sequence=seq,
+                snapshot=snapshot,
+                side=side,
+                price=None,
+                size=None,
+            )[:-2]
+            return [head + (d(p), d(q)) for p, q in pairs]
 
         if delta is None:  # a snapshot: every level
             rows = levels(True, "bid", b.book.bids.to_dict().items())

@@ -11,7 +11,7 @@ import polars as pl
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import TimeLike, time_range
-from crypto_lakehouse.ingest.backfill import Backfiller, backfiller_from_settings, rest_urls
+from crypto_lakehouse.ingest.backfill import Backfiller, Progress, backfiller_from_settings, rest_urls
 from crypto_lakehouse.ingest.sessions import recorded_rest_urls
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
@@ -116,6 +116,7 @@ def backfill(
     start: Window,
     end: Window | None = None,
     rest: str | None = None,
+    progress: Progress | None = None,
 ) -> BackfillResult:
     """Fetch ``exchange``/``symbol`` trades in ``[start, end)`` (``end`` default: now) over REST
     with ccxt into silver, validated and deduplicated like everything else. ``rest``: the REST
@@ -128,7 +129,7 @@ def backfill(
     urls = rest_urls(settings.silver.backfill_rest, recorded=recorded_rest_urls(catalog), given={name: rest or ""})
     added = silver.backfill(
         catalog,
-        Backfiller(urls),
+        Backfiller(urls, progress=progress),
         exchange=name,
         symbol=symbol,
         start=first,
