@@ -65,11 +65,13 @@ NOT_JOBS = {
 NOT_IN_FLOW = {
     ("stream", "progress"): "a live table on the terminal; a flow run has no terminal (its logs are in the UI)",
     ("archive import", "progress"): "a progress bar on the terminal; a flow run has none",
+    ("backfill", "progress"): "a progress bar on the terminal; a flow run has none",
 }
 
 # (command, parameter) of the job that the command sets without an option of its own, and why
 NOT_IN_CLI = {
     ("archive import", "progress"): "shown whenever stdout is a terminal, as for every command",
+    ("backfill", "progress"): "shown whenever stderr is a terminal",
 }
 
 # every command and flow takes these; the job takes the Settings they load

@@ -98,7 +98,9 @@ app.add_typer(config.app, name="config")
 def main() -> None:
     """Entry point of the ``lakehouse`` console script."""
     try:
-        rc = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit codes
+        # without standalone mode, click returns typer.Exit codes; the name is ours however it was
+        # started (python -m crypto_lakehouse.cli, or from a test under python -m pytest)
+        rc = app(prog_name="lakehouse", standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except LakehouseError as exc:
@@ -110,10 +112,10 @@ def main() -> None:
             raise
         console.print(f"[bold red]error:[/] {first}", highlight=False)
         sys.exit(first.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):  # typer vendors click: both kinds may come
         console.print("aborted")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
