@@ -1,11 +1,14 @@
-"""Stream a loopback exchange running in its own thread into bronze from this thread's loop, so
-that synchronous ccxt backfill can later reach the same exchange."""
+"""What the transform tests share: streaming a loopback exchange running in its own thread into
+bronze from this thread's loop (so that synchronous ccxt backfill can later reach the same
+exchange), writing bronze rows as the writer would, and one valid row per bronze table."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptofeed.connection import connection_stats
 
@@ -53,3 +56,33 @@ def write_bronze(catalog: Catalog, table: str, rows: list[dict]) -> None:
     df = df.with_columns(pl.coalesce("ts", "receipt_ts").dt.date().alias("date"))
     df = df.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in df.columns)
     catalog.append(table, df.select(spec.schema.names).to_arrow().cast(spec.schema))
+
+
+def valid_bronze_fields(t0: datetime) -> dict[str, dict[str, Any]]:
+    """One valid row per bronze table, less exchange, symbol and the times (each test sets
+    those), for an exchange time of ``t0``: what the validation tests change one field of."""
+    return {
+        "bronze.trades": {"id": "1", "side": "buy", "price": "100.5", "amount": "0.25"},
+        "bronze.book": {"sequence": 1, "snapshot": False, "side": "bid", "price": "100.5", "size": "2"},
+        "bronze.ticker": {"sequence": 1, "bid": "100.0", "bid_size": "1", "ask": "100.5", "ask_size": "2"},
+        "bronze.funding": {
+            "mark_price": "100.0",
+            "index_price": "100.1",
+            "rate": "0.0001",
+            "predicted_rate": "0.0002",
+            "next_funding_time": t0 + timedelta(hours=8),
+        },
+        "bronze.liquidations": {"id": "1", "side": "sell", "quantity": "0.5", "price": "99.5", "status": "filled"},
+        "bronze.candles": {
+            "interval": "1m",
+            "start": t0 - timedelta(minutes=1),
+            "stop": t0 - timedelta(milliseconds=1),
+            "trades": 3,
+            "open": "100",
+            "high": "101",
+            "low": "99",
+            "close": "100.5",
+            "volume": "3",
+            "closed": True,
+        },
+    }

@@ -21,36 +21,15 @@ from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.transform.plans import PLANS, TS_MIN, QualityReport, _parse_intervals
 from crypto_lakehouse.transform.silver import SilverOptions, _validate
 
+from .helpers import valid_bronze_fields
+
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 RECEIPT = T0 + timedelta(milliseconds=3)
 NOW = T0 + timedelta(minutes=5)
 
 # one valid row per bronze table, as _promote_rows hands them to _validate (writer columns dropped)
-VALID: dict[str, dict[str, Any]] = {
-    "bronze.trades": {"id": "7", "side": "buy", "price": "100.5", "amount": "0.25", "type": None},
-    "bronze.book": {"sequence": 1, "snapshot": False, "side": "bid", "price": "100.5", "size": "2"},
-    "bronze.ticker": {"sequence": 1, "bid": "100.0", "bid_size": "1", "ask": "100.5", "ask_size": "2"},
-    "bronze.funding": {
-        "mark_price": "100.0",
-        "index_price": "100.1",
-        "rate": "0.0001",
-        "predicted_rate": "0.0002",
-        "next_funding_time": T0 + timedelta(hours=8),
-    },
-    "bronze.liquidations": {"id": "1", "side": "sell", "quantity": "0.5", "price": "99.5", "status": "filled"},
-    "bronze.candles": {
-        "interval": "1m",
-        "start": T0 - timedelta(minutes=1),
-        "stop": T0 - timedelta(milliseconds=1),
-        "trades": 3,
-        "open": "100",
-        "high": "101",
-        "low": "99",
-        "close": "100.5",
-        "volume": "3",
-        "closed": True,
-    },
-}
+VALID: dict[str, dict[str, Any]] = valid_bronze_fields(T0)
+VALID["bronze.trades"] |= {"id": "7", "type": None}
 _DROPPED = ("date", "writer_id", "batch_id")
 
 

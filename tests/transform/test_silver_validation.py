@@ -19,7 +19,7 @@ from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
-from .helpers import write_bronze
+from .helpers import valid_bronze_fields, write_bronze
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 NO_BACKFILL = SilverOptions(backfill=False)
@@ -105,31 +105,7 @@ def test_the_same_bad_row_from_a_later_commit_and_a_reprocess_is_quarantined_onc
 # ------------------------------------------------------------------------------ 12.10 non-finite
 
 SPELLINGS = ["NaN", "nan", "-NaN", "inf", "-inf", "Infinity", "-Infinity", "1e999", "-1e999"]
-_BASE: dict[str, dict] = {
-    "bronze.trades": {"id": "1", "side": "buy", "price": "100.5", "amount": "0.25"},
-    "bronze.book": {"sequence": 1, "snapshot": False, "side": "bid", "price": "100.5", "size": "2"},
-    "bronze.ticker": {"sequence": 1, "bid": "100.0", "bid_size": "1", "ask": "100.5", "ask_size": "2"},
-    "bronze.funding": {
-        "mark_price": "100.0",
-        "index_price": "100.1",
-        "rate": "0.0001",
-        "predicted_rate": "0.0002",
-        "next_funding_time": T0 + timedelta(hours=8),
-    },
-    "bronze.liquidations": {"id": "1", "side": "sell", "quantity": "0.5", "price": "99.5", "status": "filled"},
-    "bronze.candles": {
-        "interval": "1m",
-        "start": T0 - timedelta(minutes=1),
-        "stop": T0 - timedelta(milliseconds=1),
-        "trades": 3,
-        "open": "100",
-        "high": "101",
-        "low": "99",
-        "close": "100.5",
-        "volume": "3",
-        "closed": True,
-    },
-}
+_BASE = valid_bronze_fields(T0)
 NUMERIC = {
     "bronze.trades": ["price", "amount"],
     "bronze.book": ["price", "size"],
