@@ -197,16 +197,20 @@ def _dedup(
     else:
         dates = rows.get_column("date")
         where &= pl.col("date").is_between(dates.min(), dates.max())
-    compare = [c for c in plan.conflict_columns if c not in key]
-    existing = Catalog.scan_snapshot(snapshot).filter(where).select(*key, *compare).collect()
+    stored = Catalog.scan_snapshot(snapshot).filter(where)
+    existing = stored.select(key).collect()
     if conflicts is not None:
         conflicts.clear()
     if existing.height:
-        if compare and conflicts is not None:
-            both = rows.join(existing, on=key, how="inner", suffix="__stored", nulls_equal=True)
+        compare = [c for c in plan.conflict_columns if c not in key]
+        seen = rows.join(existing, on=key, how="semi", nulls_equal=True)
+        if compare and conflicts is not None and seen.height:
+            # the stored values only for the keys seen again (rare): the usual run reads keys alone
+            values = stored.select(*key, *compare).join(seen.lazy().select(key), on=key, how="semi").collect()
+            both = seen.join(values, on=key, how="inner", suffix="__stored", nulls_equal=True)
             differ = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}__stored")) for c in compare)
             conflicts.append(both.filter(differ).select(rows.columns))
-        rows = rows.join(existing.select(key), on=key, how="anti", nulls_equal=True)
+        rows = rows.join(existing, on=key, how="anti", nulls_equal=True)
     return rows
 
 
