@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from crypto_lakehouse.durations import parse_duration
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.venues.registry import Venue, venue
+from crypto_lakehouse.venues.registry import VENUES, Venue, venue
 
 __all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape"]
 
@@ -210,6 +210,9 @@ class SyntheticMarket:
             raise LakehouseError(f"rate must be > 0 messages/s, got {spec.rate}")
         self.spec = spec
         self.venue: Venue = venue(spec.exchange)
+        if not self.venue.binance_family:
+            speaks = ", ".join(v.exchange for v in VENUES.values() if v.binance_family)
+            raise LakehouseError(f"unknown exchange {spec.exchange!r} for the synthetic market: it speaks {speaks}")
         for s in spec.symbols:
             self.venue.split_symbol(s)  # validates
         self.start_ms = spec.start_ms if spec.start_ms is not None else int(time.time() * 1000)

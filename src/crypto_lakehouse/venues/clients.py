@@ -13,13 +13,10 @@ from urllib.parse import urlsplit
 
 from cryptofeed import FeedHandler
 from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
-from cryptofeed.exchanges.binance import Binance
-from cryptofeed.exchanges.binance_delivery import BinanceDelivery
-from cryptofeed.exchanges.binance_futures import BinanceFutures
-from cryptofeed.exchanges.binance_us import BinanceUS
 from cryptofeed.feed import Feed
 from cryptofeed.symbols import Symbols
 
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
@@ -32,13 +29,6 @@ __all__ = [
     "feed_class",
     "run_feeds",
 ]
-
-_FEEDS: dict[str, type[Feed]] = {
-    "BINANCE": Binance,
-    "BINANCE_US": BinanceUS,
-    "BINANCE_FUTURES": BinanceFutures,
-    "BINANCE_DELIVERY": BinanceDelivery,
-}
 
 
 def feed_class(
@@ -54,7 +44,7 @@ def feed_class(
     ``LoopbackExchange.cert_pem`` or ``GET /_loopback/cert.pem``). The subclass keeps the
     exchange id, so symbols cached for a previous endpoint are dropped.
     """
-    base = _FEEDS[venue(exchange).exchange]
+    base = venue(exchange).feed
     if ws_url is None and rest_url is None:
         return base
     attrs: dict[str, object] = {}
@@ -129,10 +119,12 @@ def ccxt_client(
     exchange: str, *, rest_url: str | None = None, asynchronous: Literal[True], **config: object
 ) -> Any: ...
 def ccxt_client(exchange: str, *, rest_url: str | None = None, asynchronous: bool = False, **config: object) -> Any:
-    """``ccxt.binance`` / ``binanceusdm`` / ``binancecoinm`` (or their async twins, untyped: the
-    same methods as coroutines) with every ``urls['api']`` entry rewritten to ``rest_url`` keeping
-    the path."""
+    """The venue's ccxt client (``ccxt.binance``, ``ccxt.okx``, ... or their async twins, untyped:
+    the same methods as coroutines) with every ``urls['api']`` entry rewritten to ``rest_url``
+    keeping the path."""
     v = venue(exchange)
+    if v.ccxt_id is None:
+        raise LakehouseError(f"ccxt has no client for {v.exchange}: its REST history cannot be read")
     # imported here: importing ccxt takes ~3 s, which commands that never call REST should not pay
     if asynchronous:
         import ccxt.async_support as module
