@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "CommitError",
     "ConfigError",
+    "GapUnfillable",
     "InvalidArgument",
     "LakehouseError",
     "TableNotFound",
@@ -62,3 +63,9 @@ class TagNotFound(LakehouseError):
 
 class CommitError(LakehouseError):
     """An append that still failed after its retries."""
+
+
+class GapUnfillable(LakehouseError):
+    """A gap the venue's REST history cannot fill (it serves only its latest trades, has no
+    public history, or no ccxt client): the message is the reason ``silver.gaps`` records with
+    status ``unfillable``. Never a reason to mark the gap filled."""
