@@ -273,13 +273,26 @@ SILVER: dict[str, TableSpec] = {
         _silver(
             "trades",
             [
-                _f("id", pa.int64(), False, "exchange trade id (Binance aggregate trade id; contiguous)"),
+                _f(
+                    "id",
+                    pa.int64(),
+                    True,
+                    "the venue's trade id as an integer; null where it is none (UUIDs, no id: see trade_id)",
+                ),
                 _f("side", _S, False, "taker side: buy or sell"),
                 _f("price", _F, False, "> 0"),
                 _f("amount", _F, False, "base quantity, > 0"),
+                _f("trade_id", _S, True, "the venue's trade id as sent (null: it sends none, or an older row)"),
+                _f(
+                    "trade_key",
+                    _S,
+                    True,
+                    "dedup key: the id (an integer's text) or, without ids, row:<hash of the bronze row> "
+                    "(null: a row written before this column, read as id)",
+                ),
             ],
-            ("exchange", "symbol", "id"),
-            "validated, deduplicated, gap-filled trades",
+            ("exchange", "symbol", "trade_key"),
+            "validated, deduplicated, gap-filled trades of every venue (docs/venues.md: kinds of trade id)",
         ),
         _silver(
             "book",
@@ -368,18 +381,25 @@ SILVER: dict[str, TableSpec] = {
                 [
                     _f("exchange", _S, False),
                     _f("symbol", _S, False),
-                    _f("table", _S, False, "silver.trades, silver.candles or silver.funding"),
+                    _f("table", _S, False, "silver.trades, silver.book, silver.candles or silver.funding"),
                     _f("interval", _S, True, "candles: the interval"),
-                    _f("first_id", pa.int64(), True, "trades: first missing id"),
-                    _f("last_id", pa.int64(), True, "trades: last missing id"),
+                    _f("first_id", pa.int64(), True, "trades: first missing id; book: first missing sequence"),
+                    _f("last_id", pa.int64(), True, "trades: last missing id; book: last missing sequence"),
                     _f("start", UTC_US, True, "first missing time (inclusive)"),
                     _f("end", UTC_US, True, "end of the missing time range (exclusive)"),
                     _f("detected_at", UTC_US, False),
-                    _f("status", _S, False, "open or filled"),
-                    _f("reason", _S, True, "why it is still open, or how it was filled"),
+                    _f("status", _S, False, "open, filled or unfillable (the venue cannot backfill it: not retried)"),
+                    _f("reason", _S, True, "the cause; why it is still open or unfillable, or how it was filled"),
                     _f("attempts", pa.int64(), False, "backfill attempts so far"),
                     _f("rows_filled", pa.int64(), False),
                     _f("filled_at", UTC_US, True),
+                    _f(
+                        "check",
+                        _S,
+                        True,
+                        "the check that found it: trade_ids:contiguous, book_sequence:per_update|per_range, "
+                        "coverage:sessions, candles:interval, funding:silence (null: recorded before this column)",
+                    ),
                 ]
             ),
             partition_by=(),
@@ -395,8 +415,14 @@ SILVER: dict[str, TableSpec] = {
                     _f("table", _S, False),
                     _f("exchange", _S, True),
                     _f("symbol", _S, True),
-                    _f("metric", _S, False, "rows_in, rows_out, duplicates, quarantined:<rule>, gaps_found, ..."),
-                    _f("value", pa.int64(), False),
+                    _f(
+                        "metric",
+                        _S,
+                        False,
+                        "rows_in, rows_out, duplicates, quarantined:<rule>, gaps_found, ..., check:<check>",
+                    ),
+                    _f("value", pa.int64(), False, "the count; check:<check>: gaps it finds in silver now"),
+                    _f("detail", _S, True, "check:<check>: how it checked, or why it was skipped"),
                 ]
             ),
             partition_by=(),

@@ -29,7 +29,7 @@ def _trades(*rows: tuple[str, str, int]) -> pl.DataFrame:
 
 
 def _id_runs(trades: pl.DataFrame | pl.LazyFrame) -> list[tuple[str, str, int, int]]:
-    return sorted(_id_gaps(trades).select("exchange", "symbol", "first_id", "last_id").rows())
+    return sorted(_id_gaps(trades, contiguous=("B", "C")).select("exchange", "symbol", "first_id", "last_id").rows())
 
 
 def test_missing_trade_ids_are_runs_of_first_and_last_id() -> None:
@@ -57,7 +57,7 @@ def test_ids_are_contiguous_per_exchange_and_symbol_not_across_them() -> None:
 
 
 def test_an_id_gap_is_a_row_of_silver_gaps() -> None:
-    gaps = _id_gaps(_trades(("B", "BTC-USDT", 1), ("B", "BTC-USDT", 4)))
+    gaps = _id_gaps(_trades(("B", "BTC-USDT", 1), ("B", "BTC-USDT", 4)), contiguous=["B"])
     assert gaps.cast(_SCHEMA).columns == list(_SCHEMA)  # what detect_gaps concatenates
     assert gaps.row(0, named=True) == {
         "exchange": "B",
@@ -69,6 +69,7 @@ def test_an_id_gap_is_a_row_of_silver_gaps() -> None:
         "start": None,
         "end": None,
         "reason": None,
+        "check": "trade_ids:contiguous",
     }
 
 
@@ -172,6 +173,7 @@ def test_a_candle_gap_is_a_row_of_silver_gaps() -> None:
         "start": T0 + timedelta(hours=1),
         "end": T0 + timedelta(hours=3),
         "reason": None,
+        "check": "candles:interval",
     }
     assert _candle_gaps(_candles()).is_empty()
 
@@ -231,5 +233,6 @@ def test_a_funding_gap_is_a_row_of_silver_gaps() -> None:
         "start": T0 + timedelta(microseconds=1),
         "end": _minutes(10),
         "reason": None,
+        "check": "funding:silence",
     }
     assert _funding_gaps(_funding(), funding_gap=timedelta(minutes=1)).is_empty()

@@ -20,6 +20,7 @@ import pytest
 from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.transform.plans import PLANS, TS_MIN, QualityReport, _parse_intervals
 from crypto_lakehouse.transform.silver import SilverOptions, _validate
+from crypto_lakehouse.venues import venue
 
 from .helpers import valid_bronze_fields
 
@@ -45,7 +46,7 @@ def _frame(table: str, *rows: dict[str, Any]) -> pl.DataFrame:
 
 def _validate_one(table: str, opts: SilverOptions | None = None, **changes: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     df = _frame(table, {**VALID[table], **changes})
-    return _validate(PLANS["silver." + table.split(".")[1]], df, NOW, opts or SilverOptions())
+    return _validate(PLANS["silver." + table.split(".")[1]], df, NOW, opts or SilverOptions(venues=venue))
 
 
 def _rule(table: str, opts: SilverOptions | None = None, **changes: Any) -> str | None:
@@ -158,6 +159,33 @@ def test_a_number_that_is_not_finite_has_its_own_rule(table: str, column: str, s
 )
 def test_trade_rules(changes: dict[str, Any], rule: str | None) -> None:
     assert _rule("bronze.trades", **changes) == rule
+
+
+@pytest.mark.parametrize(
+    ("exchange", "trade_id", "rule"),
+    [
+        ("BINANCE", "12", None),  # contiguous integers
+        ("BINANCE", "a1b2", "bad_id"),
+        ("BITFINEX", "1234567", None),  # monotonic integers
+        ("BITFINEX", "x", "bad_id"),
+        ("BYBIT", "5f1c8d5e-0f6a-5e3b-9b0a-3c1f0e2d4a6b", None),  # UUIDs: identity only
+        ("BYBIT", None, "missing_id"),
+        ("BYBIT", " ", "missing_id"),
+        ("BITFLYER", None, None),  # no ids: nothing to check
+        ("PHEMEX", "whatever", None),
+        ("NOT_A_VENUE", "abc", None),  # not in the registry: ids are opaque
+        ("NOT_A_VENUE", None, "missing_id"),
+    ],
+)
+def test_trade_ids_are_validated_by_the_venues_kind_of_id(
+    exchange: str, trade_id: str | None, rule: str | None
+) -> None:
+    assert _rule("bronze.trades", exchange=exchange, id=trade_id) == rule
+
+
+def test_without_the_registry_no_venue_is_assumed_to_have_integer_ids() -> None:
+    assert _rule("bronze.trades", SilverOptions(), id="abc") is None
+    assert _rule("bronze.trades", SilverOptions(), id=None) == "missing_id"
 
 
 @pytest.mark.parametrize(
@@ -313,8 +341,20 @@ def test_a_candles_interval_is_stored_in_the_exchanges_spelling() -> None:
 
 def test_parse_intervals_names_each_interval_once_and_nulls_what_is_none() -> None:
     df = pl.DataFrame({"interval": ["1m", "1mo", "1M", "3d", "1w", "5x", "0M", "1m", "1h"]})
-    assert _parse_intervals(df)["__interval"].to_list() == ["1m", "1M", "1M", "3d", "1w", None, None, "1m", "1h"]
-    assert _parse_intervals(df)["interval"].to_list() == df["interval"].to_list()  # the raw value is kept
+    assert _parse_intervals(df, SilverOptions())["__interval"].to_list() == [
+        "1m",
+        "1M",
+        "1M",
+        "3d",
+        "1w",
+        None,
+        None,
+        "1m",
+        "1h",
+    ]
+    assert (
+        _parse_intervals(df, SilverOptions())["interval"].to_list() == df["interval"].to_list()
+    )  # the raw value is kept
 
 
 @pytest.mark.parametrize("table", list(VALID))
@@ -335,11 +375,25 @@ def test_quality_report_counts_rows_per_symbol_and_skips_zeros() -> None:
     report.add("silver.trades", "rows_in", rows.clear())  # nothing either
     report.add("silver.gaps", "gaps_found", value=2, exchange="B", symbol="X-Y")
     frame = report.frame()
-    assert frame.columns == ["run_id", "run_at", "table", "exchange", "symbol", "metric", "value"]
-    assert sorted(frame.drop("run_id", "run_at").rows()) == [
+    assert frame.columns == ["run_id", "run_at", "table", "exchange", "symbol", "metric", "value", "detail"]
+    assert sorted(frame.drop("run_id", "run_at", "detail").rows()) == [
         ("silver.gaps", "B", "X-Y", "gaps_found", 2),
         ("silver.trades", "B", "X-Y", "rows_in", 2),
         ("silver.trades", "B", "Z-Y", "rows_in", 1),
         ("silver.trades", "C", "X-Y", "rows_in", 1),
     ]
     assert set(frame["run_id"]) == {"run1"} and set(frame["run_at"]) == {NOW}
+
+
+def test_quality_report_records_each_check_that_ran_even_when_it_found_nothing() -> None:
+    report = QualityReport("run1", NOW)
+    report.add("silver.trades", "rows_in", value=3, exchange="BYBIT", symbol="BTC-USDT-PERP")
+    report.add("silver.book", "rows_in", value=5, exchange="BYBIT", symbol="BTC-USDT-PERP")
+    report.checked(
+        "silver.trades", "trade_ids", exchange="BYBIT", symbol="BTC-USDT-PERP", detail="skipped: opaque ids", found=0
+    )
+    assert report.pairs("silver.book") == [("BYBIT", "BTC-USDT-PERP")]
+    assert report.frame().filter(metric="check:trade_ids").select("value", "detail").row(0) == (
+        0,
+        "skipped: opaque ids",
+    )

@@ -17,6 +17,7 @@ from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
 from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
     "BackfillResult",
@@ -82,7 +83,7 @@ def promote_silver(
     endpoint the root was streamed from (a loopback exchange), else the exchange's own.
     ``tables``: only these (``trades``, ``silver.book``, ...)."""
     first, last = time_range(start, end)
-    opts = SilverOptions.from_settings(settings.silver)
+    opts = SilverOptions.from_settings(settings.silver, venues=venue)
     catalog = Catalog.from_settings(settings)
     result = silver.promote_silver(
         catalog,
@@ -134,6 +135,6 @@ def backfill(
         symbol=symbol,
         start=first,
         end=last,
-        options=SilverOptions.from_settings(settings.silver),
+        options=SilverOptions.from_settings(settings.silver, venues=venue),
     )
     return BackfillResult(exchange=name, symbol=symbol, rows_added=added)

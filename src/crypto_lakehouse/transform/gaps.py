@@ -1,7 +1,11 @@
-"""Gaps in silver: trade-id gaps (Binance aggTrade ids are contiguous per symbol), missing closed
-candles, silences in the funding stream, and **coverage gaps**: time no streaming session covered
-(``bronze.sessions``: a writer stopped, crashed, or was killed before its first commit), at the
-head, between and at the tail of the sessions; recorded in ``silver.gaps`` and filled by backfill.
+"""Gaps in silver, found by the checks each venue allows (its :class:`VenueChecks`, from the venue
+registry): trade-id gaps where the venue's ids are contiguous per symbol, book-sequence breaks
+where its book updates carry sequences (``per_update``: each +1; ``per_range``: a resync snapshot
+past the last update), missing closed candles, silences in the funding stream, and **coverage
+gaps** for every venue: time no streaming session covered (``bronze.sessions``: a writer stopped,
+crashed, or was killed before its first commit), at the head, between and at the tail of the
+sessions; recorded in ``silver.gaps`` with the check that found them, and filled by backfill where
+the venue can (else recorded ``unfillable`` with the reason, and not retried).
 
 Detection scans silver itself each run (not just the new rows), so it also finds gaps left by a
 run that crashed between its silver commit and its gap bookkeeping.
@@ -10,16 +14,19 @@ run that crashed between its silver commit and its gap bookkeeping.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
 from crypto_lakehouse.durations import candle_interval
+from crypto_lakehouse.errors import GapUnfillable
 from crypto_lakehouse.schemas import SESSIONS, table_spec
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
 from crypto_lakehouse.transform.history import VenueHistory
-from crypto_lakehouse.transform.plans import PLANS, Promote, QualityReport, SilverOptions
+from crypto_lakehouse.transform.plans import PLANS, Promote, QualityReport, SilverOptions, VenueChecks
 
 __all__ = ["SESSION_GRACE", "TIME_FILL_WINDOW", "coverage_gaps", "detect_gaps", "fill_gaps"]
 
@@ -37,8 +44,10 @@ _SCHEMA = pl.Schema(
         "start": _UTC,
         "end": _UTC,
         "reason": pl.String(),
+        "check": pl.String(),
     }
 )
+_OPEN, _FILLED, _UNFILLABLE = "open", "filled", "unfillable"
 # a session whose last heartbeat is older than this is dead (3 missed heartbeats of 30 s)
 SESSION_GRACE = timedelta(seconds=90)
 # a coverage gap is backfilled by time at most this much per run (a long outage catches up over runs)
@@ -55,13 +64,49 @@ def _empty() -> pl.DataFrame:
     return pl.DataFrame(schema=_SCHEMA)
 
 
-def _id_gaps(trades: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+def _gaps(
+    frame: pl.LazyFrame,
+    *,
+    table: str,
+    check: str,
+    interval: pl.Expr | None = None,
+    first_id: pl.Expr | None = None,
+    last_id: pl.Expr | None = None,
+    start: pl.Expr | None = None,
+    end: pl.Expr | None = None,
+    reason: pl.Expr | None = None,
+) -> pl.LazyFrame:
+    """``frame`` (with exchange and symbol) as gap rows in :data:`_SCHEMA`'s columns; what is
+    not given is null."""
+
+    def given(expr: pl.Expr | None, name: str) -> pl.Expr:
+        return (pl.lit(None, _SCHEMA[name]) if expr is None else expr).alias(name)
+
+    return frame.select(
+        "exchange",
+        "symbol",
+        pl.lit(table).alias("table"),
+        given(interval, "interval"),
+        given(first_id, "first_id"),
+        given(last_id, "last_id"),
+        given(start, "start"),
+        given(end, "end"),
+        given(reason, "reason"),
+        pl.lit(check).alias("check"),
+    )
+
+
+def _id_gaps(trades: pl.LazyFrame | pl.DataFrame, *, contiguous: Collection[str]) -> pl.DataFrame:
     """Runs of trade ids missing between the lowest and highest id of each (exchange, symbol)
-    in silver-shaped ``trades`` (Binance aggTrade ids are contiguous): one row per run, with
-    ``first_id``/``last_id`` inclusive."""
-    return (
+    in silver-shaped ``trades``, for the ``contiguous`` exchanges only (ids +1 per trade per
+    symbol; any other kind of id says nothing of completeness): one row per run, with
+    ``first_id``/``last_id`` inclusive. Computed on the sorted set of ids, so ids that arrive
+    out of order (HTX) are no gap."""
+    runs = (
         trades.lazy()
+        .filter(pl.col("exchange").is_in(list(contiguous)))
         .select("exchange", "symbol", "id")
+        .drop_nulls("id")
         .group_by("exchange", "symbol")
         .agg(  # sort each symbol's integer ids (cheaper than sorting the frame by string keys)
             (ids := pl.col("id").sort()).shift(1).filter(ids.diff() > 1).add(1).alias("first_id"),
@@ -69,19 +114,79 @@ def _id_gaps(trades: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         )
         .explode("first_id", "last_id")
         .drop_nulls("first_id")
-        .select(
-            "exchange",
-            "symbol",
-            pl.lit("silver.trades").alias("table"),
-            pl.lit(None, pl.String).alias("interval"),
-            "first_id",
-            "last_id",
-            pl.lit(None, _UTC).alias("start"),
-            pl.lit(None, _UTC).alias("end"),
-            pl.lit(None, pl.String).alias("reason"),
-        )
-        .collect()
     )
+    return _gaps(
+        runs,
+        table="silver.trades",
+        check="trade_ids:contiguous",
+        first_id=pl.col("first_id"),
+        last_id=pl.col("last_id"),
+    ).collect()
+
+
+def _sequence_gaps(book: pl.LazyFrame | pl.DataFrame, *, kinds: Mapping[str, str]) -> pl.DataFrame:
+    """Book updates lost, per (exchange, symbol) of silver-shaped ``book``, by the exchange's kind
+    of sequence (``kinds``; exchanges of kind ``none`` or not named are not checked).
+
+    The updates (distinct sequence and snapshot flag) are taken in the order they were received
+    (ties by sequence). ``per_update`` (Bybit, Kraken Futures): every update, snapshot or delta,
+    is the previous one + 1, so a jump from *p* to *s* lost *p+1..s-1*. ``per_range`` (Binance,
+    Deribit): an update covers ``first..last`` and bronze keeps only ``last`` (cryptofeed's
+    sequence number), so the continuity of ranges cannot be checked from bronze (cryptofeed checks
+    it live, ``U``/``pu``, and on a break drops the book and fetches a new snapshot); what bronze
+    shows is that resync: a snapshot at *s* after an update at *p* < *s* means updates *p+1..s*
+    arrived only folded into the snapshot. A sequence that goes back is no gap (a stale update,
+    or the venue restarted its numbering with a snapshot)."""
+    checked = {ex: k for ex, k in kinds.items() if k in ("per_update", "per_range")}
+    updates = (
+        book.lazy()
+        .filter(pl.col("exchange").is_in(list(checked)) & pl.col("sequence").is_not_null())
+        .group_by("exchange", "symbol", "sequence", "snapshot")
+        .agg(pl.col("receipt_ts").min().alias("at"), pl.coalesce("ts", "receipt_ts").min().alias("time"))
+        .sort("exchange", "symbol", "at", "sequence")
+        .with_columns(
+            pl.col("sequence").shift(1).over("exchange", "symbol").alias("prev"),
+            pl.col("time").shift(1).over("exchange", "symbol").alias("prev_time"),
+            pl.col("exchange").replace_strict(checked, return_dtype=pl.String).alias("kind"),
+        )
+    )
+    per_update = pl.col("kind") == "per_update"
+    last = pl.when(per_update).then(pl.col("sequence") - 1).otherwise(pl.col("sequence"))
+    breaks = updates.filter(
+        pl.when(per_update)
+        .then(pl.col("sequence") > pl.col("prev") + 1)
+        .otherwise(pl.col("snapshot") & (pl.col("sequence") > pl.col("prev")))
+    ).with_columns((pl.col("prev") + 1).alias("first"), last.alias("last"))
+    lost = pl.format("updates {}..{} never arrived", "first", "last")
+    reason = (
+        pl.when(pl.col("snapshot"))
+        .then(
+            pl.format(
+                "book resynced: a snapshot at {} after update {} (the client found a break, or reconnected); {}",
+                "sequence",
+                "prev",
+                pl.when(per_update)
+                .then(lost)
+                .otherwise(pl.format("updates {}..{} arrived only as it", "first", "last")),
+            )
+        )
+        .otherwise(pl.format("book sequence jumped from {} to {} (+1 per update); {}", "prev", "sequence", lost))
+    )
+    return pl.concat(
+        [
+            _gaps(
+                breaks.filter(pl.col("kind") == kind),
+                table="silver.book",
+                check=f"book_sequence:{kind}",
+                first_id=pl.col("first"),
+                last_id=pl.col("last"),
+                start=pl.col("prev_time"),
+                end=pl.col("time"),
+                reason=reason,
+            )
+            for kind in ("per_update", "per_range")
+        ]
+    ).collect()
 
 
 def _candle_gaps(candles: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
@@ -94,24 +199,22 @@ def _candle_gaps(candles: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     c = c.filter(pl.col("interval").is_in(list(offsets))).with_columns(
         pl.col("interval").replace_strict(offsets, return_dtype=pl.String).alias("offset")
     )
-    return (
-        c.sort("exchange", "symbol", "interval", "start")
+    missing = (
+        c.lazy()
+        .sort("exchange", "symbol", "interval", "start")
         .with_columns(
             pl.col("start").shift(1).over("exchange", "symbol", "interval").dt.offset_by(pl.col("offset")).alias("next")
         )
         .filter(pl.col("start") > pl.col("next"))
-        .select(
-            "exchange",
-            "symbol",
-            pl.lit("silver.candles").alias("table"),
-            "interval",
-            pl.lit(None, pl.Int64).alias("first_id"),
-            pl.lit(None, pl.Int64).alias("last_id"),
-            pl.col("next").alias("start"),
-            pl.col("start").alias("end"),
-            pl.lit(None, pl.String).alias("reason"),
-        )
     )
+    return _gaps(
+        missing,
+        table="silver.candles",
+        check="candles:interval",
+        interval=pl.col("interval"),
+        start=pl.col("next"),
+        end=pl.col("start"),
+    ).collect()
 
 
 def _funding_gaps(funding: pl.LazyFrame | pl.DataFrame, *, funding_gap: timedelta) -> pl.DataFrame:
@@ -119,26 +222,21 @@ def _funding_gaps(funding: pl.LazyFrame | pl.DataFrame, *, funding_gap: timedelt
     (exchange, symbol) in silver-shaped ``funding``: ``start`` 1 µs after the earlier row,
     ``end`` the later row's ``ts``. Only streamed rows count (backfilled settlements are hours
     apart by nature)."""
-    return (
+    silences = (
         funding.lazy()
         .filter(pl.col("source") == "stream")
         .select("exchange", "symbol", "ts")
         .sort("exchange", "symbol", "ts")
         .with_columns(pl.col("ts").shift(1).over("exchange", "symbol").alias("prev"))
         .filter(pl.col("ts") - pl.col("prev") > funding_gap)
-        .select(
-            "exchange",
-            "symbol",
-            pl.lit("silver.funding").alias("table"),
-            pl.lit(None, pl.String).alias("interval"),
-            pl.lit(None, pl.Int64).alias("first_id"),
-            pl.lit(None, pl.Int64).alias("last_id"),
-            (pl.col("prev") + pl.duration(microseconds=1)).alias("start"),
-            pl.col("ts").alias("end"),
-            pl.lit(None, pl.String).alias("reason"),
-        )
-        .collect()
     )
+    return _gaps(
+        silences,
+        table="silver.funding",
+        check="funding:silence",
+        start=pl.col("prev") + pl.duration(microseconds=1),
+        end=pl.col("ts"),
+    ).collect()
 
 
 def coverage_gaps(
@@ -202,62 +300,93 @@ def coverage_gaps(
     return pl.DataFrame(gaps, schema=out_schema, orient="row")
 
 
-def detect_gaps(catalog: Catalog, *, funding_gap: timedelta, now: datetime | None = None) -> pl.DataFrame:
-    """Every range currently missing from silver (columns of ``silver.gaps`` up to ``end``, and
-    ``reason``: the cause where one is known)."""
+def _exchanges(frame: pl.LazyFrame) -> list[str]:
+    return frame.select("exchange").unique().collect().get_column("exchange").to_list()
+
+
+def detect_gaps(catalog: Catalog, *, options: SilverOptions, now: datetime | None = None) -> pl.DataFrame:
+    """Every range currently missing from silver (columns of ``silver.gaps`` up to ``end``,
+    ``reason``: the cause where one is known, and ``check``: what found it), by the checks each
+    venue allows (``options.checks``)."""
     now = now or datetime.now(UTC)
     frames = [_empty()]
     if catalog.exists(SESSIONS.name):
         sessions = catalog.frame(SESSIONS.name)
         previous = _previous(catalog)
         filled = previous.filter(
-            (pl.col("table") == "silver.trades") & pl.col("first_id").is_null() & (pl.col("status") == "filled")
+            (pl.col("table") == "silver.trades") & pl.col("first_id").is_null() & (pl.col("status") == _FILLED)
         )
+        covered = coverage_gaps(sessions, now=now, covered=filled)
         frames.append(
-            coverage_gaps(sessions, now=now, covered=filled).select(
-                "exchange",
-                "symbol",
-                pl.lit("silver.trades").alias("table"),
-                pl.lit(None, pl.String).alias("interval"),
-                pl.lit(None, pl.Int64).alias("first_id"),
-                pl.lit(None, pl.Int64).alias("last_id"),
-                "start",
-                "end",
-                "reason",
-            )
+            _gaps(
+                covered.lazy(),
+                table="silver.trades",
+                check="coverage:sessions",
+                start=pl.col("start"),
+                end=pl.col("end"),
+                reason=pl.col("reason"),
+            ).collect()
         )
     trades = _scan(catalog, "silver.trades")
     if trades is not None:
-        frames.append(_id_gaps(trades))
+        contiguous = [ex for ex in _exchanges(trades) if options.checks(ex).trade_ids == "contiguous"]
+        frames.append(_id_gaps(trades, contiguous=contiguous))
+    book = _scan(catalog, "silver.book")
+    if book is not None:
+        frames.append(_sequence_gaps(book, kinds={ex: options.checks(ex).book_sequence for ex in _exchanges(book)}))
     candles = _scan(catalog, "silver.candles")
     if candles is not None:
         frames.append(_candle_gaps(candles))
     funding = _scan(catalog, "silver.funding")
     if funding is not None:
-        frames.append(_funding_gaps(funding, funding_gap=funding_gap))
+        frames.append(_funding_gaps(funding, funding_gap=options.funding_gap))
     return pl.concat([f.cast(_SCHEMA) for f in frames], how="vertical")
 
 
 def _previous(catalog: Catalog) -> pl.DataFrame:
+    """``silver.gaps`` as stored, with the columns of this release (those an older one did not
+    write are null)."""
     spec = table_spec("silver.gaps")
-    if catalog.exists("silver.gaps"):
-        return catalog.frame("silver.gaps")
-    return pl.DataFrame(schema=pl.Schema(to_frame(spec.schema.empty_table()).schema))
+    empty = pl.DataFrame(schema=pl.Schema(to_frame(spec.schema.empty_table()).schema))
+    if not catalog.exists("silver.gaps"):
+        return empty
+    stored = catalog.frame("silver.gaps")
+    return stored.with_columns(pl.lit(None, t).alias(c) for c, t in empty.schema.items() if c not in stored.columns)
+
+
+def _write_gaps(catalog: Catalog, gaps: pl.DataFrame) -> None:
+    """Replace ``silver.gaps`` with ``gaps``; a table an older release wrote first gains this
+    release's columns (an empty append that merges the schema: an overwrite does not)."""
+    spec = table_spec("silver.gaps")
+    if catalog.exists("silver.gaps") and set(spec.schema.names) - set(
+        catalog.open("silver.gaps").schema().to_arrow().names
+    ):
+        catalog.append("silver.gaps", spec.schema.empty_table())
+    catalog.overwrite("silver.gaps", gaps.to_arrow().cast(spec.schema))
 
 
 def _probe_tails(
-    current: pl.DataFrame, backfiller: VenueHistory | None, *, now: datetime
+    current: pl.DataFrame,
+    backfiller: VenueHistory | None,
+    *,
+    now: datetime,
+    options: SilverOptions,
+    unfillable: pl.DataFrame,
 ) -> tuple[pl.DataFrame, dict[tuple[str, str, datetime], pl.DataFrame]]:
     """Open-ended coverage gaps (no session streaming until ``now``) are gaps only if the venue
     traded in them: ask its REST history (at most :data:`TIME_FILL_WINDOW` from the start). A
     quiet tail is dropped (and probed again next run); the trades fetched are kept for the fill.
-    Without a backfiller nothing can be asked: the tail stays a gap."""
+    Without a backfiller nothing can be asked, nor of a venue that cannot backfill, nor for a
+    tail already recorded ``unfillable`` (its ``_KEY`` in ``unfillable``): the tail stays a gap."""
     if backfiller is None:
         return current, {}
     tails = current.filter((pl.col("table") == "silver.trades") & pl.col("first_id").is_null() & (pl.col("end") == now))
+    tails = tails.join(unfillable, on=_KEY, how="anti", nulls_equal=True)
     fetched: dict[tuple[str, str, datetime], pl.DataFrame] = {}
     quiet = []
     for exchange, symbol, start in tails.select("exchange", "symbol", "start").iter_rows():
+        if options.checks(exchange).can_backfill is False:
+            continue
         end = min(now, start + TIME_FILL_WINDOW)
         try:
             raw = backfiller.trades_by_time(exchange, symbol, start, end)
@@ -278,7 +407,7 @@ def _probe_tails(
 
 
 def _short_tails(
-    catalog: Catalog, current: pl.DataFrame, backfiller: VenueHistory | None, *, now: datetime
+    catalog: Catalog, current: pl.DataFrame, backfiller: VenueHistory | None, *, now: datetime, options: SilverOptions
 ) -> pl.DataFrame:
     """Where trade ids are contiguous and no session is streaming a symbol, compare silver's last
     id with the venue's latest (REST): trades after it are an id gap, whatever their timestamps
@@ -290,15 +419,16 @@ def _short_tails(
     out = [_empty()]
     last = catalog.scan("silver.trades").group_by("exchange", "symbol").agg(pl.col("id").max().alias("last")).collect()
     for exchange, symbol in idle.select("exchange", "symbol").unique().iter_rows():
+        checks = options.checks(exchange)
+        if checks.trade_ids != "contiguous" or checks.can_backfill is False:
+            continue
         try:
-            if not backfiller.contiguous_trade_ids(exchange):
-                continue
             latest = backfiller.latest_trade_id(exchange, symbol)
-        except Exception as exc:  # noqa: BLE001 - unknown venue or REST trouble: nothing to compare
+        except Exception as exc:  # noqa: BLE001 - REST trouble or no such history: nothing to compare
             LOG.warning("could not ask %s for its latest %s trade id: %s", exchange, symbol, exc)
             continue
         have = last.filter(exchange=exchange, symbol=symbol)["last"]
-        if latest is None or have.is_empty() or latest <= have[0]:
+        if latest is None or have.is_empty() or have[0] is None or latest <= have[0]:
             continue
         known = current.filter(exchange=exchange, symbol=symbol, table="silver.trades", first_id=have[0] + 1)
         if known.height:
@@ -316,6 +446,7 @@ def _short_tails(
                         None,
                         None,
                         f"no session streaming; the venue's latest trade id is {latest}, silver's {have[0]}",
+                        "trade_ids:contiguous",
                     )
                 ],
                 schema=_SCHEMA,
@@ -340,7 +471,11 @@ def fill_gaps(
     A coverage gap is filled by time; where ids are contiguous that can reveal an id gap (trades
     the stream received late are stamped before the session's end), which a second pass fills
     in the same run (at most :data:`_PASSES` passes). Without a ``backfiller`` gaps are recorded,
-    not filled; ``promote`` writes the rows it returns, ``report`` counts what was found and filled."""
+    not filled. A gap no REST can fill (a book gap; a trade gap of a venue that cannot backfill;
+    one the backfiller refuses with :class:`GapUnfillable`) is recorded ``unfillable`` with the
+    reason and never retried (it is still closed if it stops being missing). ``promote`` writes
+    the rows it returns, ``report`` counts what was found and filled, and which checks ran on
+    the (exchange, symbol) pairs this run promoted."""
     gaps, again = _fill_pass(catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote)
     for _ in range(_PASSES - 1):
         if not again:
@@ -348,10 +483,56 @@ def fill_gaps(
         gaps, again = _fill_pass(
             catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote
         )
+    _report_checks(catalog, gaps, report=report, options=options)
     return gaps
 
 
 _PASSES = 3
+
+
+def _trade_ids_detail(checks: VenueChecks) -> str:
+    if checks.trade_ids == "contiguous":
+        return "contiguous ids: holes in each symbol's sorted ids"
+    return f"skipped: {checks.trade_ids} ids" + ("" if checks.known else " (venue not in the registry)")
+
+
+_BOOK_DETAIL = {
+    "per_update": "per_update: each update's sequence is the previous one + 1",
+    "per_range": "per_range: a resync snapshot past the last update (bronze keeps each update's last id only)",
+}
+
+
+def _report_checks(catalog: Catalog, gaps: pl.DataFrame, *, report: QualityReport, options: SilverOptions) -> None:
+    """Add to ``report`` which checks ran on each (exchange, symbol) of silver.trades and
+    silver.book this run promoted rows of, how, and how many of its gaps are not filled."""
+    missing = gaps.filter(pl.col("status") != _FILLED)
+    counts = {
+        (ex, sym, check): n for ex, sym, check, n in missing.group_by("exchange", "symbol", "check").len().iter_rows()
+    }
+    sessions = catalog.exists(SESSIONS.name)
+    for ex, sym in report.pairs("silver.trades"):
+        checks = options.checks(ex)
+        found = counts.get((ex, sym, "trade_ids:contiguous"), 0)
+        report.checked(
+            "silver.trades", "trade_ids", exchange=ex, symbol=sym, detail=_trade_ids_detail(checks), found=found
+        )
+        detail = "sessions: time no bronze.sessions session covered" if sessions else "skipped: no session recorded"
+        found = counts.get((ex, sym, "coverage:sessions"), 0)
+        report.checked("silver.trades", "coverage", exchange=ex, symbol=sym, detail=detail, found=found)
+    for ex, sym in report.pairs("silver.book"):
+        kind = options.checks(ex).book_sequence
+        detail = _BOOK_DETAIL.get(kind, f"skipped: book sequence {kind}")
+        found = counts.get((ex, sym, f"book_sequence:{kind}"), 0)
+        report.checked("silver.book", "book_sequence", exchange=ex, symbol=sym, detail=detail, found=found)
+
+
+def _unfillable(gap: dict[str, Any], checks: VenueChecks) -> str | None:
+    """Why ``gap`` cannot be backfilled, known before asking any REST (None: try)."""
+    if gap["table"] == "silver.book":
+        return "no venue serves past book updates over REST (the next snapshot restored the book, not the updates)"
+    if gap["table"] == "silver.trades" and checks.can_backfill is False:
+        return f"{checks.exchange}'s REST serves only its latest trades, or none: it cannot backfill (docs/venues.md)"
+    return None
 
 
 def _fill_pass(
@@ -366,31 +547,35 @@ def _fill_pass(
     """One pass of :func:`fill_gaps`; True when a fill by time added rows (look again)."""
     by_time_added = False
 
-    current = detect_gaps(catalog, funding_gap=options.funding_gap, now=now)
-    current, fetched = _probe_tails(current, backfiller, now=now)
-    current = pl.concat([current, _short_tails(catalog, current, backfiller, now=now)], how="vertical")
     previous = _previous(catalog)
+    tracked = previous.filter(pl.col("status").is_in([_OPEN, _UNFILLABLE]))
+    current = detect_gaps(catalog, options=options, now=now)
+    current, fetched = _probe_tails(
+        current, backfiller, now=now, options=options, unfillable=tracked.filter(status=_UNFILLABLE).select(_KEY)
+    )
+    current = pl.concat([current, _short_tails(catalog, current, backfiller, now=now, options=options)], how="vertical")
     if current.is_empty() and previous.is_empty():
         return previous, False
-    was_open = previous.filter(pl.col("status") == "open")
-    history = previous.filter(pl.col("status") != "open")
-    closed = was_open.join(current, on=_KEY, how="anti", nulls_equal=True).with_columns(
-        pl.lit("filled").alias("status"),
+    history = previous.filter(~pl.col("status").is_in([_OPEN, _UNFILLABLE]))
+    closed = tracked.join(current, on=_KEY, how="anti", nulls_equal=True).with_columns(
+        pl.lit(_FILLED).alias("status"),
         pl.lit(now).cast(_UTC).alias("filled_at"),
         pl.lit("no longer missing").alias("reason"),
     )
     # still missing: an open-ended range (a tail no session covers) reaches further each run
-    still_open = was_open.drop("end", "last_id").join(
-        current.select(*_KEY, "end", "last_id"), on=_KEY, how="inner", nulls_equal=True
+    still = tracked.drop("end", "last_id", "check").join(
+        current.select(*_KEY, "end", "last_id", "check"), on=_KEY, how="inner", nulls_equal=True
     )
+    still_open, kept = still.filter(status=_OPEN), still.filter(status=_UNFILLABLE)  # unfillable: not retried
+    moved = kept.join(tracked, on=[*_KEY, "end", "last_id", "check"], how="anti", nulls_equal=True)
     new = current.join(previous, on=_KEY, how="anti", nulls_equal=True).with_columns(
         pl.lit(now).cast(_UTC).alias("detected_at"),
-        pl.lit("open").alias("status"),
+        pl.lit(_OPEN).alias("status"),
         pl.lit(0, pl.Int64).alias("attempts"),
         pl.lit(0, pl.Int64).alias("rows_filled"),
         pl.lit(None, _UTC).alias("filled_at"),
     )
-    if new.is_empty() and closed.is_empty() and still_open.is_empty():
+    if new.is_empty() and closed.is_empty() and still_open.is_empty() and moved.is_empty():
         return previous, False  # nothing changed: no commit
     for row in new.iter_rows(named=True):
         report.add(row["table"], "gaps_found", value=1, exchange=row["exchange"], symbol=row["symbol"])
@@ -398,6 +583,10 @@ def _fill_pass(
     todo = pl.concat([still_open.select(columns), new.select(columns)], how="vertical")
     done = []
     for gap in todo.iter_rows(named=True):
+        why = _unfillable(gap, options.checks(gap["exchange"]))
+        if why is not None:
+            done.append(_mark_unfillable(gap, why, report))
+            continue
         if backfiller is None:
             gap["reason"] = gap["reason"] or "backfill disabled"
             done.append(gap)
@@ -441,15 +630,29 @@ def _fill_pass(
                 gap["reason"] = f"filled {got} of {total} ids (backfill_max_trades per run); continues next run"
             else:
                 how = " (trades in that time)" if table == "silver.trades" and gap["first_id"] is None else ""
-                gap.update(status="filled", filled_at=now, reason=f"backfilled {got} rows over REST{how}")
+                gap.update(status=_FILLED, filled_at=now, reason=f"backfilled {got} rows over REST{how}")
                 report.add(table, "gaps_filled", value=1, exchange=gap["exchange"], symbol=gap["symbol"])
+        except GapUnfillable as exc:  # the venue's REST cannot reach it: record why, never retry
+            done.append(_mark_unfillable(gap, str(exc), report))
+            continue
         except Exception as exc:  # network, exchange or validation trouble: keep it open, retry next run
             LOG.warning("backfill of %s %s %s failed: %s", gap["table"], gap["exchange"], gap["symbol"], exc)
             gap["reason"] = f"{type(exc).__name__}: {exc}"
         done.append(gap)
     out = pl.concat(
-        [history.select(columns), closed.select(columns), pl.DataFrame(done, schema=todo.schema).select(columns)],
+        [
+            history.select(columns),
+            closed.select(columns),
+            kept.select(columns),
+            pl.DataFrame(done, schema=todo.schema).select(columns),
+        ],
         how="vertical",
     )
-    catalog.overwrite("silver.gaps", out.to_arrow().cast(table_spec("silver.gaps").schema))
+    _write_gaps(catalog, out)
     return out, by_time_added
+
+
+def _mark_unfillable(gap: dict[str, Any], why: str, report: QualityReport) -> dict[str, Any]:
+    gap.update(status=_UNFILLABLE, reason=why)
+    report.add(gap["table"], "gaps_unfillable", value=1, exchange=gap["exchange"], symbol=gap["symbol"])
+    return gap

@@ -40,7 +40,17 @@ from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
 from crypto_lakehouse.transform.gaps import fill_gaps
 from crypto_lakehouse.transform.history import VenueHistory
-from crypto_lakehouse.transform.plans import PLANS, TS_MIN, Plan, QualityReport, Rule, SilverOptions, float_col
+from crypto_lakehouse.transform.plans import (
+    ORIGIN,
+    PLANS,
+    TS_MIN,
+    Plan,
+    QualityReport,
+    Rule,
+    SilverOptions,
+    float_col,
+    trade_columns,
+)
 
 __all__ = ["PromoteResult", "SilverOptions", "backfill", "promote_silver"]
 
@@ -79,7 +89,7 @@ def _validate(plan: Plan, df: pl.DataFrame, now: datetime, opts: SilverOptions) 
     floats = (*plan.floats, *plan.nullable_floats)
     parsed = df.with_columns([pl.col(c).cast(pl.Float64, strict=False).alias(f"__{c}") for c in floats])
     if plan.prepare is not None:
-        parsed = plan.prepare(parsed)
+        parsed = plan.prepare(parsed, opts)
     when = pl.coalesce("ts", "receipt_ts")  # the time that decides the row's date (TIME_COLUMN, as bronze)
     rules: list[Rule] = [
         (
@@ -159,8 +169,8 @@ def _to_silver(plan: Plan, good: pl.DataFrame, source: str | pl.Expr) -> pl.Data
         pl.coalesce(TIME_COLUMN[plan.silver], "receipt_ts").dt.date().alias("date"),
         (pl.lit(source) if isinstance(source, str) else source).alias("source"),
     )
-    if "id" in cols and cols["id"].type == pl.Int64 or plan.silver == "silver.trades":
-        df = df.with_columns(pl.col("id").cast(pl.Int64))
+    if plan.silver == "silver.trades":
+        df = trade_columns(df)
     return df.select(list(cols))
 
 
@@ -198,6 +208,8 @@ def _dedup(
         dates = rows.get_column("date")
         where &= pl.col("date").is_between(dates.min(), dates.max())
     stored = Catalog.scan_snapshot(snapshot).filter(where)
+    if plan.upgrade is not None:
+        stored = plan.upgrade(stored)
     existing = stored.select(key).collect()
     if conflicts is not None:
         conflicts.clear()
@@ -391,6 +403,8 @@ def promote_silver(
         # rows the archive importer wrote carry writer ids "archive:<archive path>"
         archived = pl.col("writer_id").str.starts_with("archive:") if "writer_id" in raw.columns else pl.lit(False)
         raw = raw.with_columns(pl.when(archived).then(pl.lit("archive")).otherwise(pl.lit("stream")).alias("__source"))
+        if "writer_id" in raw.columns:  # the bronze commit of each row (what identifies a trade without id)
+            raw = raw.with_columns(pl.concat_str("writer_id", "batch_id", separator=":").alias(ORIGIN))
         _promote_rows(
             plan,
             catalog,
