@@ -55,6 +55,7 @@ NOT_JOBS = {
     "query": "reads the lakehouse (crypto_lakehouse.query)",
     "history": "reads a table's commits",
     "tables": "reads the catalog",
+    "venues": "prints the venue registry",
     "config show": "prints the configuration",
     "exchange serve": "the loopback exchange: a test double and user tool, not a lakehouse job",
     "exchange record": "writes a synthetic recording for the loopback exchange",

@@ -31,6 +31,7 @@ from crypto_lakehouse.cli import (
     promote,
     query,
     tag,
+    venues,
 )
 from crypto_lakehouse.cli._common import ConfigOpt, RootOpt, console
 from crypto_lakehouse.errors import LakehouseError
@@ -55,7 +56,8 @@ app = typer.Typer(
         "  lakehouse stream --endpoint http://127.0.0.1:PORT --duration 60\n"
         "  lakehouse promote silver && lakehouse promote gold\n"
         "  lakehouse query 'select * from gold.ohlcv limit 5'\n"
-        "  lakehouse --root /data/lake tables"
+        "  lakehouse --root /data/lake tables\n"
+        "  lakehouse venues                   what silver may assume of each venue"
     ),
 )
 
@@ -86,6 +88,7 @@ app.command("backfill")(backfill.backfill)
 app.command("query")(query.query)
 app.command("history")(query.history)
 app.command("tables")(query.tables)
+app.command("venues")(venues.venues)
 app.command("demo")(demo.demo)
 app.add_typer(exchange.app, name="exchange")
 app.add_typer(promote.app, name="promote")
