@@ -191,12 +191,12 @@ def test_bad_rows_are_quarantined_with_their_rule_and_never_twice(tmp_path: Path
 
     # reprocess the whole window: idempotent, in silver and in quarantine
     window = dict(start=datetime.fromtimestamp(now - 3600, UTC), end=datetime.fromtimestamp(now + 7200, UTC))
-    promote_silver(catalog, backfiller=None, **window)
+    promote_silver(catalog, backfiller=None, options=REGISTRY, **window)
     assert _silver(tmp_path, "quarantine").height == q.height
     assert _silver(tmp_path)["id"].to_list() == [10]
     # a duplicate arriving in a later bronze commit is dropped against silver
     asyncio.run(write())
-    later = promote_silver(catalog, backfiller=None)
+    later = promote_silver(catalog, backfiller=None, options=REGISTRY)
     assert later.totals()["silver.trades"]["duplicates"] == 2 and _silver(tmp_path).height == 1
 
 

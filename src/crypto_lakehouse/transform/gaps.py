@@ -653,6 +653,7 @@ def _fill_pass(
 
 
 def _mark_unfillable(gap: dict[str, Any], why: str, report: QualityReport) -> dict[str, Any]:
-    gap.update(status=_UNFILLABLE, reason=why)
+    """``gap`` recorded unfillable: its cause (where known) and why no REST can fill it."""
+    gap.update(status=_UNFILLABLE, reason=f"{gap['reason']}; unfillable: {why}" if gap["reason"] else why)
     report.add(gap["table"], "gaps_unfillable", value=1, exchange=gap["exchange"], symbol=gap["symbol"])
     return gap
