@@ -51,7 +51,12 @@ def generate(root: Path, rows: int, batches: int = 10) -> None:
                 ((pl.col("i").mod(5_000) + 1) * 0.001).alias("amount"),
                 pl.lit("stream").alias("source"),
             )
-            .with_columns(pl.col("ts").dt.date().alias("date"), pl.col("ts").alias("receipt_ts"))
+            .with_columns(
+                pl.col("ts").dt.date().alias("date"),
+                pl.col("ts").alias("receipt_ts"),
+                pl.col("id").cast(pl.String).alias("trade_id"),
+                pl.col("id").cast(pl.String).alias("trade_key"),
+            )
         )
         catalog.append("silver.trades", df.select(spec.schema.names).to_arrow().cast(spec.schema))
 

@@ -53,7 +53,12 @@ def generate(root: Path, copy: Path, rows: int, days: int, batches: int) -> None
                 ((pl.col("i").mod(5_000) + 1) * 0.001).alias("amount"),
                 pl.lit("stream").alias("source"),
             )
-            .with_columns(pl.col("ts").dt.date().alias("date"), pl.col("ts").alias("receipt_ts"))
+            .with_columns(
+                pl.col("ts").dt.date().alias("date"),
+                pl.col("ts").alias("receipt_ts"),
+                pl.col("id").cast(pl.String).alias("trade_id"),
+                pl.col("id").cast(pl.String).alias("trade_key"),
+            )
             .select(spec.schema.names)
         )
         catalog.append("silver.trades", df.to_arrow().cast(spec.schema))

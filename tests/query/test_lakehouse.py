@@ -42,7 +42,8 @@ def _trades(first_id: int, n: int, start: datetime, symbols=("BTC-USDT-PERP", "E
                 }
             )
     df = pl.DataFrame(rows).with_columns(pl.col("ts", "receipt_ts").dt.cast_time_unit("us").dt.convert_time_zone("UTC"))
-    return df.with_columns(pl.col("ts").dt.date().alias("date"))
+    text_id = pl.col("id").cast(pl.String)
+    return df.with_columns(pl.col("ts").dt.date().alias("date"), text_id.alias("trade_id"), text_id.alias("trade_key"))
 
 
 def _append(catalog: Catalog, df: pl.DataFrame) -> None:

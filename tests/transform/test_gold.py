@@ -45,6 +45,7 @@ def _silver_trades(market: SyntheticMarket) -> pl.DataFrame:
         .with_columns(
             pl.col("ts").dt.date().alias("date"), pl.col("ts").alias("receipt_ts"), pl.lit("stream").alias("source")
         )
+        .with_columns(pl.col("id").cast(pl.String).alias("trade_id"), pl.col("id").cast(pl.String).alias("trade_key"))
         .drop("ms")
     )
 
