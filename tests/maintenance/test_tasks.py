@@ -73,6 +73,8 @@ def _silver(catalog: Catalog, day: datetime, ids: range) -> None:
             pl.lit(100.0).alias("price"),
             pl.lit(1.0).alias("amount"),
             pl.lit("stream").alias("source"),
+            pl.col("id").cast(pl.String).alias("trade_id"),
+            pl.col("id").cast(pl.String).alias("trade_key"),
         )
         .with_columns(pl.col("ts").alias("receipt_ts"), pl.col("ts").dt.date().alias("date"))
     )
