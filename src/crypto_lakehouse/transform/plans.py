@@ -163,10 +163,11 @@ def _trade_ids(df: pl.DataFrame, opts: SilverOptions) -> pl.DataFrame:
         pl.col("amount"),
     ]
     text = [e.cast(pl.String).fill_null("") for e in ident]
+    row = pl.concat_str([*text, pl.int_range(pl.len()).over(text).cast(pl.String)], separator="|")
     return df.with_columns(
         pl.col("exchange").replace_strict(kinds, return_dtype=pl.String).alias(_TRADE_IDS),
         pl.col("id").cast(pl.Int64, strict=False).alias(_INT_ID),
-        pl.concat_str([*text, pl.int_range(pl.len()).over(text).cast(pl.String)], separator="|").alias(_ROW),
+        (row if "none" in kinds.values() else pl.lit(None, pl.String)).alias(_ROW),  # only venues without ids need it
     )
 
 
