@@ -38,7 +38,7 @@ from crypto_lakehouse.venues.registry import venue
 if TYPE_CHECKING:
     from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
 
-    from crypto_lakehouse.config import Settings
+    from crypto_lakehouse.config import Settings, StreamEntry
 
 __all__ = [
     "CHANNELS",
@@ -509,7 +509,13 @@ def stream_targets(
     ca_file: str | None = None,
 ) -> list[FeedTarget]:
     """What to stream, from arguments falling back to ``settings.stream``. ``endpoints`` are
-    URLs (one exchange) or ``EXCHANGE=URL``; a single loopback URL also names the exchange."""
+    URLs (one exchange) or ``EXCHANGE=URL``; a single loopback URL also names the exchange.
+
+    With neither ``exchanges`` nor ``endpoints`` given and a ``stream.streams`` list configured,
+    one target per entry of that list (``symbols``/``channels``, when given, replace each
+    entry's; an entry without channels takes its venue's defaults)."""
+    if not exchanges and not endpoints and settings.stream.streams:
+        return [_entry_target(e, symbols=symbols, channels=channels) for e in settings.stream.streams]
     if not exchanges and endpoints and len(endpoints) == 1 and endpoints[0].startswith("http"):
         exchanges = [loopback_exchange(endpoints[0])]  # a loopback exchange says which protocol it speaks
     names = [e.upper() for e in (exchanges or settings.stream.exchanges)]
@@ -534,3 +540,12 @@ def stream_targets(
         t.channels = channels or settings.stream.channels
         targets.append(t)
     return targets
+
+
+def _entry_target(entry: StreamEntry, *, symbols: list[str] | None, channels: list[str] | None) -> FeedTarget:
+    target = resolve_endpoint(
+        entry.exchange, entry.ws_endpoint, rest_endpoint=entry.rest_endpoint, ca_file=entry.ca_file
+    )
+    target.symbols = symbols or entry.symbols
+    target.channels = channels or entry.channels or venue(entry.exchange).channels
+    return target
