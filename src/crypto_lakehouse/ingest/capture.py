@@ -37,7 +37,8 @@ from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import polars as pl
-from cryptofeed.capture import Capture, playback_async, read_capture
+from cryptofeed.capture.pcap import Capture, read_capture
+from cryptofeed.capture.playback import playback_async
 from cryptofeed.capture.recorder import metadata_path
 from cryptofeed.feed import Feed
 
@@ -55,7 +56,7 @@ LOG = logging.getLogger(__name__)
 
 PCAP_MAGIC = (0xA1B23C4D).to_bytes(4, "little")  # nanosecond pcap, the only kind cryptofeed writes
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_YIELD_EVERY = 1_000  # callbacks between yields to the writer's flusher (a replay never waits otherwise)
+_YIELD_ROWS = 1_000  # rows between yields to the writer's flusher at most (a replay never waits otherwise)
 
 
 class CaptureIngested(TypedDict):
@@ -248,7 +249,7 @@ def _endpoints(capture: Capture, exchange: str, cls: type[Feed]) -> tuple[str | 
     return _recorded_base(ws, own_ws, "websocket", exchange), _recorded_base(rest, own_rest, "REST", exchange)
 
 
-def _feed(capture: Capture, entry: dict[str, Any], view: BronzeWriter) -> tuple[Feed, set[str]]:
+def _feed(capture: Capture, entry: dict[str, Any], view: _Resume) -> tuple[Feed, set[str]]:
     """The recorded feed, rebuilt with the lakehouse's callbacks; and the recorded channels
     bronze has no table for (replayed, not stored)."""
     exchange = entry["exchange"]
@@ -264,20 +265,19 @@ def _feed(capture: Capture, entry: dict[str, Any], view: BronzeWriter) -> tuple[
         channels = list(entry.get("channels") or [])
         kwargs["symbols"], kwargs["channels"] = entry.get("symbols"), channels
     stored = [c for c in channels if c in CHANNELS]
-    callbacks = {c: _yielding(cb) for c, cb in bronze_callbacks(view, stored).items()}
+    callbacks = {c: _yielding(cb, view) for c, cb in bronze_callbacks(view, stored).items()}
     return cls(callbacks=callbacks, **kwargs), set(channels) - set(stored)
 
 
-def _yielding(cb: Callback) -> Callback:
-    """``cb``, yielding to the event loop every so often: a replay of one stream never waits on
-    anything, so without it the writer's flusher would not run until the capture ended."""
-    calls = 0
+def _yielding(cb: Callback, view: _Resume) -> Callback:
+    """``cb``, yielding to the event loop whenever ``view`` has passed on a batch's worth of rows:
+    a replay of one stream never waits on anything, so without it the writer's flusher would
+    not run (and the buffers would grow) until the capture ended."""
 
     async def wrapped(obj: Any, receipt: float) -> None:  # Any: the channel's cryptofeed type
-        nonlocal calls
         await cb(obj, receipt)
-        calls += 1
-        if calls % _YIELD_EVERY == 0:
+        if view.added >= view.yield_rows:
+            view.added = 0
             await asyncio.sleep(0)
 
     return wrapped
@@ -319,15 +319,18 @@ class _Resume(BronzeWriter):
     Only the producer side (``add``, ``add_many``, ``dead_letter``) is used through it, so it
     holds no writer state of its own: the real writer buffers, commits and spools."""
 
-    def __init__(self, writer: BronzeWriter, skip: dict[str, int]):  # noqa: D107 - no BronzeWriter.__init__: a view
+    def __init__(self, writer: BronzeWriter, skip: dict[str, int]):  # no BronzeWriter.__init__: a view, no state
         self._writer = writer
         self._skip = {name: n for name, n in skip.items() if n}
+        self.added = 0  # rows passed on since the replay last yielded (see _yielding)
+        self.yield_rows = max(1, min(writer.max_rows, _YIELD_ROWS))
 
     def add(self, table: str, row: Row) -> None:
         if self._skip.get(table):
             self._skip[table] -= 1
             return
         self._writer.add(table, row)
+        self.added += 1
 
     def add_many(self, table: str, rows: list[Row]) -> None:
         n = self._skip.get(table)
@@ -335,9 +338,11 @@ class _Resume(BronzeWriter):
             self._skip[table] = max(0, n - len(rows))
             rows = rows[n:]
         self._writer.add_many(table, rows)
+        self.added += len(rows)
 
     def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: object) -> None:
         if self._skip.get("bronze.dead_letter"):
             self._skip["bronze.dead_letter"] -= 1
             return
         self._writer.dead_letter(exchange=exchange, channel=channel, error=error, payload=payload)
+        self.added += 1
