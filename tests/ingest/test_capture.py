@@ -272,3 +272,17 @@ def test_a_capture_that_cannot_be_used_fails_in_one_line(recorded: Recorded, tmp
         writer = BronzeWriter(catalog, writer_id=capture_writer_id([recorded.path]))
         asyncio.run(ingest_capture(recorded.path, writer, exchange="OKX"))
     assert not catalog.exists("bronze.trades")  # nothing was written for any of these
+
+
+def test_the_job_ingests_a_capture_with_the_settings_writer_options(recorded: Recorded, tmp_path: Path) -> None:
+    from crypto_lakehouse import jobs, load_settings
+
+    settings = load_settings(root=str(tmp_path / "lake"), writer={"id": "ignored-for-captures", "max_rows": 200})
+    result = jobs.ingest_capture(settings, capture=recorded.path)
+    assert isinstance(result, jobs.CaptureResult)
+    assert result.writer_id == capture_writer_id([recorded.path]) and result.exchanges == ["BINANCE_FUTURES"]
+    assert _rows(tmp_path / "lake") == {**recorded.rows, "bronze.dead_letter": 0}
+    assert Catalog(str(tmp_path / "lake")).frame("bronze.trades")["batch_id"].n_unique() >= 2  # max_rows applied
+    assert not any(jobs.ingest_capture(settings, capture=recorded.path).rows.values())
+    with pytest.raises(LakehouseError, match="nope.pcap: no such capture file"):
+        jobs.ingest_capture(settings, capture=tmp_path / "nope.pcap")
