@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from cryptofeed import FeedHandler
 from cryptofeed.capture import read_capture
 from cryptofeed.capture.pcap import (
@@ -153,6 +154,11 @@ def test_a_capture_lands_as_recorded_and_twice_adds_nothing(recorded: Recorded, 
     capture = recorded.path
     assert capture.exists() and Path(metadata_path(str(capture))).exists()
     assert is_capture(capture) and not is_capture(Path(metadata_path(str(capture))))
+    zst = tmp_path / "frames.jsonl.zst"  # zstd, not a pcap inside; and zstd's magic before junk
+    zst.write_bytes(zstandard.ZstdCompressor().compress(b'{"a": 1}\n'))
+    junk = tmp_path / "junk.zst"
+    junk.write_bytes(b"\x28\xb5\x2f\xfd" + b"\xff" * 40)
+    assert not is_capture(zst) and not is_capture(junk) and not is_capture(tmp_path / "none")
 
     first = _ingest(capture, tmp_path)
     assert first["exchanges"] == ["BINANCE_FUTURES"]  # read from the capture
