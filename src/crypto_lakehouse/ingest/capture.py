@@ -13,8 +13,8 @@ so bronze gets the rows live streaming would have written, with the recorded rec
   exchange), because playback matches connections by address and REST responses by URL.
 * **Frames cryptofeed cannot parse** go to ``bronze.dead_letter`` verbatim, as in streaming
   (:func:`~.stream.writer_feed`), as do frames it only logs and drops.
-* **Exactly once.** The writer id is the capture's identity, ``capture:`` + the first 16 hex
-  digits of the sha256 of its files (:func:`capture_writer_id`). A writer's batch ids continue
+* **Exactly once.** The writer id is the capture's identity, ``capture:`` + 16 hex digits of
+  a sha256 of its files' contents (:func:`capture_writer_id`). A writer's batch ids continue
   from its last commit, so that alone would append a re-run again; the replay is deterministic
   (frames in recorded order, one at a time, recorded receipt times), so each table's rows come
   in the same order every time, and the batches of a writer commit in order: what an earlier run
@@ -108,8 +108,9 @@ def capture_files(path: str | Path) -> list[Path]:
 
 
 def capture_writer_id(files: Sequence[str | Path]) -> str:
-    """The capture's identity and writer id: ``capture:`` + 16 hex digits of the sha256 of its
-    files' bytes (as stored), so the same capture gets the same id wherever it lies."""
+    """The capture's identity and writer id: ``capture:`` + 16 hex digits of a sha256 over the
+    sha256 of each of its files' bytes (as stored, in order), so the same capture gets the same
+    id wherever it lies."""
     digest = hashlib.sha256()
     for f in files:
         try:
