@@ -68,7 +68,7 @@ def feed_class(
         ]
     if rest_url is not None:
         attrs["rest_endpoints"] = [
-            replace(ep, address=_moved(ep.address, rest_url, host_in_path=host_in_path), sandbox=None)
+            replace(ep, address=_moved(ep.address, rest_url, host_in_path=host_in_path))
             for ep in base.rest_endpoints
         ]
     Symbols.data.pop(base.id, None)
@@ -89,7 +89,7 @@ def _moved_ws(
     if ssl_ctx is not None:
         options["ssl"] = ssl_ctx
     # (WebsocketEndpoint.__post_init__ merged its defaults into options: replace keeps them)
-    return replace(ep, address=_moved(ep.address, new_base, host_in_path=host_in_path), sandbox=None, options=options)
+    return replace(ep, address=_moved(ep.address, new_base, host_in_path=host_in_path), options=options)
 
 
 def client_ssl_context(cert_pem: bytes | str) -> ssl.SSLContext:
