@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, TypedDict, overload
 from urllib.parse import urlsplit
 
 from cryptofeed import FeedHandler
-from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
+from cryptofeed.connection import WebsocketEndpoint
 from cryptofeed.feed import Feed
 from cryptofeed.symbols import Symbols
 
@@ -68,8 +68,7 @@ def feed_class(
         ]
     if rest_url is not None:
         attrs["rest_endpoints"] = [
-            replace(ep, address=_moved(ep.address, rest_url, host_in_path=host_in_path))
-            for ep in base.rest_endpoints
+            replace(ep, address=_moved(ep.address, rest_url, host_in_path=host_in_path)) for ep in base.rest_endpoints
         ]
     Symbols.data.pop(base.id, None)
     return type(f"Loopback{base.__name__}", (base,), attrs)
