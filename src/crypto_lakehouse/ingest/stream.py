@@ -26,6 +26,7 @@ from cryptofeed.connection import AsyncConnection
 from cryptofeed.defines import (
     ASK,
     BID,
+    CALL,
     CANDLES,
     FUNDING,
     INDEX,
@@ -34,6 +35,7 @@ from cryptofeed.defines import (
     L3_BOOK,
     LIQUIDATIONS,
     OPEN_INTEREST,
+    PUT,
     TICKER,
     TRADES,
 )
@@ -429,16 +431,26 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
         options["candle_interval"] = target.candle_interval
     try:
         if target.subscription:
-            sub = {c: [x.strip().upper() for x in s] for c, s in target.subscription.items()}
+            sub = {c: [_std_symbol(x) for x in s] for c, s in target.subscription.items()}
             return cls(subscription=sub, callbacks=_callbacks(writer, sub, target.observers), **options)
         return cls(
-            symbols=[x.strip().upper() for x in target.symbols],  # cryptofeed's symbols are upper case
+            symbols=[_std_symbol(x) for x in target.symbols],
             channels=channels,
             callbacks=_callbacks(writer, channels, target.observers),
             **options,
         )
     except UnsupportedSymbol as exc:
         raise InvalidArgument(_unsupported_symbol(str(exc).split(" ")[0], v.exchange, base.symbol_mapping())) from None
+
+
+def _std_symbol(symbol: str) -> str:
+    """cryptofeed's spelling: upper case, but an option's type lower case (cryptofeed's ``CALL``
+    and ``PUT`` are ``call``/``put``: Deribit's ``BTC-15000-22M24-call``)."""
+    s = symbol.strip().upper()
+    for kind in (CALL, PUT):
+        if s.endswith("-" + kind.upper()):
+            return s[: -len(kind)] + kind
+    return s
 
 
 def _callbacks(
@@ -455,7 +467,7 @@ async def _check_symbols(target: FeedTarget, feed: Feed) -> None:
     """Every symbol of ``target`` is one the exchange lists (cryptofeed would only find out once
     the feed runs, as a traceback inside its task group): an :class:`InvalidArgument` naming it."""
     wanted = {s for syms in (target.subscription or {}).values() for s in syms} | set(target.symbols)
-    wanted = {s.strip().upper() for s in wanted}
+    wanted = {_std_symbol(s) for s in wanted}
     mapping = await type(feed).load_symbols()
     for symbol in sorted(wanted):
         if symbol not in mapping:
