@@ -43,6 +43,12 @@ VENUES = [
 MEASURED_DIFFERENCES = {("COINBASE", "trades"): 279}  # 79 live + the 200 of the subscription snapshot
 
 
+def expected_callbacks(captures: Path, name: str) -> dict[str, int]:
+    """cryptofeed's expected callback counts of capture ``name``, with what 3.0.1 measurably does instead."""
+    expected = json.loads((captures / "expected_counts.json").read_text())[name]
+    return {c: MEASURED_DIFFERENCES.get((name, c), n) for c, n in expected.items()}
+
+
 @pytest.fixture(scope="module")
 def replays(captures: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[RecordingIngested, Path]]:
     tmp = tmp_path_factory.mktemp("captures")
@@ -92,10 +98,8 @@ def _delivered_from_bronze(root: Path) -> dict[str, int]:
 def test_the_handler_delivers_cryptofeeds_expected_counts(
     replays: dict[str, tuple[RecordingIngested, Path]], captures: Path, name: str
 ) -> None:
-    expected = json.loads((captures / "expected_counts.json").read_text())[name]
-    expected = {c: MEASURED_DIFFERENCES.get((name, c), n) for c, n in expected.items()}
     summary, _ = replays[name]
-    assert summary["callbacks"] == expected
+    assert summary["callbacks"] == expected_callbacks(captures, name)
     assert summary["frames"] == len(load_capture(captures / f"{name}.jsonl.zst").frames)
 
 
