@@ -76,7 +76,10 @@ def _check(market: SyntheticMarket, path: str, channel: str, inst: str) -> str |
     wrong_url = (path == PUBLIC_PATH and candle) or (path == BUSINESS_PATH and not candle)
     known = candle or channel in _PUBLIC_CHANNELS
     if wrong_url or not known or inst not in market.symbols:
-        return f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document."
+        return (
+            f"Wrong URL or channel:{channel},instId:{inst} doesn't exist. "
+            "Please use the correct URL, channel and parameters referring to API document."
+        )
     if candle:
         try:  # starts building that interval's candles
             market.add_kline_interval(channel.removeprefix("candle"))

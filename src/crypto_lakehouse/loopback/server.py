@@ -450,8 +450,8 @@ class LoopbackExchange:
         if path == "/_loopback/cert.pem":
             return web.Response(body=self.cert_pem, content_type="application/x-pem-file")
         if self.market is not None and self.market.okx:
-            status, body = okx.rest(self.market, path, request.query)
-            return web.json_response(body, status=status)
+            status, answer = okx.rest(self.market, path, request.query)
+            return web.json_response(answer, status=status)
         prefix, _, endpoint = path.rpartition("/")
         kind = _PREFIX_KIND.get(prefix)
         if kind is None:
