@@ -63,7 +63,10 @@ def test_venues_without_history_raise_gap_unfillable_naming_venue_and_paging(pag
     exchange = next(v.exchange for v in VENUES.values() if v.ccxt_paging == paging and v.ccxt_id)
     t0, t1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
     b = Backfiller({exchange: "http://127.0.0.1:9"})  # never called: refused before any request
-    for call in (lambda: b.trades_by_id(exchange, "BTC-USDT", 1, 5), lambda: b.trades_by_time(exchange, "BTC-USDT", t0, t1)):
+    for call in (
+        lambda: b.trades_by_id(exchange, "BTC-USDT", 1, 5),
+        lambda: b.trades_by_time(exchange, "BTC-USDT", t0, t1),
+    ):
         with pytest.raises(GapUnfillable, match=f"{exchange}.*paging {paging}"):
             call()
     assert b.requests == 0

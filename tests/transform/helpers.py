@@ -17,10 +17,14 @@ from crypto_lakehouse.loopback import LoopbackExchange
 from crypto_lakehouse.storage import Catalog
 
 
-def stream_into_bronze(ex: LoopbackExchange, root: Path, *, writer_id: str = "w") -> BronzeWriter:
+def stream_into_bronze(
+    ex: LoopbackExchange, root: Path, *, writer_id: str = "w", channels: list[str] | None = None
+) -> BronzeWriter:
+    """Stream the synthetic market (every channel the venue streams by default, or ``channels``)
+    into bronze under ``root`` until it has ended and the client has received every frame."""
     v = ex.venue
-    symbols = [v.std_symbol(s) for s in ex.market.symbols]
-    target = FeedTarget(v.exchange, symbols, v.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
+    symbols = [ex.market.std_symbol(s) for s in ex.market.symbols]
+    target = FeedTarget(v.exchange, symbols, channels or v.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
     writer = BronzeWriter(Catalog(root), writer_id=writer_id, spool_dir=root / "spool", max_age_s=0.3)
 
     async def go() -> None:
