@@ -12,8 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from crypto_lakehouse.errors import InvalidArgument
-from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec, SyntheticMarket
-from crypto_lakehouse.loopback import okx
+from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec, SyntheticMarket, okx
 from crypto_lakehouse.venues.clients import client_ssl_context
 
 from .helpers import stream_until_finished

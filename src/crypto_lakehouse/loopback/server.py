@@ -29,8 +29,8 @@ from typing import Any, Protocol, Self, TypedDict, Unpack
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+import crypto_lakehouse.loopback.okx as okx
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.loopback import okx
 from crypto_lakehouse.loopback.recording import Recording, load_recording
 from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket
 from crypto_lakehouse.loopback.tls import make_certificate
