@@ -8,14 +8,11 @@ import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from crypto_lakehouse.errors import InvalidArgument
 from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec, SyntheticMarket, okx
-from crypto_lakehouse.venues.clients import client_ssl_context
 
-from .helpers import stream_until_finished
+from .helpers import read_frames, stream_until_finished
 
 START = 1_700_000_000_000
 
@@ -25,21 +22,8 @@ def _spec(**kw) -> MarketSpec:
 
 
 async def _read_all(ex: LoopbackExchange, args: list[dict], path: str = okx.PUBLIC_PATH) -> tuple[list[str], bool]:
-    """Raw websocket client: subscribe, then every text frame until the market ends; and whether it was dropped."""
-    frames: list[str] = []
-    dropped = False
-    async with connect(f"{ex.ws_url}{path}", ssl=client_ssl_context(ex.cert_pem)) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "args": args}))
-        try:
-            while True:
-                try:
-                    frames.append(await asyncio.wait_for(ws.recv(), 0.3))
-                except TimeoutError:
-                    if ex.finished.is_set():
-                        break
-        except ConnectionClosed as exc:
-            dropped = exc.rcvd is None
-    return frames, dropped
+    """Raw websocket client: subscribe to ``args``, then every text frame until the market ends."""
+    return await read_frames(ex, path, send=json.dumps({"op": "subscribe", "args": args}))
 
 
 def _trade_ids(frames: list[str]) -> list[int]:

@@ -5,6 +5,9 @@ exchange), writing bronze rows as the writer would, and one valid row per bronze
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +47,20 @@ def stream_into_bronze(
 
     asyncio.run(go())
     return writer
+
+
+LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]
+
+
+def lakehouse_stream(ex: LoopbackExchange, root: Path, symbol: str, *extra: str, **env: str) -> subprocess.Popen:
+    """`lakehouse stream` of ``symbol``'s trades from the loopback exchange into ``root``, as a
+    real process (writer ``proc``, commits every 200 ms unless ``env`` says otherwise)."""
+    return subprocess.Popen(
+        [*LAKEHOUSE, "stream", "--endpoint", ex.rest_url, "--root", str(root), "--symbols", symbol,
+         "--channels", "trades", "--no-progress", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root.parent,
+        env={**os.environ, "LAKEHOUSE_WRITER__ID": "proc", "LAKEHOUSE_WRITER__MAX_AGE": "200ms", **env},
+    )  # fmt: skip
 
 
 def write_bronze(catalog: Catalog, table: str, rows: list[dict]) -> None:

@@ -5,10 +5,8 @@ against the loopback REST) and silver.trades is exactly the exchange's tape."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +18,7 @@ from crypto_lakehouse.loopback import FaultPlan, MarketSpec, SyntheticMarket, ru
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.silver import promote_silver
 
-from .helpers import stream_into_bronze
-
-LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]
+from .helpers import lakehouse_stream, stream_into_bronze
 
 
 def _truth(market: SyntheticMarket, inst: str, upto: int | None = None) -> list[tuple]:
@@ -71,14 +67,9 @@ def test_okx_skipped_and_duplicated_trades_then_promote_equals_ground_truth(tmp_
 def test_okx_sigkilled_writer_outage_becomes_a_gap_that_is_filled(tmp_path: Path) -> None:
     root = tmp_path / "lake"
     spec = MarketSpec(first_id=1_000_000, exchange="OKX", symbols=["BTC-USDT-SWAP"], rate=3_000)
-    env = {**os.environ, "LAKEHOUSE_WRITER__ID": "proc", "LAKEHOUSE_WRITER__MAX_AGE": "200ms"}
 
     def stream(*extra: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [*LAKEHOUSE, "stream", "--endpoint", ex.rest_url, "--root", str(root), "--symbols", "BTC-USDT-PERP",
-             "--channels", "trades", "--no-progress", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
-        )  # fmt: skip
+        return lakehouse_stream(ex, root, "BTC-USDT-PERP", *extra)
 
     with running_exchange(market=spec) as ex:
         proc = stream()

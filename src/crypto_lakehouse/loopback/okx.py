@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from typing import Any
 
-from crypto_lakehouse.loopback.synthetic import RestError, SyntheticMarket, TradeTape
+from crypto_lakehouse.loopback.synthetic import RestError, SyntheticMarket, TradeTape, malformed_variant
 
 __all__ = ["BUSINESS_PATH", "PUBLIC_PATH", "answer_message", "malformed_frame", "rest"]
 
@@ -95,15 +95,9 @@ def malformed_frame(kind: str, key: str) -> bytes:
         f'{{"arg":{{"channel":"{channel}","instId":"{inst}"}},"data":[{{"instId":"{inst}","tradeId":"1",'
         f'"px":"1.0","sz":"1.0","side":"buy","ts":"1"}}]}}'
     ).encode()
-    if kind == "truncated":
-        return good[: len(good) // 2]
-    if kind == "wrong_type":
-        return good.replace(b'"px":"1.0","sz":"1.0"', b'"px":{"oops":1},"sz":null').replace(b'"ts":"1"', b'"ts":"noon"')
-    if kind == "not_json":
-        return b"<html>502 Bad Gateway</html> not json {{"
-    if kind == "unknown_event":
-        return f'{{"arg":{{"channel":"mystery","instId":"{inst}"}},"data":[{{}}]}}'.encode()
-    return good.replace(b'"px":"1.0",', b"")  # missing_field
+    unknown = f'{{"arg":{{"channel":"mystery","instId":"{inst}"}},"data":[{{}}]}}'.encode()
+    wrong = [(b'"px":"1.0","sz":"1.0"', b'"px":{"oops":1},"sz":null'), (b'"ts":"1"', b'"ts":"noon"')]
+    return malformed_variant(kind, good, wrong=wrong, drop=b'"px":"1.0",', unknown=unknown)
 
 
 # ---------------------------------------------------------------------------------------- REST

@@ -32,7 +32,7 @@ from aiohttp.typedefs import Handler
 import crypto_lakehouse.loopback.okx as okx
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.loopback.recording import Recording, load_recording
-from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket
+from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket, malformed_variant
 from crypto_lakehouse.loopback.tls import make_certificate
 from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame, start_ws_server
 from crypto_lakehouse.venues.registry import Venue, venue
@@ -328,15 +328,9 @@ class LoopbackExchange:
             + sym
             + b'","a":1,"p":"1.0","q":"1.0","f":1,"l":1,"T":1,"m":true}}'
         )
-        if kind == "truncated":
-            return good[: len(good) // 2]
-        if kind == "wrong_type":
-            return good.replace(b'"p":"1.0","q":"1.0"', b'"p":{"oops":1},"q":null').replace(b'"T":1', b'"T":"noon"')
-        if kind == "not_json":
-            return b"<html>502 Bad Gateway</html> not json {{"
-        if kind == "unknown_event":
-            return b'{"stream":"' + name + b'","data":{"e":"mysteryEvent","E":1,"s":"' + sym + b'"}}'
-        return good.replace(b'"p":"1.0",', b"")  # missing_field
+        unknown = b'{"stream":"' + name + b'","data":{"e":"mysteryEvent","E":1,"s":"' + sym + b'"}}'
+        wrong = [(b'"p":"1.0","q":"1.0"', b'"p":{"oops":1},"q":null'), (b'"T":1', b'"T":"noon"')]
+        return malformed_variant(kind, good, wrong=wrong, drop=b'"p":"1.0",', unknown=unknown)
 
     async def _flush(self) -> None:
         for conn in list(self._conns):

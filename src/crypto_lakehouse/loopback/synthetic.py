@@ -26,7 +26,7 @@ from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.venues.registry import VENUES, Venue, venue
 from crypto_lakehouse.venues.symbols import okx_inst_id, okx_std_symbol
 
-__all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape"]
+__all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape", "malformed_variant"]
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = 3
@@ -705,6 +705,25 @@ def _okx_funding(inst: str, now: int, rate: str, funding_time: int) -> Event:
         f'"method":"current_period","ts":"{now}"}}]}}'
     )
     return (f"funding-rate:{inst}", payload.encode(), None)
+
+
+def malformed_variant(
+    kind: str, good: bytes, *, wrong: list[tuple[bytes, bytes]], drop: bytes, unknown: bytes
+) -> bytes:
+    """``good`` (a well-formed trade frame) made malformed of ``kind``: ``truncated`` (cut in
+    half), ``wrong_type`` (each ``(text, replacement)`` of ``wrong`` applied), ``not_json``,
+    ``unknown_event`` (the frame ``unknown``), ``missing_field`` (the text ``drop`` removed)."""
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "wrong_type":
+        for text, replacement in wrong:
+            good = good.replace(text, replacement)
+        return good
+    if kind == "not_json":
+        return b"<html>502 Bad Gateway</html> not json {{"
+    if kind == "unknown_event":
+        return unknown
+    return good.replace(drop, b"")  # missing_field
 
 
 class RestError(LakehouseError):
