@@ -18,6 +18,7 @@ if "LAKEHOUSE_STATE_DIR" not in os.environ:
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT.parent / "shared" / "data" / "cryptofeed-samples"
+CAPTURES = ROOT.parent / "shared" / "data" / "cryptofeed-captures"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,11 @@ def samples() -> Path:
     if not (SAMPLES / "BINANCE_FUTURES.0").is_file():
         pytest.fail(f"recorded sessions not found at {SAMPLES}: clone the project with ../shared beside it")
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def captures() -> Path:
+    """The recorded sessions of 11 venues (``NAME.jsonl.zst``) shipped beside the repository (read-only)."""
+    if not (CAPTURES / "expected_counts.json").is_file():
+        pytest.fail(f"captures not found at {CAPTURES}: clone the project with ../shared beside it")
+    return CAPTURES

@@ -8,6 +8,7 @@ from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.errors import (
     CommitError,
     ConfigError,
+    GapUnfillable,
     InvalidArgument,
     LakehouseError,
     TableNotFound,
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CommitError",
     "ConfigError",
+    "GapUnfillable",
     "InvalidArgument",
     "Lakehouse",
     "LakehouseError",

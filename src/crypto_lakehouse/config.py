@@ -44,6 +44,7 @@ __all__ = [
     "MaintenanceSettings",
     "Settings",
     "SilverSettings",
+    "StreamEntry",
     "StreamSettings",
     "WriterSettings",
     "load_settings",
@@ -100,8 +101,29 @@ class LoopbackSettings(_Section):
     rate: float = Field(2_000.0, gt=0, description="synthetic messages per second, all symbols")
 
 
+class StreamEntry(_Section):
+    """One venue of a ``streams:`` list: its symbols (cryptofeed's names), channels (None: the
+    venue's default channels, ``lakehouse venues``) and endpoints (None: the venue's own)."""
+
+    exchange: str
+    symbols: TextList
+    channels: Annotated[list[str] | None, NoDecode, BeforeValidator(_split_list)] = None
+    ws_endpoint: str | None = None
+    rest_endpoint: str | None = None
+    ca_file: str | None = Field(None, description="certificate to trust for a wss:// endpoint")
+
+    @field_validator("symbols")
+    @classmethod
+    def _some_symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one symbol")
+        return value
+
+
 class StreamSettings(_Section):
-    """What the streaming writer subscribes to."""
+    """What the streaming writer subscribes to: ``exchanges`` x ``symbols`` x ``channels``, or
+    a ``streams:`` list of venues with their own symbols and channels (then those three are
+    not used)."""
 
     exchanges: TextList = Field(default_factory=lambda: ["BINANCE_FUTURES"])
     symbols: TextList = Field(default_factory=lambda: ["BTC-USDT-PERP", "ETH-USDT-PERP"])
@@ -110,6 +132,9 @@ class StreamSettings(_Section):
     )
     ws_endpoint: str | None = Field(None, description="wss:// base; None = the exchange's own")
     rest_endpoint: str | None = Field(None, description="http(s):// base; None = the exchange's own")
+    streams: list[StreamEntry] = Field(
+        default_factory=list, description="several venues in one process, each with its own symbols and channels"
+    )
 
 
 class WriterSettings(_Section):

@@ -48,6 +48,9 @@ TableName = Literal[
     "bronze.funding",
     "bronze.liquidations",
     "bronze.candles",
+    "bronze.open_interest",
+    "bronze.index",
+    "bronze.l3_book",
     "bronze.dead_letter",
     "bronze.sessions",
     "silver.trades",
@@ -119,6 +122,23 @@ def _bronze(kind: str, fields: list[pa.Field[pa.DataType]], key: tuple[str, ...]
 
 
 _S = pa.string()
+
+
+def _update(unit: str) -> list[pa.Field[pa.DataType]]:
+    """The columns that make each delivered book update countable from its rows (a snapshot or
+    delta has one row per level or order; an update carrying none keeps one row, side null)."""
+    return [
+        _f(
+            "update_id",
+            pa.int64(),
+            True,
+            "the delivered update the row belongs to: the writer's book callbacks counted from 1 per run; "
+            "distinct (writer_id, receipt_ts, update_id) = updates delivered (null: written before the column)",
+        ),
+        _f("levels", pa.int64(), True, f"{unit} the update carried; 0: none (its one row has side, price, size null)"),
+    ]
+
+
 BRONZE: dict[str, TableSpec] = {
     t.name: t
     for t in (
@@ -137,11 +157,12 @@ BRONZE: dict[str, TableSpec] = {
         _bronze(
             "book",
             [
+                *_update("levels"),
                 _f("sequence", pa.int64(), True, "exchange update id after this message (Binance u / lastUpdateId)"),
                 _f("snapshot", pa.bool_(), False, "true: a full-book snapshot level; false: a delta"),
-                _f("side", _S, False, "bid or ask"),
-                _f("price", _S, False, "level price, as sent, plain decimal text"),
-                _f("size", _S, False, "new size at the level, as sent; 0 removes it"),
+                _f("side", _S, True, "bid or ask (null: an update that carried no level)"),
+                _f("price", _S, True, "level price, as sent, plain decimal text"),
+                _f("size", _S, True, "new size at the level, as sent; 0 removes it"),
             ],
             ("exchange", "symbol", "sequence", "snapshot", "side", "price"),
             "L2 book: one row per level of each snapshot and each delta",
@@ -149,14 +170,15 @@ BRONZE: dict[str, TableSpec] = {
         _bronze(
             "ticker",
             [
-                _f("sequence", pa.int64(), True, "exchange update id (Binance u)"),
+                _f("sequence", pa.int64(), True, "exchange update id (Binance u; null where the venue sends none)"),
                 _f("bid", _S, False),
-                _f("bid_size", _S, True),
+                _f("bid_size", _S, True, "null where the venue's ticker carries no size"),
                 _f("ask", _S, False),
                 _f("ask_size", _S, True),
+                _f("channel", _S, True, "cryptofeed channel: ticker or l1_book (null: written before the column)"),
             ],
             ("exchange", "symbol", "sequence", "ts"),
-            "best bid/ask updates",
+            "best bid/ask updates: cryptofeed's ticker and l1_book channels",
         ),
         _bronze(
             "funding",
@@ -198,6 +220,32 @@ BRONZE: dict[str, TableSpec] = {
             ],
             ("exchange", "symbol", "interval", "start", "ts"),
             "the exchange's own klines, updates and closes",
+        ),
+        _bronze(
+            "open_interest",
+            [_f("open_interest", _S, False, "open interest as sent, plain decimal text (contracts or base)")],
+            ("exchange", "symbol", "ts"),
+            "open interest updates (futures)",
+        ),
+        _bronze(
+            "index",
+            [_f("price", _S, False, "index price as sent, plain decimal text")],
+            ("exchange", "symbol", "ts"),
+            "index price updates",
+        ),
+        _bronze(
+            "l3_book",
+            [
+                *_update("orders"),
+                _f("sequence", pa.int64(), True, "exchange sequence of the update, when it sends one"),
+                _f("snapshot", pa.bool_(), False, "true: an order of a full-book snapshot; false: a delta"),
+                _f("side", _S, True, "bid or ask (null: an update that carried no order)"),
+                _f("order_id", _S, True, "the exchange's order id"),
+                _f("price", _S, True, "order price, plain decimal text"),
+                _f("size", _S, True, "order size after the update; 0 removes the order"),
+            ],
+            ("exchange", "symbol", "sequence", "snapshot", "side", "order_id", "price"),
+            "L3 (order-level) book: one row per order of each snapshot and each delta",
         ),
         TableSpec(
             name="bronze.dead_letter",

@@ -33,6 +33,7 @@ from crypto_lakehouse.ingest import (
 from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.venues.clients import feed_class
+from crypto_lakehouse.venues.registry import PUBLIC_CHANNELS
 
 ALL = [TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES]
 
@@ -407,8 +408,9 @@ def test_a_writer_started_by_someone_else_is_refused(tmp_path: Path) -> None:
 
 def test_lakehouse_callbacks_names_the_channels_it_stores(tmp_path: Path) -> None:
     writer = BronzeWriter(Catalog(tmp_path), writer_id="w")
-    cbs = lakehouse_callbacks(writer)
-    assert list(cbs) == ALL and all(cb.channel == c and cb.writer is writer for c, cb in cbs.items())
+    cbs = lakehouse_callbacks(writer)  # every public channel: each has a bronze home
+    assert list(cbs) == list(PUBLIC_CHANNELS) and all(cb.channel == c and cb.writer is writer for c, cb in cbs.items())
     assert type(cbs[L2_BOOK]) is BookLakehouse and cbs[L2_BOOK].table == "bronze.book"
-    with pytest.raises(LakehouseError, match="open_interest"):
-        lakehouse_callbacks(writer, [TRADES, "open_interest"])
+    assert cbs["l1_book"].table == "bronze.ticker" and cbs["l3_book"].table == "bronze.l3_book"
+    with pytest.raises(LakehouseError, match="order_info"):
+        lakehouse_callbacks(writer, [TRADES, "order_info"])

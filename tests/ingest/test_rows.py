@@ -18,8 +18,21 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
-from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
+from cryptofeed.defines import (
+    ASK,
+    BID,
+    CANDLES,
+    FUNDING,
+    INDEX,
+    L1_BOOK,
+    L2_BOOK,
+    L3_BOOK,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    TICKER,
+    TRADES,
+)
+from cryptofeed.types import Candle, Funding, Index, L1Book, Liquidation, OpenInterest, OrderBook, Ticker, Trade
 
 from crypto_lakehouse.ingest import archive
 from crypto_lakehouse.ingest.rows import columns_to_arrow, row_builder, rows_to_arrow
@@ -100,12 +113,16 @@ def test_trade_callback_row() -> None:
     }
 
 
-def _level(seq: int, snapshot: bool, side: str, price: str, size: str, ts: float = T0) -> dict[str, Any]:
+def _level(
+    seq: int, snapshot: bool, side: str | None, price: str | None, size: str | None, ts: float = T0, *, levels: int
+) -> dict[str, Any]:
     return {
         "exchange": EX,
         "symbol": SYM,
         "ts": ts,
         "receipt_ts": RECEIPT,
+        "update_id": 1,  # each _feed makes new callbacks: the first update they see
+        "levels": levels,
         "sequence": seq,
         "snapshot": snapshot,
         "side": side,
@@ -118,7 +135,10 @@ def test_book_callback_rows_of_a_snapshot_and_a_delta() -> None:
     snapshot = OrderBook(EX, SYM, bids={Decimal("100.10"): Decimal("2")}, asks={Decimal("100.20"): Decimal("3.5")})
     snapshot.timestamp, snapshot.sequence_number, snapshot.delta = T0, 7, None
     assert _feed(L2_BOOK, snapshot) == {
-        "bronze.book": [_level(7, True, "bid", "100.10", "2"), _level(7, True, "ask", "100.20", "3.5")]
+        "bronze.book": [
+            _level(7, True, "bid", "100.10", "2", levels=2),
+            _level(7, True, "ask", "100.20", "3.5", levels=2),
+        ]
     }
     delta = OrderBook(EX, SYM)
     delta.timestamp, delta.sequence_number = T0 + 1, 8
@@ -128,11 +148,96 @@ def test_book_callback_rows_of_a_snapshot_and_a_delta() -> None:
     }
     assert _feed(L2_BOOK, delta) == {
         "bronze.book": [
-            _level(8, False, "bid", "100.10", "0", T0 + 1),
-            _level(8, False, "bid", "100.00", "1", T0 + 1),
-            _level(8, False, "ask", "100.30", "4", T0 + 1),
+            _level(8, False, "bid", "100.10", "0", T0 + 1, levels=3),
+            _level(8, False, "bid", "100.00", "1", T0 + 1, levels=3),
+            _level(8, False, "ask", "100.30", "4", T0 + 1, levels=3),
         ]
     }
+
+
+def test_a_book_update_without_levels_keeps_one_row() -> None:
+    """Deribit delivers an empty snapshot: it must not vanish from the update count."""
+    empty = OrderBook(EX, SYM)
+    empty.timestamp, empty.sequence_number, empty.delta = T0, 5, None
+    assert _feed(L2_BOOK, empty) == {"bronze.book": [_level(5, True, None, None, None, levels=0)]}
+
+
+def test_update_ids_count_every_delivered_update() -> None:
+    sink = _Rows()
+    book = bronze_callbacks(sink, [L2_BOOK])[L2_BOOK]
+    for seq in (1, 2, 3):
+        b = OrderBook(EX, SYM, bids={Decimal(seq): Decimal("1")})
+        b.timestamp, b.sequence_number, b.delta = T0, seq, None
+        _run(book(b, RECEIPT))  # type: ignore[arg-type]
+    layout = ROW_LAYOUT["bronze.book"]
+    assert [r[layout.index("update_id")] for r in sink.rows["bronze.book"]] == [1, 2, 3]
+
+
+def test_l3_book_callback_rows_of_a_snapshot_and_a_delta() -> None:
+    snapshot = OrderBook(EX, SYM)
+    snapshot.book.bids[Decimal("100.1")] = {"o1": Decimal("2"), "o2": Decimal("1")}
+    snapshot.book.asks[Decimal("100.2")] = {"o3": Decimal("3")}
+    snapshot.timestamp, snapshot.sequence_number, snapshot.delta = T0, 7, None
+    head = {"exchange": EX, "symbol": SYM, "ts": T0, "receipt_ts": RECEIPT, "update_id": 1, "sequence": 7}
+    assert _feed(L3_BOOK, snapshot) == {
+        "bronze.l3_book": [
+            {**head, "levels": 3, "snapshot": True, "side": "bid", "order_id": "o1", "price": "100.1", "size": "2"},
+            {**head, "levels": 3, "snapshot": True, "side": "bid", "order_id": "o2", "price": "100.1", "size": "1"},
+            {**head, "levels": 3, "snapshot": True, "side": "ask", "order_id": "o3", "price": "100.2", "size": "3"},
+        ]
+    }
+    delta = OrderBook(EX, SYM)
+    delta.timestamp, delta.sequence_number = T0, 8
+    delta.delta = {BID: [], ASK: [(42, Decimal("100.2"), Decimal("0"))]}
+    assert _feed(L3_BOOK, delta) == {
+        "bronze.l3_book": [
+            {
+                **head,
+                "sequence": 8,
+                "levels": 1,
+                "snapshot": False,
+                "side": "ask",
+                "order_id": "42",
+                "price": "100.2",
+                "size": "0",
+            }  # fmt: skip
+        ]
+    }
+
+
+def test_l1_book_lands_in_the_ticker_table_with_its_sizes() -> None:
+    l1 = L1Book(EX, SYM, Decimal("1.1"), Decimal("2"), Decimal("1.2"), Decimal("3"), T0)
+    assert _feed(L1_BOOK, l1) == {
+        "bronze.ticker": [
+            {
+                "exchange": EX,
+                "symbol": SYM,
+                "ts": T0,
+                "receipt_ts": RECEIPT,
+                "sequence": None,
+                "bid": "1.1",
+                "bid_size": "2",
+                "ask": "1.2",
+                "ask_size": "3",
+                "channel": "l1_book",
+            }  # fmt: skip
+        ]
+    }
+
+
+def test_a_non_binance_ticker_does_not_read_binance_fields() -> None:
+    """Only Binance's raw u/B/A mean update id and sizes: another venue's raw keys are not read."""
+    ticker = Ticker("BYBIT", SYM, Decimal("1.1"), Decimal("1.2"), T0, raw={"u": 9, "B": "x", "A": "y"})
+    [row] = _feed(TICKER, ticker)["bronze.ticker"]
+    assert (row["sequence"], row["bid_size"], row["ask_size"], row["channel"]) == (None, None, None, "ticker")
+
+
+def test_open_interest_and_index_callback_rows() -> None:
+    head = {"exchange": EX, "symbol": SYM, "ts": T0, "receipt_ts": RECEIPT}
+    oi = OpenInterest(EX, SYM, Decimal("1234.50"), T0)
+    assert _feed(OPEN_INTEREST, oi) == {"bronze.open_interest": [{**head, "open_interest": "1234.50"}]}
+    index = Index(EX, SYM, Decimal("60000.10"), T0)
+    assert _feed(INDEX, index) == {"bronze.index": [{**head, "price": "60000.10"}]}
 
 
 def test_ticker_callback_row() -> None:
@@ -150,6 +255,7 @@ def test_ticker_callback_row() -> None:
                 "bid_size": "2.000",
                 "ask": "100.20",
                 "ask_size": "3.500",
+                "channel": "ticker",
             }
         ]
     }

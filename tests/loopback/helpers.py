@@ -7,9 +7,11 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from cryptofeed.connection import connection_stats
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from crypto_lakehouse.loopback import LoopbackExchange
-from crypto_lakehouse.venues.clients import feed_class, run_feeds
+from crypto_lakehouse.venues.clients import client_ssl_context, feed_class, run_feeds
 
 
 class Collected:
@@ -51,3 +53,23 @@ async def stream_until_finished(
     stop.set()
     await task
     return got
+
+
+async def read_frames(ex: LoopbackExchange, path: str, *, send: str | None = None) -> tuple[list[str], bool]:
+    """Raw websocket client on ``path`` (sending ``send`` first, if given): every text frame until
+    the market ends; and whether the connection was dropped."""
+    frames: list[str] = []
+    dropped = False
+    async with connect(f"{ex.ws_url}{path}", ssl=client_ssl_context(ex.cert_pem)) as ws:
+        if send is not None:
+            await ws.send(send)
+        try:
+            while True:
+                try:
+                    frames.append(await asyncio.wait_for(ws.recv(), 0.3))
+                except TimeoutError:
+                    if ex.finished.is_set():
+                        break
+        except ConnectionClosed as exc:
+            dropped = exc.rcvd is None  # no close frame: the TCP connection was cut
+    return frames, dropped

@@ -6,13 +6,10 @@ import asyncio
 import json
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
-from crypto_lakehouse.venues.clients import client_ssl_context
 
-from .helpers import stream_until_finished
+from .helpers import read_frames, stream_until_finished
 
 START = 1_700_000_000_000
 
@@ -25,19 +22,7 @@ def _spec(**kw) -> MarketSpec:
 
 async def _read_all(ex: LoopbackExchange, streams: str) -> tuple[list[str], bool]:
     """Raw websocket client: every text frame until the market ends; and whether it was dropped."""
-    frames: list[str] = []
-    dropped = False
-    async with connect(f"{ex.ws_url}/stream?streams={streams}", ssl=client_ssl_context(ex.cert_pem)) as ws:
-        try:
-            while True:
-                try:
-                    frames.append(await asyncio.wait_for(ws.recv(), 0.3))
-                except TimeoutError:
-                    if ex.finished.is_set():
-                        break
-        except ConnectionClosed as exc:
-            dropped = exc.rcvd is None  # no close frame: the TCP connection was cut
-    return frames, dropped
+    return await read_frames(ex, f"/stream?streams={streams}")
 
 
 def _trade_ids(frames: list[str]) -> list[int]:

@@ -5,6 +5,9 @@ exchange), writing bronze rows as the writer would, and one valid row per bronze
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,10 +20,14 @@ from crypto_lakehouse.loopback import LoopbackExchange
 from crypto_lakehouse.storage import Catalog
 
 
-def stream_into_bronze(ex: LoopbackExchange, root: Path, *, writer_id: str = "w") -> BronzeWriter:
+def stream_into_bronze(
+    ex: LoopbackExchange, root: Path, *, writer_id: str = "w", channels: list[str] | None = None
+) -> BronzeWriter:
+    """Stream the synthetic market (every channel the venue streams by default, or ``channels``)
+    into bronze under ``root`` until it has ended and the client has received every frame."""
     v = ex.venue
-    symbols = [v.std_symbol(s) for s in ex.market.symbols]
-    target = FeedTarget(v.exchange, symbols, v.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
+    symbols = [ex.market.std_symbol(s) for s in ex.market.symbols]
+    target = FeedTarget(v.exchange, symbols, channels or v.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
     writer = BronzeWriter(Catalog(root), writer_id=writer_id, spool_dir=root / "spool", max_age_s=0.3)
 
     async def go() -> None:
@@ -40,6 +47,20 @@ def stream_into_bronze(ex: LoopbackExchange, root: Path, *, writer_id: str = "w"
 
     asyncio.run(go())
     return writer
+
+
+LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]
+
+
+def lakehouse_stream(ex: LoopbackExchange, root: Path, symbol: str, *extra: str, **env: str) -> subprocess.Popen:
+    """`lakehouse stream` of ``symbol``'s trades from the loopback exchange into ``root``, as a
+    real process (writer ``proc``, commits every 200 ms unless ``env`` says otherwise)."""
+    return subprocess.Popen(
+        [*LAKEHOUSE, "stream", "--endpoint", ex.rest_url, "--root", str(root), "--symbols", symbol,
+         "--channels", "trades", "--no-progress", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root.parent,
+        env={**os.environ, "LAKEHOUSE_WRITER__ID": "proc", "LAKEHOUSE_WRITER__MAX_AGE": "200ms", **env},
+    )  # fmt: skip
 
 
 def write_bronze(catalog: Catalog, table: str, rows: list[dict]) -> None:

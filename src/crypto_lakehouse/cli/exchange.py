@@ -1,4 +1,4 @@
-"""``lakehouse exchange``: the loopback Binance-protocol exchange (a user tool and test double)."""
+"""``lakehouse exchange``: the loopback exchange, Binance or OKX protocol (a user tool and test double)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The loopback Binance-protocol exchange.",
+    help="The loopback exchange (Binance protocols; OKX v5 for a synthetic market).",
     rich_markup_mode=None,
     epilog=(
         "\b\nExamples:\n"
         "  lakehouse exchange serve --symbols BTCUSDT,ETHUSDT --rate 500\n"
+        "  lakehouse exchange serve --exchange OKX --symbols BTC-USDT-SWAP,ETH-USDT\n"
         "  lakehouse exchange record data/SYNTH --rounds 2000"
     ),
 )
@@ -39,10 +40,11 @@ def exchange_serve(
     ] = None,
     exchange: Annotated[
         str | None,
-        typer.Option(help="Synthetic mode protocol: BINANCE, BINANCE_US, BINANCE_FUTURES or BINANCE_DELIVERY."),
+        typer.Option(help="Synthetic mode protocol: BINANCE, BINANCE_US, BINANCE_FUTURES, BINANCE_DELIVERY or OKX."),
     ] = None,
     symbols: Annotated[
-        str | None, typer.Option(help="Synthetic symbols, comma-separated exchange symbols (BTCUSDT,ETHUSDT).")
+        str | None,
+        typer.Option(help="Synthetic symbols, comma-separated exchange symbols (BTCUSDT,ETHUSDT; OKX: BTC-USDT-SWAP)."),
     ] = None,
     rate: Annotated[float | None, typer.Option(help="Synthetic messages per second, all symbols.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the synthetic market (same seed, same market).")] = None,
@@ -54,9 +56,7 @@ def exchange_serve(
     ] = None,
     first_id: Annotated[
         int | None,
-        typer.Option(
-            help="First aggTrade id of the synthetic market (default: from the clock, continuing earlier runs)."
-        ),
+        typer.Option(help="First trade id of the synthetic market (default: from the clock, continuing earlier runs)."),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     ws_port: Annotated[int | None, typer.Option(help="wss port (0 = a free one).")] = None,
@@ -66,7 +66,7 @@ def exchange_serve(
     ] = 0.0,
     skip_trades: Annotated[
         list[str] | None,
-        typer.Option(help="Fault: withhold aggTrade ids FIRST-LAST from the stream (REST keeps them). Repeatable."),
+        typer.Option(help="Fault: withhold trade ids FIRST-LAST from the stream (REST keeps them). Repeatable."),
     ] = None,
     duplicate_every: Annotated[int, typer.Option(help="Fault: send every Nth trade twice.")] = 0,
     malformed_every: Annotated[int, typer.Option(help="Fault: after every Nth message, send a malformed frame.")] = 0,
@@ -74,7 +74,7 @@ def exchange_serve(
     exit_when_finished: Annotated[bool, typer.Option(help="Stop once the recording or market is played out.")] = False,
     cert_out: Annotated[Path | None, typer.Option(help="Write the generated TLS certificate (PEM) here.")] = None,
 ) -> None:
-    """Serve a Binance-protocol exchange on loopback: wss streams + REST (replay or synthetic)."""
+    """Serve an exchange on loopback: wss streams + REST (Binance replay or synthetic; OKX synthetic)."""
     s = settings(config, None).loopback  # validate before the heavy imports
     from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec
 
@@ -94,9 +94,10 @@ def exchange_serve(
     if recording is not None:
         kwargs["recording"] = recording
     else:
+        name = (exchange or s.exchange).upper()
         kwargs["market"] = MarketSpec(
-            exchange=(exchange or s.exchange).upper(),
-            symbols=[x.strip().upper() for x in symbols.split(",")] if symbols else s.symbols,
+            exchange=name,
+            symbols=[x.strip().upper() for x in symbols.split(",")] if symbols else _default_symbols(name, s.symbols),
             seed=s.seed if seed is None else seed,
             rate=rate or s.rate,
             max_trades=max_trades,
@@ -154,13 +155,20 @@ def exchange_record(
     out.print(f"wrote {prefix}.0, {prefix}.http.0.0, {prefix}.ws.1.0")
 
 
+def _default_symbols(exchange: str, configured: list[str]) -> list[str]:
+    """The configured (Binance-style) symbols, as OKX perpetual swaps when serving OKX (BTCUSDT -> BTC-USDT-SWAP)."""
+    if exchange != "OKX":
+        return configured
+    from crypto_lakehouse.venues.registry import venue
+
+    return ["-".join(venue("BINANCE").split_symbol(x)) + "-SWAP" for x in configured]
+
+
 def _id_range(text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(x) for x in text.split("-", 1))
     except ValueError:
-        raise LakehouseError(
-            f"--skip-trades takes FIRST-LAST aggTrade ids, e.g. 1000100-1000199, got {text!r}"
-        ) from None
+        raise LakehouseError(f"--skip-trades takes FIRST-LAST trade ids, e.g. 1000100-1000199, got {text!r}") from None
     if hi < lo:
         raise LakehouseError(f"--skip-trades range {text!r} ends before it starts")
     return lo, hi

@@ -25,7 +25,11 @@ def stream(
         str | None, typer.Option(help="cryptofeed symbols, comma-separated (BTC-USDT-PERP,...).")
     ] = None,
     channels: Annotated[
-        str | None, typer.Option(help="Channels, comma-separated: trades,l2_book,ticker,funding,liquidations,candles.")
+        str | None,
+        typer.Option(
+            help="Channels, comma-separated: trades,l2_book,l3_book,l1_book,ticker,candles,funding,open_interest,"
+            "index,liquidations (each venue offers some)."
+        ),
     ] = None,
     endpoints: Annotated[
         list[str] | None,
@@ -59,7 +63,12 @@ def stream(
 
 def ingest_recording(
     recording: Annotated[
-        Path, typer.Argument(metavar="RECORDING", help="The recording as PATH/NAME (files NAME.0, NAME.ws.*, ...).")
+        Path,
+        typer.Argument(
+            metavar="RECORDING",
+            help="A capture NAME.jsonl.zst (any venue), or a legacy recording as PATH/NAME "
+            "(files NAME.0, NAME.ws.*, ...).",
+        ),
     ],
     config: ConfigOpt = None,
     root: RootOpt = None,

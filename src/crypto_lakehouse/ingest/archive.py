@@ -416,6 +416,7 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) 
                 "bid_size": c[2],
                 "ask": c[3],
                 "ask_size": c[4],
+                "channel": "ticker",  # the stream's channel of bookTicker updates
             }
         )
         return "bronze.ticker", df

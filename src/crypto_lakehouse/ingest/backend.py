@@ -38,7 +38,18 @@ from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from cryptofeed.defines import CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
+from cryptofeed.defines import (
+    CANDLES,
+    FUNDING,
+    INDEX,
+    L1_BOOK,
+    L2_BOOK,
+    L3_BOOK,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    TICKER,
+    TRADES,
+)
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
@@ -50,8 +61,12 @@ __all__ = [
     "BookLakehouse",
     "CandlesLakehouse",
     "FundingLakehouse",
+    "IndexLakehouse",
+    "L1BookLakehouse",
+    "L3BookLakehouse",
     "LakehouseCallback",
     "LiquidationsLakehouse",
+    "OpenInterestLakehouse",
     "TickerLakehouse",
     "TradeLakehouse",
     "lakehouse_callbacks",
@@ -165,15 +180,47 @@ class CandlesLakehouse(LakehouseCallback):
     table = "bronze.candles"
 
 
+class L3BookLakehouse(LakehouseCallback):
+    """``L3_BOOK`` -> ``bronze.l3_book``: a snapshot as every order, an update as its changed orders."""
+
+    channel = L3_BOOK
+    table = "bronze.l3_book"
+
+
+class L1BookLakehouse(LakehouseCallback):
+    """``L1_BOOK`` -> ``bronze.ticker`` (best bid/ask with sizes; ``channel`` = l1_book)."""
+
+    channel = L1_BOOK
+    table = "bronze.ticker"
+
+
+class OpenInterestLakehouse(LakehouseCallback):
+    """``OPEN_INTEREST`` -> ``bronze.open_interest``."""
+
+    channel = OPEN_INTEREST
+    table = "bronze.open_interest"
+
+
+class IndexLakehouse(LakehouseCallback):
+    """``INDEX`` -> ``bronze.index``."""
+
+    channel = INDEX
+    table = "bronze.index"
+
+
 BACKENDS: dict[str, type[LakehouseCallback]] = {
     cls.channel: cls
     for cls in (
         TradeLakehouse,
         BookLakehouse,
+        L3BookLakehouse,
+        L1BookLakehouse,
         TickerLakehouse,
         FundingLakehouse,
         LiquidationsLakehouse,
         CandlesLakehouse,
+        OpenInterestLakehouse,
+        IndexLakehouse,
     )
 }
 """cryptofeed channel -> the backend class writing it (every channel bronze stores)."""

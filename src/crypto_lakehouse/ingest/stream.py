@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import itertools
 import logging
 import re
 import sys
@@ -22,7 +23,22 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from cryptofeed import FeedHandler
 from cryptofeed.connection import AsyncConnection
-from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS, TICKER, TRADES
+from cryptofeed.defines import (
+    ASK,
+    BID,
+    CALL,
+    CANDLES,
+    FUNDING,
+    INDEX,
+    L1_BOOK,
+    L2_BOOK,
+    L3_BOOK,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    PUT,
+    TICKER,
+    TRADES,
+)
 from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
@@ -33,12 +49,12 @@ from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
 from crypto_lakehouse.storage.state import state_dir
 from crypto_lakehouse.venues.clients import feed_class, run_feeds
-from crypto_lakehouse.venues.registry import venue
+from crypto_lakehouse.venues.registry import PUBLIC_CHANNELS, venue
 
 if TYPE_CHECKING:
-    from cryptofeed.types import Candle, Funding, Liquidation, OrderBook, Ticker, Trade
+    from cryptofeed.types import Candle, Funding, Index, L1Book, Liquidation, OpenInterest, OrderBook, Ticker, Trade
 
-    from crypto_lakehouse.config import Settings
+    from crypto_lakehouse.config import Settings, StreamEntry
 
 __all__ = [
     "CHANNELS",
@@ -52,7 +68,8 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-CHANNELS = (TRADES, L2_BOOK, TICKER, FUNDING, LIQUIDATIONS, CANDLES)
+CHANNELS = PUBLIC_CHANNELS
+"""Every public cryptofeed channel, each with a bronze home (l1_book and ticker share bronze.ticker)."""
 
 
 def decimal_text(v: Any) -> str | None:  # Any: a Decimal, str, float or None (`v.__class__ is` does not narrow)
@@ -80,19 +97,35 @@ Callback = Callable[..., Awaitable[None]]
 """A cryptofeed data callback: ``(message, receipt time) -> None``, the message's type per channel."""
 
 
-# the book callback builds a side's levels as one named row's head plus (price, size)
+# the book callbacks build a side's levels as one named row's head plus (price, size), or for
+# L3 (order id, price, size)
 assert ROW_LAYOUT["bronze.book"][-2:] == ("price", "size"), "bronze.book's layout must end with price, size"
+assert ROW_LAYOUT["bronze.l3_book"][-3:] == ("order_id", "price", "size"), "bronze.l3_book must end with those"
+
+
+def _binance_raw(exchange: str, raw: object) -> dict[str, Any]:
+    """The raw message of a Binance-family venue (whose fields ``u``, ``B``, ``A``, ``i`` the
+    callbacks read); empty for every other venue, whose raw fields mean something else."""
+    return raw if isinstance(raw, dict) and exchange.startswith("BINANCE") else {}
 
 
 def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Callback]:
     """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
     :func:`decimal_text`. Each row is built by its table's :func:`~.rows.row_builder`, every
-    column by name, so the tuple's order is the layout's (``schemas.ROW_LAYOUT``)."""
+    column by name, so the tuple's order is the layout's (``schemas.ROW_LAYOUT``). Venue-neutral:
+    what only Binance sends (the ticker's sizes and update id, funding's index price) is None
+    for the others."""
     add = writer.add
     d = decimal_text
     trade_row, book_row = row_builder("bronze.trades"), row_builder("bronze.book")
     ticker_row, funding_row = row_builder("bronze.ticker"), row_builder("bronze.funding")
     liquidation_row, candle_row = row_builder("bronze.liquidations"), row_builder("bronze.candles")
+    oi_row, index_row, l3_row = (
+        row_builder("bronze.open_interest"),
+        row_builder("bronze.index"),
+        row_builder("bronze.l3_book"),
+    )
+    updates = itertools.count(1)  # update_id: every book update (L2 and L3) this writer's callbacks receive
 
     async def trade(t: Trade, receipt: float) -> None:
         add(
@@ -110,53 +143,77 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    async def book(b: OrderBook, receipt: float) -> None:
-        ex, sym, ts, seq = b.exchange, b.symbol, b.timestamp, b.sequence_number
+    def book_rows(b: OrderBook, receipt: float, *, l3: bool) -> list[Row]:
+        """One row per level (L2: price, size) or order (L3: order id, price, size) of the
+        snapshot or delta; an update carrying none is one row with side, price, size null."""
         # (cryptofeed's stub types delta as dict: it is None on a snapshot)
-        delta = cast("dict[str, list[tuple[Decimal, Decimal]]] | None", b.delta)
-
-        def levels(snapshot: bool, side: str, pairs: Iterable[tuple[Decimal, Decimal]]) -> list[Row]:
-            # one row named in full per side; its levels differ only in the last two columns
-            # (price, size: checked below), so each is that row's head plus its own pair
-            head = book_row(
-                exchange=ex,
-                symbol=sym,
-                ts=ts,
-                receipt_ts=receipt,
-                sequence=seq,
-                snapshot=snapshot,
-                side=side,
-                price=None,
-                size=None,
-            )[:-2]
-            return [head + (d(p), d(q)) for p, q in pairs]
-
-        if delta is None:  # a snapshot: every level
-            rows = levels(True, "bid", b.book.bids.to_dict().items())
-            rows += levels(True, "ask", b.book.asks.to_dict().items())
+        delta = cast("dict[str, list[tuple[Any, ...]]] | None", b.delta)
+        snapshot = delta is None
+        if delta is None:  # a snapshot: every level (L3: price -> {order id: size})
+            sides = {side: _snapshot_levels(getattr(b.book, side + "s").to_dict(), l3=l3) for side in (BID, ASK)}
         else:
-            rows = levels(False, "bid", delta[BID]) + levels(False, "ask", delta[ASK])
-        writer.add_many("bronze.book", rows)
+            sides = {side: list(delta[side]) for side in (BID, ASK)}
+        n = len(sides[BID]) + len(sides[ASK])
+        build = l3_row if l3 else book_row
+        tail = ("order_id", "price", "size") if l3 else ("price", "size")
+        head = build(
+            exchange=b.exchange,
+            symbol=b.symbol,
+            ts=b.timestamp,
+            receipt_ts=receipt,
+            update_id=next(updates),
+            levels=n,
+            sequence=b.sequence_number,
+            snapshot=snapshot,
+            side=None,
+            **dict.fromkeys(tail),
+        )[: -len(tail) - 1]
+        if not n:
+            return [head + (None,) * (len(tail) + 1)]
+        if l3:
+            return [head + (side, str(o), d(p), d(q)) for side in (BID, ASK) for o, p, q in sides[side]]
+        return [head + (side, d(p), d(q)) for side in (BID, ASK) for p, q in sides[side]]
 
-    async def ticker(t: Ticker, receipt: float) -> None:
-        raw = t.raw if isinstance(t.raw, dict) else {}
+    async def book(b: OrderBook, receipt: float) -> None:
+        writer.add_many("bronze.book", book_rows(b, receipt, l3=False))
+
+    async def l3_book(b: OrderBook, receipt: float) -> None:
+        writer.add_many("bronze.l3_book", book_rows(b, receipt, l3=True))
+
+    def quote(
+        channel: str, exchange: str, symbol: str, ts: Any, receipt: float, bid: Any, ask: Any, **binance: Any
+    ) -> None:
         add(
             "bronze.ticker",
             ticker_row(
-                exchange=t.exchange,
-                symbol=t.symbol,
-                ts=t.timestamp,
+                exchange=exchange,
+                symbol=symbol,
+                ts=ts,
                 receipt_ts=receipt,
-                sequence=raw.get("u"),
-                bid=d(t.bid),
-                bid_size=d(raw.get("B")),
-                ask=d(t.ask),
-                ask_size=d(raw.get("A")),
+                sequence=binance.get("sequence"),
+                bid=d(bid),
+                bid_size=d(binance.get("bid_size")),
+                ask=d(ask),
+                ask_size=d(binance.get("ask_size")),
+                channel=channel,
             ),
         )
 
+    async def ticker(t: Ticker, receipt: float) -> None:
+        raw = _binance_raw(t.exchange, t.raw)
+        quote(
+            TICKER, t.exchange, t.symbol, t.timestamp, receipt, t.bid, t.ask,
+            sequence=raw.get("u"), bid_size=raw.get("B"), ask_size=raw.get("A"),
+        )  # fmt: skip
+
+    async def l1_book(q: L1Book, receipt: float) -> None:
+        quote(
+            L1_BOOK, q.exchange, q.symbol, q.timestamp, receipt, q.bid_price, q.ask_price,
+            bid_size=q.bid_size, ask_size=q.ask_size,
+        )  # fmt: skip
+
     async def funding(f: Funding, receipt: float) -> None:
-        raw = f.raw if isinstance(f.raw, dict) else {}
+        raw = _binance_raw(f.exchange, f.raw)
         add(
             "bronze.funding",
             funding_row(
@@ -209,15 +266,44 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
+    async def open_interest(o: OpenInterest, receipt: float) -> None:
+        add(
+            "bronze.open_interest",
+            oi_row(
+                exchange=o.exchange,
+                symbol=o.symbol,
+                ts=o.timestamp,
+                receipt_ts=receipt,
+                open_interest=d(o.open_interest),
+            ),
+        )
+
+    async def index(i: Index, receipt: float) -> None:
+        add(
+            "bronze.index",
+            index_row(exchange=i.exchange, symbol=i.symbol, ts=i.timestamp, receipt_ts=receipt, price=d(i.price)),
+        )
+
     table: dict[str, Callback] = {
         TRADES: trade,
         L2_BOOK: book,
+        L3_BOOK: l3_book,
+        L1_BOOK: l1_book,
         TICKER: ticker,
         FUNDING: funding,
         LIQUIDATIONS: liquidation,
         CANDLES: candle,
+        OPEN_INTEREST: open_interest,
+        INDEX: index,
     }
     return {c: table[c] for c in channels}
+
+
+def _snapshot_levels(side: dict[Any, Any], *, l3: bool) -> list[tuple[Any, ...]]:
+    """A snapshot side as delta-shaped tuples: L2 (price, size), L3 (order id, price, size)."""
+    if l3:
+        return [(o, p, q) for p, orders in side.items() for o, q in orders.items()]
+    return list(side.items())
 
 
 # "stream" (Binance combined streams), "channel"/"topic" (other venues): searched in the text, so
@@ -308,40 +394,80 @@ class FeedTarget:
     rest_url: str | None = None
     cert_pem: bytes | None = None
     subscription: dict[str, list[str]] | None = None  # per-channel symbols, instead of symbols x channels
+    host_in_path: bool = False  # the endpoint stands in for several hosts (a capture replay: feed_class)
+    candle_interval: str | None = None  # None: cryptofeed's default (1m)
+    observers: dict[str, list[Callback]] | None = None  # more callbacks per channel, beside the lakehouse's
 
 
 def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
     v = venue(target.exchange)
-    unknown = set(target.channels) - set(CHANNELS)
-    if target.subscription:
-        unknown |= set(target.subscription) - set(CHANNELS)
+    named = set(target.channels) | set(target.subscription or {})
+    unknown = named - set(CHANNELS)
     if unknown:
-        raise LakehouseError(f"unknown channel(s) {sorted(unknown)}; choose from {', '.join(CHANNELS)}")
-    channels = [c for c in target.channels if c in v.channels]
+        raise InvalidArgument(f"unknown channel(s) {', '.join(sorted(unknown))}; choose from {', '.join(CHANNELS)}")
+    not_offered = set(target.subscription or {}) - set(v.offered_channels)
+    if not_offered:  # asked for by name, per channel: an error, not a silent skip
+        raise InvalidArgument(
+            f"{v.exchange} does not offer {', '.join(sorted(not_offered))}; it offers {', '.join(v.offered_channels)}"
+        )
+    channels = [c for c in target.channels if c in v.offered_channels]
     skipped = set(target.channels) - set(channels)
-    if skipped:
-        LOG.info("%s does not stream %s: skipped", v.exchange, sorted(skipped))
-    base = feed_class(v.exchange, ws_url=target.ws_url, rest_url=target.rest_url, cert_pem=target.cert_pem)
+    if skipped:  # a channel list shared by several exchanges (the settings'): each takes what it offers
+        LOG.info("%s does not offer %s: skipped (it offers %s)", v.exchange, sorted(skipped), v.offered_channels)
+    if target.channels and not channels and not target.subscription:
+        raise InvalidArgument(
+            f"{v.exchange} offers none of {', '.join(target.channels)}; it offers {', '.join(v.offered_channels)}"
+        )
+    base = feed_class(
+        v.exchange,
+        ws_url=target.ws_url,
+        rest_url=target.rest_url,
+        cert_pem=target.cert_pem,
+        host_in_path=target.host_in_path,
+    )
     cls = writer_feed(base, writer)
+    options: dict[str, Any] = {"candle_closed_only": False}
+    if target.candle_interval:
+        options["candle_interval"] = target.candle_interval
     try:
         if target.subscription:
-            sub = {c: [x.strip().upper() for x in s] for c, s in target.subscription.items() if c in v.channels}
-            return cls(subscription=sub, callbacks=bronze_callbacks(writer, sub), candle_closed_only=False)
+            sub = {c: [_std_symbol(x) for x in s] for c, s in target.subscription.items()}
+            return cls(subscription=sub, callbacks=_callbacks(writer, sub, target.observers), **options)
         return cls(
-            symbols=[x.strip().upper() for x in target.symbols],  # cryptofeed's symbols are upper case
+            symbols=[_std_symbol(x) for x in target.symbols],
             channels=channels,
-            callbacks=bronze_callbacks(writer, channels),
-            candle_closed_only=False,
+            callbacks=_callbacks(writer, channels, target.observers),
+            **options,
         )
     except UnsupportedSymbol as exc:
         raise InvalidArgument(_unsupported_symbol(str(exc).split(" ")[0], v.exchange, base.symbol_mapping())) from None
+
+
+def _std_symbol(symbol: str) -> str:
+    """cryptofeed's spelling: upper case, but an option's type lower case (cryptofeed's ``CALL``
+    and ``PUT`` are ``call``/``put``: Deribit's ``BTC-15000-22M24-call``)."""
+    s = symbol.strip().upper()
+    for kind in (CALL, PUT):
+        if s.endswith("-" + kind.upper()):
+            return s[: -len(kind)] + kind
+    return s
+
+
+def _callbacks(
+    writer: BronzeWriter, channels: Iterable[str], observers: dict[str, list[Callback]] | None
+) -> dict[str, Callback | list[Callback]]:
+    """The lakehouse's callback per channel, followed by the target's observers of that channel."""
+    ours = bronze_callbacks(writer, channels)
+    if not observers:
+        return dict(ours)
+    return {c: [cb, *observers.get(c, [])] for c, cb in ours.items()}
 
 
 async def _check_symbols(target: FeedTarget, feed: Feed) -> None:
     """Every symbol of ``target`` is one the exchange lists (cryptofeed would only find out once
     the feed runs, as a traceback inside its task group): an :class:`InvalidArgument` naming it."""
     wanted = {s for syms in (target.subscription or {}).values() for s in syms} | set(target.symbols)
-    wanted = {s.strip().upper() for s in wanted}
+    wanted = {_std_symbol(s) for s in wanted}
     mapping = await type(feed).load_symbols()
     for symbol in sorted(wanted):
         if symbol not in mapping:
@@ -509,7 +635,13 @@ def stream_targets(
     ca_file: str | None = None,
 ) -> list[FeedTarget]:
     """What to stream, from arguments falling back to ``settings.stream``. ``endpoints`` are
-    URLs (one exchange) or ``EXCHANGE=URL``; a single loopback URL also names the exchange."""
+    URLs (one exchange) or ``EXCHANGE=URL``; a single loopback URL also names the exchange.
+
+    With neither ``exchanges`` nor ``endpoints`` given and a ``stream.streams`` list configured,
+    one target per entry of that list (``symbols``/``channels``, when given, replace each
+    entry's; an entry without channels takes its venue's defaults)."""
+    if not exchanges and not endpoints and settings.stream.streams:
+        return [_entry_target(e, symbols=symbols, channels=channels) for e in settings.stream.streams]
     if not exchanges and endpoints and len(endpoints) == 1 and endpoints[0].startswith("http"):
         exchanges = [loopback_exchange(endpoints[0])]  # a loopback exchange says which protocol it speaks
     names = [e.upper() for e in (exchanges or settings.stream.exchanges)]
@@ -534,3 +666,12 @@ def stream_targets(
         t.channels = channels or settings.stream.channels
         targets.append(t)
     return targets
+
+
+def _entry_target(entry: StreamEntry, *, symbols: list[str] | None, channels: list[str] | None) -> FeedTarget:
+    target = resolve_endpoint(
+        entry.exchange, entry.ws_endpoint, rest_endpoint=entry.rest_endpoint, ca_file=entry.ca_file
+    )
+    target.symbols = symbols or entry.symbols
+    target.channels = channels or entry.channels or venue(entry.exchange).channels
+    return target

@@ -11,6 +11,7 @@ job                        ``lakehouse``                       Prefect flow
 =========================  ==================================  =========================
 :func:`stream`             ``stream``                          ``ingest``
 :func:`ingest_recording`   ``ingest-recording``                -
+:func:`ingest_capture`     (not on the CLI yet)                -
 :func:`archive_import`     ``archive import``                  ``archive-import``
 :func:`promote_silver`     ``promote silver``                  ``promote-silver``
 :func:`promote_gold`       ``promote gold``                    ``build-gold``
@@ -35,6 +36,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from crypto_lakehouse.jobs._capture import CaptureResult, ingest_capture
     from crypto_lakehouse.jobs._ingest import DEFAULT_ARCHIVE_CACHE, StreamResult, archive_import, stream
     from crypto_lakehouse.jobs._maintain import (
         MAINTENANCE_ACTIONS,
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from crypto_lakehouse.jobs._tags import create_tag, delete_tag, list_tags
 
 _MODULES = {
+    "_capture": ("CaptureResult", "ingest_capture"),
     "_ingest": ("DEFAULT_ARCHIVE_CACHE", "StreamResult", "archive_import", "stream"),
     "_maintain": (
         "MAINTENANCE_ACTIONS",
@@ -96,6 +99,7 @@ _HOME = {name: module for module, names in _MODULES.items() for name in names}  
 
 __all__ = [
     "BackfillResult",
+    "CaptureResult",
     "DEFAULT_ARCHIVE_CACHE",
     "MAINTENANCE_ACTIONS",
     "MaintenanceAction",
@@ -113,6 +117,7 @@ __all__ = [
     "create_tag",
     "delete_old_data",
     "delete_tag",
+    "ingest_capture",
     "ingest_recording",
     "list_tags",
     "maintain",

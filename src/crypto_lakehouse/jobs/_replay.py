@@ -9,8 +9,8 @@ from pathlib import Path
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.ingest.writer import BronzeWriter
-from crypto_lakehouse.loopback import load_recording
 from crypto_lakehouse.loopback.replay import ingest_recording as replay_into
+from crypto_lakehouse.loopback.replay import load_any_recording
 
 __all__ = ["RecordingResult", "ingest_recording"]
 
@@ -23,12 +23,14 @@ class RecordingResult:
     exchange: str
     frames: int
     rows: dict[str, int]
+    callbacks: dict[str, int]  # cryptofeed channel -> callbacks the handler delivered
     root: str
 
 
 def ingest_recording(settings: Settings, *, recording: str | Path, timeout: float = 600) -> RecordingResult:
-    """Replay ``recording`` (``PATH/NAME``: files ``NAME.0``, ``NAME.ws.*``, ...) into bronze with
-    a writer of its own (role ``replay``); give up after ``timeout`` seconds."""
-    rec = load_recording(recording)  # a missing recording fails before the writer starts
+    """Replay ``recording`` (a capture ``NAME.jsonl.zst`` of any venue, or a legacy recording
+    ``PATH/NAME``: files ``NAME.0``, ``NAME.ws.*``, ...) into bronze with a writer of its own
+    (role ``replay``); give up after ``timeout`` seconds."""
+    rec = load_any_recording(recording)  # a missing recording fails before the writer starts
     writer = BronzeWriter.from_settings(settings, role="replay")
     return RecordingResult(**asyncio.run(replay_into(rec, writer, timeout=timeout)))

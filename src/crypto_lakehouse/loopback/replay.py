@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypedDict
 
@@ -12,10 +13,18 @@ from cryptofeed.connection import connection_stats
 from crypto_lakehouse.ingest.stream import CHANNELS, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.loopback import LoopbackExchange, Recording, load_recording
+from crypto_lakehouse.loopback.capture import Capture, CaptureExchange, is_capture, load_capture
 from crypto_lakehouse.loopback.recording import _STREAMS
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["RecordingIngested", "ingest_recording", "recording_subscription", "stream_until_finished"]
+__all__ = [
+    "RecordingIngested",
+    "capture_subscription",
+    "ingest_recording",
+    "load_any_recording",
+    "recording_subscription",
+    "stream_until_finished",
+]
 
 
 class RecordingIngested(TypedDict):
@@ -25,7 +34,20 @@ class RecordingIngested(TypedDict):
     exchange: str
     frames: int  # frames the loopback exchange sent
     rows: dict[str, int]  # bronze table -> rows committed
+    callbacks: dict[str, int]  # cryptofeed channel -> callbacks the handler delivered
     root: str
+
+
+def load_any_recording(path: str | Path) -> Recording | Capture:
+    """A capture (``NAME.jsonl.zst``, any venue) or a legacy recording (``PATH/NAME`` prefix)."""
+    return load_capture(path) if is_capture(path) else load_recording(path)
+
+
+def capture_subscription(cap: Capture) -> dict[str, list[str]]:
+    """cryptofeed channel -> symbols of the capture's header that the venue offers (HTX's and
+    Bybit's recordings name a few channels or symbols 3.0.1 no longer streams for them)."""
+    offered = venue(cap.exchange).offered_channels
+    return {c: list(s) for c, s in cap.configuration.items() if c in offered and s}
 
 
 def recording_subscription(rec: Recording) -> dict[str, list[str]]:
@@ -48,7 +70,7 @@ def recording_subscription(rec: Recording) -> dict[str, list[str]]:
 
 
 async def stream_until_finished(
-    ex: LoopbackExchange, targets: list[FeedTarget], writer: BronzeWriter, *, timeout: float = 300
+    ex: LoopbackExchange | CaptureExchange, targets: list[FeedTarget], writer: BronzeWriter, *, timeout: float = 300
 ) -> None:
     """Stream ``targets`` into ``writer`` until the loopback exchange has played out its
     recording or market and every message it sent has reached the handler; then flush."""
@@ -77,13 +99,21 @@ async def stream_until_finished(
 
 
 async def ingest_recording(
-    recording: str | Path | Recording, writer: BronzeWriter, *, timeout: float = 300
+    recording: str | Path | Recording | Capture, writer: BronzeWriter, *, timeout: float = 300
 ) -> RecordingIngested:
-    """Replay ``recording`` through the real cryptofeed handler into bronze; returns a summary
-    with the rows committed per bronze table."""
-    rec = recording if isinstance(recording, Recording) else load_recording(recording)
-    sub = recording_subscription(rec)
-    async with LoopbackExchange(recording=rec) as ex:
+    """Replay ``recording`` (a capture ``NAME.jsonl.zst`` of any venue, or a legacy Binance
+    recording ``PATH/NAME``) through the real cryptofeed handler into bronze; returns a summary
+    with the rows committed per bronze table and the callbacks delivered per channel."""
+    rec = recording if isinstance(recording, Recording | Capture) else load_any_recording(recording)
+    counted: dict[str, int] = {}
+    ex: LoopbackExchange | CaptureExchange
+    if isinstance(rec, Capture):
+        sub = capture_subscription(rec)
+        ex, interval = CaptureExchange(rec), rec.candle_interval
+    else:
+        sub = recording_subscription(rec)
+        ex, interval = LoopbackExchange(recording=rec), None
+    async with ex:
         target = FeedTarget(
             rec.exchange,
             symbols=[],
@@ -92,6 +122,9 @@ async def ingest_recording(
             rest_url=ex.rest_url,
             cert_pem=ex.cert_pem,
             subscription=sub,
+            host_in_path=isinstance(ex, CaptureExchange),
+            candle_interval=interval,
+            observers={c: [_counter(counted, c)] for c in sub},
         )
         await stream_until_finished(ex, [target], writer, timeout=timeout)
         frames = ex.stats.messages_sent
@@ -100,5 +133,13 @@ async def ingest_recording(
         "exchange": rec.exchange,
         "frames": frames,
         "rows": {name: st["rows_committed"] for name, st in writer.summary().items()},
+        "callbacks": counted,
         "root": writer.catalog.root,
     }
+
+
+def _counter(counts: dict[str, int], channel: str) -> Callable[[object, float], Awaitable[None]]:
+    async def count(_obj: object, _receipt: float) -> None:
+        counts[channel] = counts.get(channel, 0) + 1
+
+    return count

@@ -1,4 +1,5 @@
-"""The loopback exchange: Binance-protocol ``wss://`` combined streams + REST on 127.0.0.1.
+"""The loopback exchange: Binance-protocol ``wss://`` combined streams + REST on 127.0.0.1, or
+OKX v5 (subscriptions over the websocket; ``loopback.okx``) for a synthetic OKX market.
 
 Two modes:
 
@@ -28,9 +29,10 @@ from typing import Any, Protocol, Self, TypedDict, Unpack
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+import crypto_lakehouse.loopback.okx as okx
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.loopback.recording import Recording, load_recording
-from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket
+from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket, malformed_variant
 from crypto_lakehouse.loopback.tls import make_certificate
 from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame, start_ws_server
 from crypto_lakehouse.venues.registry import Venue, venue
@@ -96,11 +98,13 @@ class _WaitFinished(Protocol):
 
 
 class _Conn:
-    __slots__ = ("names", "pending", "ws")
+    __slots__ = ("names", "okx", "pending", "ws")
 
-    def __init__(self, ws: WebSocket, streams: list[str]):
+    def __init__(self, ws: WebSocket, streams: list[str], *, okx: bool = False):
         self.ws = ws
+        # stream key -> its name on the wire (Binance); OKX: the key itself (frames are sent whole)
         self.names: dict[str, bytes] = {_canonical(s): s.encode() for s in streams}
+        self.okx = okx
         self.pending: list[bytes] = []
 
 
@@ -243,6 +247,9 @@ class LoopbackExchange:
 
     # ------------------------------------------------------------------ websocket side
     async def _on_ws(self, ws: WebSocket) -> None:
+        if self.market is not None and self.market.okx:
+            await self._on_okx_ws(ws)
+            return
         streams = [s for s in ws.query.get("streams", [""])[0].split("/") if s]
         if not ws.path.endswith("/stream") or not streams:
             await ws.close(1008, "subscribe in the URL: /stream?streams=<symbol>@<channel>/...")
@@ -267,15 +274,52 @@ class LoopbackExchange:
         finally:
             self._conns.discard(conn)
 
+    async def _on_okx_ws(self, ws: WebSocket) -> None:
+        """An OKX connection: it subscribes by message (``loopback.okx``), any time."""
+        path = ws.path.rstrip("/")
+        if path not in ("", okx.PUBLIC_PATH, okx.BUSINESS_PATH):
+            await ws.close(1008, f"connect to {okx.PUBLIC_PATH} or {okx.BUSINESS_PATH}")
+            return
+        assert self.market is not None  # OKX is served in synthetic mode only
+        market = self.market
+        conn = _Conn(ws, [], okx=True)
+        self.stats.connections_opened += 1
+
+        def on_text(text: bytes) -> None:
+            frames, keys = okx.answer_message(market, path, text)
+            conn.names.update((k, k.encode()) for k in keys)
+            # at once, behind what the pump queued: a book snapshot precedes the book's updates
+            out, conn.pending = [*conn.pending, *(encode_text_frame(f) for f in frames)], []
+            ws.send_frames(out)
+            self.stats.messages_sent += len(out)
+            if keys:
+                self._first_client.set()
+
+        self._conns.add(conn)
+        closed = asyncio.ensure_future(ws.closed.wait())
+        try:
+            while not closed.done():
+                got = asyncio.ensure_future(ws.received.get())
+                await asyncio.wait({got, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    break
+                on_text(got.result())
+        finally:
+            closed.cancel()
+            self._conns.discard(conn)
+
     def _maybe_malformed(self, conn: _Conn, name: bytes) -> None:
         """After every ``malformed_every``-th message, queue one malformed frame on its stream."""
         if (self.stats.messages_sent + len(conn.pending)) % self.faults.malformed_every == 0:
-            conn.pending.append(encode_text_frame(self._malformed(name)))
+            conn.pending.append(encode_text_frame(self._malformed(name, okx_framing=conn.okx)))
 
-    def _malformed(self, name: bytes) -> bytes:
+    def _malformed(self, name: bytes, *, okx_framing: bool = False) -> bytes:
         kind = MALFORMED_KINDS[self._malformed_seq % len(MALFORMED_KINDS)]
         self._malformed_seq += 1
         self.stats.malformed_sent[kind] = self.stats.malformed_sent.get(kind, 0) + 1
+        if okx_framing:
+            return okx.malformed_frame(kind, name.decode())
         sym = name.split(b"@", 1)[0].upper()
         good = (
             b'{"stream":"'
@@ -284,15 +328,9 @@ class LoopbackExchange:
             + sym
             + b'","a":1,"p":"1.0","q":"1.0","f":1,"l":1,"T":1,"m":true}}'
         )
-        if kind == "truncated":
-            return good[: len(good) // 2]
-        if kind == "wrong_type":
-            return good.replace(b'"p":"1.0","q":"1.0"', b'"p":{"oops":1},"q":null').replace(b'"T":1', b'"T":"noon"')
-        if kind == "not_json":
-            return b"<html>502 Bad Gateway</html> not json {{"
-        if kind == "unknown_event":
-            return b'{"stream":"' + name + b'","data":{"e":"mysteryEvent","E":1,"s":"' + sym + b'"}}'
-        return good.replace(b'"p":"1.0",', b"")  # missing_field
+        unknown = b'{"stream":"' + name + b'","data":{"e":"mysteryEvent","E":1,"s":"' + sym + b'"}}'
+        wrong = [(b'"p":"1.0","q":"1.0"', b'"p":{"oops":1},"q":null'), (b'"T":1', b'"T":"noon"')]
+        return malformed_variant(kind, good, wrong=wrong, drop=b'"p":"1.0",', unknown=unknown)
 
     async def _flush(self) -> None:
         for conn in list(self._conns):
@@ -347,7 +385,10 @@ class LoopbackExchange:
                         name = conn.names.get(key)
                         if name is None:
                             continue
-                        frame = encode_text_frame(b'{"stream":"' + name + b'","data":' + payload + b"}")
+                        if conn.okx:
+                            frame = encode_text_frame(payload)
+                        else:
+                            frame = encode_text_frame(b'{"stream":"' + name + b'","data":' + payload + b"}")
                         for _ in range(copies):
                             conn.pending.append(frame)
                             if faults.malformed_every:
@@ -402,6 +443,9 @@ class LoopbackExchange:
             return web.json_response(self.status())
         if path == "/_loopback/cert.pem":
             return web.Response(body=self.cert_pem, content_type="application/x-pem-file")
+        if self.market is not None and self.market.okx:
+            status, answer = okx.rest(self.market, path, request.query)
+            return web.json_response(answer, status=status)
         prefix, _, endpoint = path.rpartition("/")
         kind = _PREFIX_KIND.get(prefix)
         if kind is None:

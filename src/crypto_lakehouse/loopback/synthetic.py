@@ -1,9 +1,11 @@
-"""A seeded, deterministic synthetic market speaking Binance's stream and REST formats.
+"""A seeded, deterministic synthetic market speaking Binance's or OKX's stream formats.
 
 Everything follows from ``(exchange, symbols, seed, rate, start_ms)``: the same inputs give the
 same trades, book updates, klines and funding, so tests can compare what landed with the
 **ground truth** this module keeps (every trade, including those a fault skipped on the stream,
-is served by REST ``aggTrades`` by id or time range, exactly as Binance would).
+is served by REST ``aggTrades`` by id or time range, exactly as Binance would). The same market
+speaks OKX v5 (``MarketSpec(exchange="OKX")``, symbols ``BTC-USDT-SWAP``/``BTC-USDT``): one
+generator, each event rendered in the venue's framing; OKX's REST is ``loopback.okx``.
 
 Prices and quantities are integers of ticks (0.01) and lots (0.001) internally and are rendered
 as exact decimal strings, so nothing is lost to floating point anywhere downstream.
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from crypto_lakehouse.durations import parse_duration
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.venues.registry import VENUES, Venue, venue
+from crypto_lakehouse.venues.symbols import okx_inst_id, okx_std_symbol
 
-__all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape"]
+__all__ = ["Event", "MarketSpec", "SyntheticMarket", "TradeTape", "malformed_variant"]
 
 PRICE_DECIMALS = 2
 QTY_DECIMALS = 3
@@ -72,7 +75,8 @@ def _seed_for(seed: int, *parts: object) -> int:
 
 @dataclass(slots=True)
 class MarketSpec:
-    """Parameters of a synthetic market. Symbols are exchange symbols (``BTCUSDT``)."""
+    """Parameters of a synthetic market. Symbols are exchange symbols (``BTCUSDT``; on OKX its
+    instIds ``BTC-USDT-SWAP``/``BTC-USDT``, or cryptofeed's ``BTC-USDT-PERP``)."""
 
     exchange: str = "BINANCE_FUTURES"
     symbols: list[str] = field(default_factory=lambda: ["BTCUSDT", "ETHUSDT", "SOLUSDT"])
@@ -123,7 +127,9 @@ class TradeTape:
 
 
 Event = tuple[str, bytes, int | None]
-"""(stream key like ``btcusdt@aggTrade``, JSON payload, aggTrade id or None)."""
+"""(stream key, JSON payload, trade id or None). Binance: key ``btcusdt@aggTrade``, payload the
+combined stream's ``data``; OKX: key ``trades:BTC-USDT-SWAP`` (channel:instId), payload the
+whole frame."""
 
 
 @dataclass(slots=True)
@@ -172,6 +178,7 @@ class _Symbol:
         "bids",
         "book_id",
         "candles",
+        "futures",
         "index",
         "last_mark_s",
         "lower",
@@ -182,8 +189,9 @@ class _Symbol:
         "tape",
     )
 
-    def __init__(self, name: str, index: int, seed: int, *, first_id: int, start_ms: int):
+    def __init__(self, name: str, index: int, seed: int, *, first_id: int, start_ms: int, futures: bool):
         self.name = name
+        self.futures = futures  # sends mark prices / funding and liquidations
         self.lower = name.lower()
         self.index = index
         self.rng = random.Random(_seed_for(seed, "symbol", name))
@@ -210,16 +218,26 @@ class SyntheticMarket:
             raise LakehouseError(f"rate must be > 0 messages/s, got {spec.rate}")
         self.spec = spec
         self.venue: Venue = venue(spec.exchange)
-        if not self.venue.binance_family:
-            speaks = ", ".join(v.exchange for v in VENUES.values() if v.binance_family)
+        self.okx = self.venue.exchange == "OKX"
+        if not self.venue.binance_family and not self.okx:
+            speaks = ", ".join([*(v.exchange for v in VENUES.values() if v.binance_family), "OKX"])
             raise LakehouseError(f"unknown exchange {spec.exchange!r} for the synthetic market: it speaks {speaks}")
-        for s in spec.symbols:
-            self.venue.split_symbol(s)  # validates
+        names = [okx_inst_id(s) if self.okx else s.upper() for s in spec.symbols]
+        if not self.okx:
+            for s in names:
+                self.venue.split_symbol(s)  # validates
         self.start_ms = spec.start_ms if spec.start_ms is not None else int(time.time() * 1000)
         first_id = spec.first_id if spec.first_id is not None else self.start_ms * 1000
         self.symbols = {
-            s.upper(): _Symbol(s.upper(), i, spec.seed, first_id=first_id, start_ms=self.start_ms)
-            for i, s in enumerate(spec.symbols)
+            s: _Symbol(
+                s,
+                i,
+                spec.seed,
+                first_id=first_id,
+                start_ms=self.start_ms,
+                futures=s.endswith("-SWAP") if self.okx else self.venue.is_futures,
+            )
+            for i, s in enumerate(names)
         }
         if spec.depth_every < 1:
             raise LakehouseError(f"depth_every must be >= 1 round, got {spec.depth_every}")
@@ -244,10 +262,16 @@ class SyntheticMarket:
         m = self.spec.max_trades
         return m is not None and all(len(s.tape) >= m for s in self.symbols.values())
 
+    def std_symbol(self, name: str) -> str:
+        """cryptofeed's name of the exchange symbol ``name`` (``BTCUSDT`` on BINANCE_FUTURES,
+        ``BTC-USDT-SWAP`` on OKX -> ``BTC-USDT-PERP``)."""
+        return okx_std_symbol(name) if self.okx else self.venue.std_symbol(name)
+
     def add_kline_interval(self, interval: str) -> None:
-        """Start building ``interval`` klines for the stream (REST computes any interval)."""
+        """Start building ``interval`` klines for the stream (REST computes any interval); OKX
+        names them its way (``1m``, ``1H``, ``1D``)."""
         if interval not in self.kline_intervals:
-            self.kline_intervals[interval] = _interval_ms(interval)
+            self.kline_intervals[interval] = _okx_interval_ms(interval) if self.okx else _interval_ms(interval)
 
     def _seed_book(self, sym: _Symbol) -> None:
         rng = sym.rng
@@ -263,7 +287,6 @@ class SyntheticMarket:
         self.rounds += 1
         now = int(self._clock_us // 1000)
         out: list[Event] = []
-        futures = self.venue.is_futures
         book_moves = self.rounds % self.spec.depth_every == 0
         for sym in self.symbols.values():
             if self.spec.max_trades is not None and len(sym.tape) >= self.spec.max_trades:
@@ -274,13 +297,13 @@ class SyntheticMarket:
             out.extend(self._klines(sym, now))
             if book_moves:
                 out.append(self._book_ticker(sym, now))
-            if futures:
+            if sym.futures:
                 second = now // 1000
                 if second != sym.last_mark_s:
                     sym.last_mark_s = second
                     out.append(self._mark_price(sym, now))
-                if len(sym.tape) % self.spec.liquidation_every == 0:
-                    out.append(self._liquidation(sym, now))
+                if len(sym.tape) % self.spec.liquidation_every == 0 and not self.okx:
+                    out.append(self._liquidation(sym, now))  # OKX: cryptofeed polls them over REST
         return out
 
     def _depth_update(self, sym: _Symbol, now: int) -> Event:
@@ -289,36 +312,38 @@ class SyntheticMarket:
         old = sym.mid
         new = max(levels + 2, old + int(rnd() * 5) - 2)
         sym.mid = new
-        bids: list[str] = []
-        asks: list[str] = []
+        bids: list[tuple[int, int]] = []  # (price ticks, lots; 0: the level goes)
+        asks: list[tuple[int, int]] = []
         # keep the book uncrossed and bounded: levels stay within `levels` ticks of mid
         if new != old:
             for p in range(new, old) if new < old else range(old - levels, new - levels):
                 if bids_book.pop(p, None) is not None:
-                    bids.append(f'["{_price(p)}","0.000"]')
+                    bids.append((p, 0))
             for p in range(old + 1, new + 1) if new > old else range(new + levels + 1, old + levels + 1):
                 if asks_book.pop(p, None) is not None:
-                    asks.append(f'["{_price(p)}","0.000"]')
+                    asks.append((p, 0))
         q = bids_book[new - 1] = int(rnd() * 5_000) + 1
-        bids.append(f'["{_price(new - 1)}","{_QTY_TABLE[q]}"]')
+        bids.append((new - 1, q))
         q = asks_book[new + 1] = int(rnd() * 5_000) + 1
-        asks.append(f'["{_price(new + 1)}","{_QTY_TABLE[q]}"]')
+        asks.append((new + 1, q))
         # one deeper level on one side appears, changes or goes
         book, changes, p = (bids_book, bids, new - 2 - int(rnd() * (levels - 1)))
         if rnd() < 0.5:
             book, changes, p = asks_book, asks, 2 * new - p
         if p in book and rnd() < 0.3:
             del book[p]
-            changes.append(f'["{_price(p)}","0.000"]')
+            changes.append((p, 0))
         else:
             q = book[p] = int(rnd() * 5_000) + 1
-            changes.append(f'["{_price(p)}","{_QTY_TABLE[q]}"]')
+            changes.append((p, q))
         prev = sym.book_id
         sym.book_id += len(bids) + len(asks)
+        if self.okx:
+            return _okx_book(sym.name, now, "update", bids=bids, asks=asks)
         extra = f',"T":{now},"pu":{prev}' if self.venue.is_futures else ""
         payload = (
             f'{{"e":"depthUpdate","E":{now},"s":"{sym.name}"{extra},"U":{prev + 1},"u":{sym.book_id},'
-            f'"b":[{",".join(bids)}],"a":[{",".join(asks)}]}}'
+            f'"b":[{_levels(bids)}],"a":[{_levels(asks)}]}}'
         )
         return (f"{sym.lower}@depth", payload.encode(), None)
 
@@ -333,6 +358,8 @@ class SyntheticMarket:
         tape.price.append(price)
         tape.qty.append(qty)
         tape.buyer_maker.append(0 if buy else 1)
+        if self.okx:
+            return _okx_trade(sym.name, now, tid, _price(price), _qty(qty), buy=buy)
         m = "false" if buy else "true"
         if self.venue.is_futures:
             payload = (
@@ -370,6 +397,8 @@ class SyntheticMarket:
         return out
 
     def _kline_event(self, sym: _Symbol, name: str, iv_ms: int, k: _Kline, now: int, *, closed: bool) -> Event:
+        if self.okx:
+            return _okx_candle(sym.name, name, k, closed=closed)
         x = "true" if closed else "false"
         payload = (
             f'{{"e":"kline","E":{now},"s":"{sym.name}","k":{{"t":{k.start},"T":{k.start + iv_ms - 1},'
@@ -382,6 +411,11 @@ class SyntheticMarket:
 
     def _book_ticker(self, sym: _Symbol, now: int) -> Event:
         bid, ask = sym.mid - 1, sym.mid + 1
+        if self.okx:
+            tape = sym.tape
+            last = (_price(tape.price[-1]), _qty(tape.qty[-1])) if len(tape) else ("", "")
+            top = (_price(bid), _qty(sym.bids[bid]), _price(ask), _qty(sym.asks[ask]))
+            return _okx_ticker(sym.name, now, top, last)
         body = (
             f'"u":{sym.book_id},"s":"{sym.name}","b":"{_price(bid)}","B":"{_qty(sym.bids[bid])}",'
             f'"a":"{_price(ask)}","A":"{_qty(sym.asks[ask])}"'
@@ -395,6 +429,8 @@ class SyntheticMarket:
     def _mark_price(self, sym: _Symbol, now: int) -> Event:
         nxt = (now // FUNDING_PERIOD_MS + 1) * FUNDING_PERIOD_MS
         rate = self.funding_rate(sym.name, nxt)
+        if self.okx:
+            return _okx_funding(sym.name, now, _fmt(rate, 8), nxt)
         payload = (
             f'{{"e":"markPriceUpdate","E":{now},"s":"{sym.name}","p":"{_price(sym.mid)}",'
             f'"i":"{_price(sym.mid + 1)}","P":"{_price(sym.mid)}","r":"{_fmt(rate, 8)}","T":{nxt}}}'
@@ -541,6 +577,12 @@ class SyntheticMarket:
         out["asks"] = [[_price(p), _qty(q)] for p, q in asks]
         return out
 
+    def okx_book_snapshot(self, name: str) -> bytes:
+        """OKX's ``books`` snapshot frame of ``name``'s whole book now (sent on subscription)."""
+        sym = self.symbols[name]
+        bids = sorted(sym.bids.items(), reverse=True)
+        return _okx_book(sym.name, self.now_ms, "snapshot", bids=bids, asks=sorted(sym.asks.items()))[1]
+
     def exchange_info(self, kind: str) -> dict[str, object]:
         """exchangeInfo for ``kind`` (spot/linear/inverse); other kinds list no symbols."""
         symbols = [self._symbol_info(s) for s in self.symbols] if kind == self.venue.kind else []
@@ -602,6 +644,88 @@ class SyntheticMarket:
         return fut | {"marginAsset": quote}
 
 
+def _levels(levels: list[tuple[int, int]]) -> str:
+    """Binance depth levels: ``["price","qty"]`` each."""
+    return ",".join(f'["{_price(p)}","{_QTY_TABLE[q]}"]' for p, q in levels)
+
+
+# ---------------------------------------------------------------------- OKX v5 framing
+# Frames as OKX's public websocket sends them (``{"arg": {...}, "data": [...]}``), in the shape of
+# the recorded session in shared/data/cryptofeed-captures/OKX (book updates carry no seqId there).
+
+
+def _okx_arg(channel: str, inst: str) -> str:
+    return f'{{"arg":{{"channel":"{channel}","instId":"{inst}"}}'
+
+
+def _okx_levels(levels: list[tuple[int, int]]) -> str:
+    """OKX depth levels: ``["price","size","0","orders"]`` (size 0 and no orders: the level goes)."""
+    return ",".join(f'["{_price(p)}","{_qty(q)}","0","{1 if q else 0}"]' for p, q in levels)
+
+
+def _okx_book(inst: str, now: int, action: str, *, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> Event:
+    payload = (
+        f'{_okx_arg("books", inst)},"action":"{action}","data":[{{"asks":[{_okx_levels(asks)}],'
+        f'"bids":[{_okx_levels(bids)}],"ts":"{now}"}}]}}'
+    )
+    return (f"books:{inst}", payload.encode(), None)
+
+
+def _okx_trade(inst: str, now: int, tid: int, price: str, qty: str, *, buy: bool) -> Event:
+    side = "buy" if buy else "sell"
+    payload = (
+        f'{_okx_arg("trades", inst)},"data":[{{"instId":"{inst}","tradeId":"{tid}","px":"{price}",'
+        f'"sz":"{qty}","side":"{side}","ts":"{now}","count":"1"}}]}}'
+    )
+    return (f"trades:{inst}", payload.encode(), tid)
+
+
+def _okx_candle(inst: str, name: str, k: _Kline, *, closed: bool) -> Event:
+    row = (
+        f'["{k.start}","{_price(k.open)}","{_price(k.high)}","{_price(k.low)}","{_price(k.close)}",'
+        f'"{_qty(k.volume)}","{_fmt(k.quote, 5)}","{_fmt(k.quote, 5)}","{1 if closed else 0}"]'
+    )
+    return (f"candle{name}:{inst}", f'{_okx_arg(f"candle{name}", inst)},"data":[{row}]}}'.encode(), None)
+
+
+def _okx_ticker(inst: str, now: int, top: tuple[str, str, str, str], last: tuple[str, str]) -> Event:
+    kind = "SWAP" if inst.endswith("-SWAP") else "SPOT"
+    payload = (
+        f'{_okx_arg("tickers", inst)},"data":[{{"instType":"{kind}","instId":"{inst}","last":"{last[0]}",'
+        f'"lastSz":"{last[1]}","bidPx":"{top[0]}","bidSz":"{top[1]}","askPx":"{top[2]}","askSz":"{top[3]}",'
+        f'"ts":"{now}"}}]}}'
+    )
+    return (f"tickers:{inst}", payload.encode(), None)
+
+
+def _okx_funding(inst: str, now: int, rate: str, funding_time: int) -> Event:
+    payload = (
+        f'{_okx_arg("funding-rate", inst)},"data":[{{"instType":"SWAP","instId":"{inst}","fundingRate":"{rate}",'
+        f'"fundingTime":"{funding_time}","nextFundingRate":"","nextFundingTime":"{funding_time + FUNDING_PERIOD_MS}",'
+        f'"method":"current_period","ts":"{now}"}}]}}'
+    )
+    return (f"funding-rate:{inst}", payload.encode(), None)
+
+
+def malformed_variant(
+    kind: str, good: bytes, *, wrong: list[tuple[bytes, bytes]], drop: bytes, unknown: bytes
+) -> bytes:
+    """``good`` (a well-formed trade frame) made malformed of ``kind``: ``truncated`` (cut in
+    half), ``wrong_type`` (each ``(text, replacement)`` of ``wrong`` applied), ``not_json``,
+    ``unknown_event`` (the frame ``unknown``), ``missing_field`` (the text ``drop`` removed)."""
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "wrong_type":
+        for text, replacement in wrong:
+            good = good.replace(text, replacement)
+        return good
+    if kind == "not_json":
+        return b"<html>502 Bad Gateway</html> not json {{"
+    if kind == "unknown_event":
+        return unknown
+    return good.replace(drop, b"")  # missing_field
+
+
 class RestError(LakehouseError):
     """A Binance-style REST error: ``{"code": -1121, "msg": "Invalid symbol."}``, HTTP 400."""
 
@@ -618,3 +742,13 @@ def _interval_ms(interval: str) -> int:
     if interval not in _BINANCE_INTERVALS:
         raise RestError(-1120, "Invalid interval.")
     return int(parse_duration(interval).total_seconds() * 1000)
+
+
+_OKX_INTERVALS = {"1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D", "1W"}
+
+
+def _okx_interval_ms(interval: str) -> int:
+    """OKX's candle interval names (``1m``, ``1H``, ``1D``) in ms; months are not served."""
+    if interval not in _OKX_INTERVALS:
+        raise RestError(60018, f"Wrong URL or channel: candle{interval} is not an OKX candle channel")
+    return int(parse_duration(interval.lower() if interval[-1] in "HDW" else interval).total_seconds() * 1000)

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["WebSocket", "encode_text_frame", "start_ws_server"]
+__all__ = ["WebSocket", "encode_binary_frame", "encode_text_frame", "start_ws_server"]
 
 LOG = logging.getLogger(__name__)
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -26,12 +26,21 @@ _MAX_HEAD = 65536
 
 def encode_text_frame(payload: bytes) -> bytes:
     """One unmasked, final text frame (server -> client frames are never masked)."""
+    return _data_frame(0x81, payload)
+
+
+def encode_binary_frame(payload: bytes) -> bytes:
+    """One unmasked, final binary frame (HTX's gzip frames, Upbit's JSON bytes)."""
+    return _data_frame(0x82, payload)
+
+
+def _data_frame(head: int, payload: bytes) -> bytes:
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((head, n)) + payload
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+        return struct.pack("!BBH", head, 126, n) + payload
+    return struct.pack("!BBQ", head, 127, n) + payload
 
 
 def _control_frame(opcode: int, payload: bytes = b"") -> bytes:
@@ -49,6 +58,7 @@ class WebSocket:
         self.query: dict[str, list[str]] = parse_qs(parts.query)
         self.closed = asyncio.Event()
         self.messages_sent = 0
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()  # data frames the client sent (unfragmented)
         self._close_sent = False
 
     @property
@@ -91,7 +101,7 @@ class WebSocket:
         self.closed.set()
 
     async def _read_loop(self) -> None:
-        """Answer pings and closes; ignore anything else the client sends."""
+        """Answer pings and closes; queue the client's data frames in ``received``."""
         r = self._reader
         try:
             while True:
@@ -113,6 +123,8 @@ class WebSocket:
                         self._close_sent = True
                         self._writer.write(_control_frame(0x8, data[:2]))
                     break
+                elif opcode in (0x1, 0x2):  # text, binary
+                    self.received.put_nowait(data)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import replace
 from typing import Any, Literal, Protocol, TypedDict, overload
 from urllib.parse import urlsplit
 
 from cryptofeed import FeedHandler
-from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
+from cryptofeed.connection import WebsocketEndpoint
 from cryptofeed.feed import Feed
 from cryptofeed.symbols import Symbols
 
@@ -37,8 +38,16 @@ def feed_class(
     ws_url: str | None = None,
     rest_url: str | None = None,
     cert_pem: bytes | str | None = None,
+    host_in_path: bool = False,
 ) -> type[Feed]:
     """The cryptofeed class for ``exchange``, subclassed only to use ``ws_url``/``rest_url``.
+
+    Every websocket and REST endpoint of the class is moved to the new base keeping its path,
+    options, filters and routes: ``wss://stream.bybit.com/v5/public/linear`` becomes
+    ``WS_URL/v5/public/linear`` (Binance, whose endpoints have no path: ``WS_URL`` itself). With
+    ``host_in_path`` the live host is kept as the first path segment
+    (``WS_URL/stream.bybit.com/v5/public/linear``), so a server standing in for several hosts
+    (the capture replay, ``loopback.capture``) can tell them apart.
 
     ``cert_pem`` is the certificate to trust for ``wss://`` (the loopback exchange's own,
     ``LoopbackExchange.cert_pem`` or ``GET /_loopback/cert.pem``). The subclass keeps the
@@ -49,16 +58,37 @@ def feed_class(
         return base
     attrs: dict[str, object] = {}
     if ws_url is not None:
-        options = {k: v for k, v in base.websocket_endpoints[0].options.items()}
+        ssl_ctx: ssl.SSLContext | None = None
         if cert_pem is not None:
-            options["ssl"] = client_ssl_context(cert_pem)
+            ssl_ctx = client_ssl_context(cert_pem)
         elif urlsplit(ws_url).hostname in ("127.0.0.1", "localhost"):
-            options.setdefault("ssl", ssl.create_default_context())
-        attrs["websocket_endpoints"] = [WebsocketEndpoint(ws_url.rstrip("/"), options=options)]
+            ssl_ctx = ssl.create_default_context()
+        attrs["websocket_endpoints"] = [
+            _moved_ws(ep, ws_url, ssl_ctx=ssl_ctx, host_in_path=host_in_path) for ep in base.websocket_endpoints
+        ]
     if rest_url is not None:
-        attrs["rest_endpoints"] = [RestEndpoint(rest_url.rstrip("/"), routes=base.rest_endpoints[0].routes)]
+        attrs["rest_endpoints"] = [
+            replace(ep, address=_moved(ep.address, rest_url, host_in_path=host_in_path)) for ep in base.rest_endpoints
+        ]
     Symbols.data.pop(base.id, None)
     return type(f"Loopback{base.__name__}", (base,), attrs)
+
+
+def _moved(address: str, new_base: str, *, host_in_path: bool) -> str:
+    """``address`` (a live endpoint) on ``new_base``, keeping its path (and host, if asked)."""
+    parts = urlsplit(address)
+    path = (f"/{parts.netloc}" if host_in_path else "") + parts.path
+    return new_base.rstrip("/") + path + (f"?{parts.query}" if parts.query else "")
+
+
+def _moved_ws(
+    ep: WebsocketEndpoint, new_base: str, *, ssl_ctx: ssl.SSLContext | None, host_in_path: bool
+) -> WebsocketEndpoint:
+    options = dict(ep.options or {})
+    if ssl_ctx is not None:
+        options["ssl"] = ssl_ctx
+    # (WebsocketEndpoint.__post_init__ merged its defaults into options: replace keeps them)
+    return replace(ep, address=_moved(ep.address, new_base, host_in_path=host_in_path), options=options)
 
 
 def client_ssl_context(cert_pem: bytes | str) -> ssl.SSLContext:
