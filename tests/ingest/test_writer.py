@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.loopback import MALFORMED_KINDS, FaultPlan, LoopbackExchange, MarketSpec
 from crypto_lakehouse.loopback.replay import stream_until_finished
@@ -82,11 +83,11 @@ class _SaysWhatItSent(LoopbackExchange):
         self.malformed: list[tuple[str, bytes]] = []
         self.after_drop: list[bytes] = []
 
-    def _malformed(self, name: bytes) -> bytes:
+    def _malformed(self, name: bytes, *, okx_framing: bool = False) -> bytes:
         if self.only is not None:
             self._malformed_seq = MALFORMED_KINDS.index(self.only)
         kind = MALFORMED_KINDS[self._malformed_seq % len(MALFORMED_KINDS)]
-        frame = super()._malformed(name)
+        frame = super()._malformed(name, okx_framing=okx_framing)
         self.malformed.append((kind, frame))
         if self.stats.connections_dropped:
             self.after_drop.append(frame)
@@ -246,3 +247,24 @@ def test_flush_entered_while_a_finished_commits_callback_is_queued_returns(tmp_p
     thread.join(30)
     assert not thread.is_alive(), "flush() spun forever"
     assert pl.read_delta(str(tmp_path / "bronze" / "trades"))["id"].to_list() == ["1"]
+
+
+class _BreaksMidStream(LoopbackExchange):
+    """A loopback exchange whose pump fails at its first malformed frame (an exchange-side bug)."""
+
+    def _malformed(self, name: bytes, *, okx_framing: bool = False) -> bytes:
+        raise TypeError("the exchange's own bug")
+
+
+def test_a_crashed_loopback_exchange_fails_the_replay_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    spec = MarketSpec(first_id=1_000_000, exchange="BINANCE_FUTURES", symbols=["BTCUSDT"], rate=20_000, max_trades=600)
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w1", spool_dir=tmp_path / "spool", max_age_s=0.2)
+
+    async def go() -> None:
+        async with _BreaksMidStream(market=spec, faults=FaultPlan(malformed_every=41)) as ex:
+            await stream_until_finished(ex, [_target(ex, spec.symbols)], writer, timeout=60)
+
+    started = time.monotonic()
+    with pytest.raises(LakehouseError, match="the loopback exchange failed: TypeError"):
+        asyncio.run(go())
+    assert time.monotonic() - started < 20  # not the 60 s timeout

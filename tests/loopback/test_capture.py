@@ -33,7 +33,8 @@ async def _drive(path: Path) -> tuple[Collected, CaptureExchange]:
         task = asyncio.create_task(run_feeds([feed], stop=stop))
         await asyncio.wait_for(ex.finished.wait(), 60)
         for _ in range(200):  # every frame sent has reached the handler
-            if sum(s.received for s in connection_stats(cap.exchange, since=started).values()) >= ex.stats.messages_sent:
+            received = sum(s.received for s in connection_stats(cap.exchange, since=started).values())
+            if received >= ex.stats.messages_sent:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)

@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from cryptofeed.connection import connection_stats
 
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.stream import CHANNELS, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.loopback import LoopbackExchange, Recording, load_recording
@@ -82,6 +83,10 @@ async def stream_until_finished(
     if task.done():
         finished.cancel()
         task.result()  # the stream failed: raise its error
+    if isinstance(ex, LoopbackExchange) and ex.error is not None:
+        stop.set()
+        await task
+        raise LakehouseError(f"the loopback exchange failed: {ex.error!r}") from ex.error
     if not finished.done():
         finished.cancel()
         stop.set()

@@ -158,6 +158,7 @@ class LoopbackExchange:
         # made again by each start(): an asyncio.Event binds to the loop that first waits on it
         self._first_client = asyncio.Event()
         self.finished = asyncio.Event()
+        self.error: BaseException | None = None  # a task of the exchange crashed (see _task_done)
         self._delivered: set[int] = set()
         self._dropped_once = False
         self._malformed_seq = 0
@@ -227,7 +228,16 @@ class LoopbackExchange:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A pump or replay that crashed ends the exchange's run: ``error`` says why and
+        ``finished`` wakes whoever waits for it (instead of them waiting for their timeout)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            LOG.error("loopback exchange task failed: %r", exc)
+            self.error = exc
+            self.finished.set()
 
     def status(self) -> ExchangeStatus:
         return {
