@@ -29,8 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "maintenance": {"storage", *_BASE},
     # the writer compacts as it goes (maintenance); the stream and backfill use the real clients
     "ingest": {"storage", "maintenance", "venues", *_BASE},
-    # REST history reaches transform through transform.history.VenueHistory, filled by the caller
-    "transform": {"storage", *_BASE},
+    # REST history reaches transform through transform.history.VenueHistory, filled by the caller;
+    # what silver may assume of a venue is data: the registry module only (see REGISTRY_ONLY)
+    "transform": {"storage", "venues", *_BASE},
     "query": {"storage", *_BASE},
     # the loopback exchange speaks the real venues' protocols; loopback.replay streams a recording
     # through the real ingest path into bronze (a loopback feature, above ingest)
@@ -45,6 +46,8 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", "devtools", NAME}
     | _BASE,
 }
+# components that may import the venues package's registry (data) but not its clients
+REGISTRY_ONLY = {"transform"}
 # who may import the loopback exchange (besides tests, which are not scanned here)
 LOOPBACK_USERS = {"loopback", "jobs", "devtools", "cli"}
 
@@ -184,3 +187,17 @@ def test_only_tests_jobs_devtools_the_cli_and_itself_import_the_loopback_exchang
         and (module.split(".")[0] != NAME or _component(module) not in LOOPBACK_USERS)
     ]
     assert not users, "\n".join(users)
+
+
+def test_transform_reads_the_venue_registry_but_never_the_clients() -> None:
+    """silver asks the registry what it may assume of a venue (pure data); cryptofeed and ccxt
+    (``venues.clients``) stay out of transform, whose REST access is the caller's backfiller."""
+    graph = _graph(PACKAGE, NAME)
+    wrong = [
+        f"{module} imports {target} (line {line})"
+        for module, edges in graph.items()
+        if _component(module) in REGISTRY_ONLY
+        for target, line in edges.items()
+        if _component(target) == "venues" and target != f"{NAME}.venues.registry"
+    ]
+    assert not wrong, wrong

@@ -18,7 +18,6 @@ from crypto_lakehouse.schemas import SESSIONS
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gaps import coverage_gaps
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
-from crypto_lakehouse.venues import venue
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -149,7 +148,7 @@ def test_a_writer_stopped_before_the_market_ended_leaves_a_tail_gap(tmp_path: Pa
         result = promote_silver(
             catalog,
             backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5),
-            options=SilverOptions(venues=venue),
+            options=SilverOptions(),
         )
     silver = pl.read_delta(str(root / "silver" / "trades")).sort("id")
     assert silver["id"].to_list() == list(range(1_000_000, 1_009_000))  # the venue's last id reached
@@ -188,7 +187,7 @@ def test_a_writer_killed_before_its_first_commit_leaves_a_head_gap(tmp_path: Pat
         promote_silver(
             catalog,
             backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5),
-            options=SilverOptions(venues=venue),
+            options=SilverOptions(),
         )
         tape = ex.market.tape("BTCUSDT")
     silver = pl.read_delta(str(root / "silver" / "trades")).sort("id")

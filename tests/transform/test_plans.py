@@ -20,7 +20,6 @@ import pytest
 from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.transform.plans import PLANS, TS_MIN, QualityReport, _parse_intervals
 from crypto_lakehouse.transform.silver import SilverOptions, _validate
-from crypto_lakehouse.venues import venue
 
 from .helpers import valid_bronze_fields
 
@@ -46,7 +45,7 @@ def _frame(table: str, *rows: dict[str, Any]) -> pl.DataFrame:
 
 def _validate_one(table: str, opts: SilverOptions | None = None, **changes: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     df = _frame(table, {**VALID[table], **changes})
-    return _validate(PLANS["silver." + table.split(".")[1]], df, NOW, opts or SilverOptions(venues=venue))
+    return _validate(PLANS["silver." + table.split(".")[1]], df, NOW, opts or SilverOptions())
 
 
 def _rule(table: str, opts: SilverOptions | None = None, **changes: Any) -> str | None:

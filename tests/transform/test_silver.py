@@ -19,11 +19,8 @@ from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.loopback import FaultPlan, MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
-from crypto_lakehouse.venues import venue
 
 from .helpers import stream_into_bronze
-
-REGISTRY = SilverOptions(venues=venue)  # what silver may assume of Binance (contiguous ids): jobs pass it
 
 LAKEHOUSE = [sys.executable, "-m", "crypto_lakehouse.cli"]
 
@@ -47,9 +44,7 @@ def test_faulty_stream_then_promote_equals_ground_truth_and_rerun_is_a_noop(tmp_
     with running_exchange(market=spec, faults=faults) as ex:
         stream_into_bronze(ex, tmp_path)
         catalog = Catalog(tmp_path)
-        result = promote_silver(
-            catalog, backfiller=Backfiller({"BINANCE_FUTURES": ex.rest_url}, rate_limit_ms=5), options=REGISTRY
-        )
+        result = promote_silver(catalog, backfiller=Backfiller({"BINANCE_FUTURES": ex.rest_url}, rate_limit_ms=5))
         silver = _silver(tmp_path)
         for sym, std in (("BTCUSDT", "BTC-USDT-PERP"), ("ETHUSDT", "ETH-USDT-PERP")):
             got = silver.filter(pl.col("symbol") == std).sort("id")
@@ -67,9 +62,7 @@ def test_faulty_stream_then_promote_equals_ground_truth_and_rerun_is_a_noop(tmp_
         assert set(gaps["status"]) == {"filled"} and gaps["rows_filled"].sum() == 155
 
         versions = {t: catalog.open(t).version() for t in ("silver.trades", "silver.gaps", "silver.dq_report")}
-        again = promote_silver(
-            catalog, backfiller=Backfiller({"BINANCE_FUTURES": ex.rest_url}, rate_limit_ms=5), options=REGISTRY
-        )
+        again = promote_silver(catalog, backfiller=Backfiller({"BINANCE_FUTURES": ex.rest_url}, rate_limit_ms=5))
     assert again.totals() == {}  # nothing new: no rows, no gaps, no report rows
     assert _silver(tmp_path).height == silver.height
     assert {t: catalog.open(t).version() for t in versions} == versions  # not even an empty commit
@@ -165,7 +158,7 @@ def test_bad_rows_are_quarantined_with_their_rule_and_never_twice(tmp_path: Path
         await writer.flush()
 
     asyncio.run(write())
-    result = promote_silver(catalog, backfiller=None, options=REGISTRY)  # Binance ids are integers
+    result = promote_silver(catalog, backfiller=None)  # Binance ids are integers
     q = _silver(tmp_path, "quarantine")
     rules = sorted(zip(q["table"], q["rule"], strict=True))
     assert rules == sorted(
@@ -191,12 +184,12 @@ def test_bad_rows_are_quarantined_with_their_rule_and_never_twice(tmp_path: Path
 
     # reprocess the whole window: idempotent, in silver and in quarantine
     window = dict(start=datetime.fromtimestamp(now - 3600, UTC), end=datetime.fromtimestamp(now + 7200, UTC))
-    promote_silver(catalog, backfiller=None, options=REGISTRY, **window)
+    promote_silver(catalog, backfiller=None, **window)
     assert _silver(tmp_path, "quarantine").height == q.height
     assert _silver(tmp_path)["id"].to_list() == [10]
     # a duplicate arriving in a later bronze commit is dropped against silver
     asyncio.run(write())
-    later = promote_silver(catalog, backfiller=None, options=REGISTRY)
+    later = promote_silver(catalog, backfiller=None)
     assert later.totals()["silver.trades"]["duplicates"] == 2 and _silver(tmp_path).height == 1
 
 
@@ -242,9 +235,7 @@ def test_missing_candle_is_backfilled_from_the_exchange_klines(tmp_path: Path) -
 
     asyncio.run(write())
     with running_exchange(market=market) as ex:
-        result = promote_silver(
-            catalog, backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5), options=REGISTRY
-        )
+        result = promote_silver(catalog, backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5))
     candles = _silver(tmp_path, "candles").sort("start")
     assert [int(t.timestamp() * 1000) for t in candles["start"]] == [k[0] for k in klines]
     filled = candles.filter(pl.col("source") == "backfill")
@@ -294,9 +285,7 @@ def test_sigkilled_writer_outage_becomes_a_gap_that_is_filled(tmp_path: Path) ->
         proc = stream("--duration", "2")
         proc.communicate(timeout=60)
         assert proc.returncode == 0
-        result = promote_silver(
-            Catalog(root), backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5), options=REGISTRY
-        )
+        result = promote_silver(Catalog(root), backfiller=Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5))
         silver = _silver(root).sort("id")
         ids = silver["id"].to_list()
         assert ids == list(range(1_000_000, ids[-1] + 1))  # the outage was filled: contiguous
@@ -327,7 +316,7 @@ def test_a_gap_bigger_than_one_runs_budget_is_filled_over_several_runs(tmp_path:
     with running_exchange(market=spec, faults=FaultPlan(skip_trades=[(1_000_100, 1_002_599)])) as ex:
         stream_into_bronze(ex, tmp_path)
         catalog = Catalog(tmp_path)
-        opts = SilverOptions(backfill_max_trades=1_000, venues=venue)
+        opts = SilverOptions(backfill_max_trades=1_000)
         backfiller = Backfiller({"BINANCE": ex.rest_url}, rate_limit_ms=5)
         runs = []
         for _ in range(4):

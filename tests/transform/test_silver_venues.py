@@ -13,12 +13,11 @@ import pyarrow as pa
 from crypto_lakehouse.schemas import SESSIONS, SILVER
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
-from crypto_lakehouse.venues import venue
 
 from .helpers import write_bronze
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
-OPTS = SilverOptions(venues=venue)
+OPTS = SilverOptions()
 UUIDS = [f"5f1c8d5e-0f6a-5e3b-9b0a-{i:012x}" for i in range(6)]
 
 

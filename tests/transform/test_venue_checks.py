@@ -21,7 +21,7 @@ from .helpers import write_bronze
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 _UTC = pl.Datetime("us", "UTC")
-OPTS = SilverOptions(venues=venue, backfill=True)
+OPTS = SilverOptions(backfill=True)
 
 
 # ------------------------------------------------------------------------------ trade ids per kind

@@ -27,7 +27,6 @@ from crypto_lakehouse.loopback.replay import ingest_recording
 from crypto_lakehouse.schemas import BRONZE, GOLD, SILVER
 from crypto_lakehouse.transform.gold import build_gold
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
-from crypto_lakehouse.venues.registry import venue
 
 __all__ = ["run_demo"]
 
@@ -74,7 +73,7 @@ async def _demo(settings: Settings, writer: BronzeWriter, recording: Path, secon
             promote_silver,
             writer.catalog,
             backfiller=Backfiller({v.exchange: ex.rest_url}),
-            options=SilverOptions.from_settings(settings.silver, venues=venue),
+            options=SilverOptions.from_settings(settings.silver),
         )
     gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
     for table, metrics in silver.totals().items():

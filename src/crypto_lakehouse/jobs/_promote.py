@@ -17,7 +17,6 @@ from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
 from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
-from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
     "BackfillResult",
@@ -83,7 +82,7 @@ def promote_silver(
     endpoint the root was streamed from (a loopback exchange), else the exchange's own.
     ``tables``: only these (``trades``, ``silver.book``, ...)."""
     first, last = time_range(start, end)
-    opts = SilverOptions.from_settings(settings.silver, venues=venue)
+    opts = SilverOptions.from_settings(settings.silver)
     catalog = Catalog.from_settings(settings)
     result = silver.promote_silver(
         catalog,
@@ -135,6 +134,6 @@ def backfill(
         symbol=symbol,
         start=first,
         end=last,
-        options=SilverOptions.from_settings(settings.silver, venues=venue),
+        options=SilverOptions.from_settings(settings.silver),
     )
     return BackfillResult(exchange=name, symbol=symbol, rows_added=added)

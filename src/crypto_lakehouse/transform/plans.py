@@ -18,6 +18,7 @@ from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import SILVER
 from crypto_lakehouse.transform.history import VenueLookup
+from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
     "ORIGIN",
@@ -58,18 +59,19 @@ class VenueChecks:
 @dataclass(frozen=True, slots=True)
 class SilverOptions:
     """How a promote-silver run validates and fills gaps (``[silver]`` in the settings).
-    ``venues``: the venue registry (``crypto_lakehouse.venues.venue``); without it nothing is
-    assumed of any venue (:class:`VenueChecks`' defaults)."""
+    ``venues``: what may be assumed of each venue; by default the registry
+    (``crypto_lakehouse.venues.venue``). An exchange it does not know gets no assumption
+    (:class:`VenueChecks`' defaults: opaque ids, no sequence)."""
 
     max_future_skew: timedelta = timedelta(seconds=10)
     funding_gap: timedelta = timedelta(minutes=1)
     symbols: frozenset[str] | None = None  # allow-list; None: any well-formed symbol
     backfill: bool = True
     backfill_max_trades: int = 1_000_000  # trade ids per gap and run (a huge gap continues next run)
-    venues: VenueLookup | None = None
+    venues: VenueLookup = venue
 
     @classmethod
-    def from_settings(cls, s: SilverSettings, *, venues: VenueLookup | None = None) -> SilverOptions:
+    def from_settings(cls, s: SilverSettings, *, venues: VenueLookup = venue) -> SilverOptions:
         return cls(
             max_future_skew=s.max_future_skew,
             funding_gap=s.funding_gap,
@@ -81,8 +83,6 @@ class SilverOptions:
 
     def checks(self, exchange: str) -> VenueChecks:
         """The :class:`VenueChecks` of ``exchange`` (a cryptofeed id)."""
-        if self.venues is None:
-            return VenueChecks(exchange)
         try:
             v = self.venues(exchange)
         except LakehouseError:  # not a venue of the registry: assume nothing
