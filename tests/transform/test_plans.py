@@ -182,9 +182,10 @@ def test_trade_ids_are_validated_by_the_venues_kind_of_id(
     assert _rule("bronze.trades", exchange=exchange, id=trade_id) == rule
 
 
-def test_without_the_registry_no_venue_is_assumed_to_have_integer_ids() -> None:
-    assert _rule("bronze.trades", SilverOptions(), id="abc") is None
-    assert _rule("bronze.trades", SilverOptions(), id=None) == "missing_id"
+def test_an_exchange_the_registry_does_not_know_is_not_assumed_to_have_integer_ids() -> None:
+    assert _rule("bronze.trades", SilverOptions(), exchange="NOT_A_VENUE", id="abc") is None
+    assert _rule("bronze.trades", SilverOptions(), exchange="NOT_A_VENUE", id=None) == "missing_id"
+    assert _rule("bronze.trades", SilverOptions(), exchange="BINANCE", id="abc") == "bad_id"  # the registry's default
 
 
 @pytest.mark.parametrize(

@@ -86,8 +86,8 @@ def _bronze_rows(writer: BronzeWriter, now: float) -> None:
     writer.add_many(
         "bronze.ticker",
         [
-            ("BINANCE", "BTC-USDT", now - 5, now, 1, "100.0", "1", "100.1", "2"),
-            ("BINANCE", "BTC-USDT", now - 4, now, 2, "100.2", "1", "100.1", "2"),  # crossed_book
+            ("BINANCE", "BTC-USDT", now - 5, now, 1, "100.0", "1", "100.1", "2", "ticker"),
+            ("BINANCE", "BTC-USDT", now - 4, now, 2, "100.2", "1", "100.1", "2", "ticker"),  # crossed_book
         ],
     )
     writer.add_many(
