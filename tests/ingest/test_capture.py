@@ -34,7 +34,7 @@ from cryptofeed.defines import ASK, BID, CANDLES, FUNDING, L2_BOOK, LIQUIDATIONS
 from deltalake import DeltaTable
 
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
-from crypto_lakehouse.ingest.capture import capture_files, capture_writer_id, ingest_capture, is_capture
+from crypto_lakehouse.ingest.capture import capture_files, capture_writer_id, ingest_capture, is_pcap_capture
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec
 from crypto_lakehouse.storage import Catalog
@@ -153,12 +153,12 @@ def _trades(root: Path) -> list[tuple[str, str, str, str]]:
 def test_a_capture_lands_as_recorded_and_twice_adds_nothing(recorded: Recorded, tmp_path: Path) -> None:
     capture = recorded.path
     assert capture.exists() and Path(metadata_path(str(capture))).exists()
-    assert is_capture(capture) and not is_capture(Path(metadata_path(str(capture))))
+    assert is_pcap_capture(capture) and not is_pcap_capture(Path(metadata_path(str(capture))))
     zst = tmp_path / "frames.jsonl.zst"  # zstd, not a pcap inside; and zstd's magic before junk
     zst.write_bytes(zstandard.ZstdCompressor().compress(b'{"a": 1}\n'))
     junk = tmp_path / "junk.zst"
     junk.write_bytes(b"\x28\xb5\x2f\xfd" + b"\xff" * 40)
-    assert not is_capture(zst) and not is_capture(junk) and not is_capture(tmp_path / "none")
+    assert not is_pcap_capture(zst) and not is_pcap_capture(junk) and not is_pcap_capture(tmp_path / "none")
 
     first = _ingest(capture, tmp_path)
     assert first["exchanges"] == ["BINANCE_FUTURES"]  # read from the capture
@@ -292,3 +292,19 @@ def test_the_job_ingests_a_capture_with_the_settings_writer_options(recorded: Re
     assert not any(jobs.ingest_capture(settings, capture=recorded.path).rows.values())
     with pytest.raises(LakehouseError, match="nope.pcap: no such capture file"):
         jobs.ingest_capture(settings, capture=tmp_path / "nope.pcap")
+
+
+def test_lakehouse_ingest_recording_takes_a_pcap_capture(recorded: Recorded, tmp_path: Path) -> None:
+    """The command a user runs: it tells a pcap capture from a recording by its bytes."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path / "lake"
+    cmd = [sys.executable, "-m", "crypto_lakehouse.cli", "--root", str(root), "ingest-recording", str(recorded.path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["exchanges"] == ["BINANCE_FUTURES"] and summary["writer_id"] == capture_writer_id([recorded.path])
+    assert _rows(root) == {**recorded.rows, "bronze.dead_letter": 0}
+    wrong = subprocess.run([*cmd, "--exchange", "OKX"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "OKX" in wrong.stderr.strip().splitlines()[-1]

@@ -173,5 +173,27 @@ def test_promote_silver_runs_beside_the_new_bronze_tables(replays: dict[str, tup
 
     for name in ("BYBIT", "DERIBIT"):
         _, root = replays[name]
-        promote_silver(Catalog(root), backfiller=None)
-        assert Catalog(root).exists("silver.book")
+        result = promote_silver(Catalog(root), backfiller=None)
+        book = result.totals()["silver.book"]
+        assert not any(k.startswith("quarantined") for k in book), book  # a real session: nothing bad
+        empty = _bronze(root, "book").filter(pl.col("levels") == 0).height
+        assert book.get("empty_updates", 0) == empty == (1 if name == "DERIBIT" else 0)
+        assert pl.read_delta(str(root / "silver" / "book")).height == _bronze(root, "book").height - empty
+
+
+def test_every_symbol_the_venues_delivered_is_one_silver_accepts(
+    replays: dict[str, tuple[RecordingIngested, Path]],
+) -> None:
+    """cryptofeed's names of spot pairs, perpetuals, futures and Deribit's options, as the 11
+    venues delivered them, pass silver's symbol rule (none is quarantined as unknown_symbol)."""
+    import re
+
+    from crypto_lakehouse.transform.silver import SYMBOL_PATTERN
+
+    symbols = set()
+    for _, root in replays.values():
+        for kind in ("trades", "book", "ticker"):
+            if (root / "bronze" / kind).exists():
+                symbols |= set(_bronze(root, kind)["symbol"].unique().to_list())
+    assert any(s.endswith(("-call", "-put")) for s in symbols) and any(s.endswith("-PERP") for s in symbols)
+    assert [s for s in sorted(symbols) if not re.match(SYMBOL_PATTERN, s)] == []

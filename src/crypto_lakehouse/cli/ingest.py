@@ -66,8 +66,8 @@ def ingest_recording(
         Path,
         typer.Argument(
             metavar="RECORDING",
-            help="A capture NAME.jsonl.zst (any venue), or a legacy recording as PATH/NAME "
-            "(files NAME.0, NAME.ws.*, ...).",
+            help="A capture NAME.jsonl.zst (any venue), a cryptofeed 3 pcap capture (FeedHandler(record=...), "
+            "its .meta.json beside it), or a legacy recording as PATH/NAME (files NAME.0, NAME.ws.*, ...).",
         ),
     ],
     config: ConfigOpt = None,
@@ -75,7 +75,11 @@ def ingest_recording(
     timeout: Annotated[
         float, typer.Option(help="Give up if the replay has not finished after this many seconds.")
     ] = 600,
+    exchange: Annotated[
+        str | None, typer.Option("--exchange", "-e", help="pcap captures: only this exchange (default: every one).")
+    ] = None,
 ) -> None:
-    """Replay a recorded session through the loopback exchange and cryptofeed into bronze; print a JSON summary."""
-    result = jobs.ingest_recording(settings(config, root), recording=recording, timeout=timeout)
+    """Replay a recorded session through cryptofeed into bronze (a capture or recording through the loopback
+    exchange; a pcap capture through cryptofeed's own playback, exactly once); print a JSON summary."""
+    result = jobs.ingest_recording(settings(config, root), recording=recording, timeout=timeout, exchange=exchange)
     print(json.dumps(asdict(result)))

@@ -50,7 +50,7 @@ from crypto_lakehouse.schemas import BRONZE
 from crypto_lakehouse.venues.clients import feed_class
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["CaptureIngested", "capture_files", "capture_writer_id", "ingest_capture", "is_capture"]
+__all__ = ["CaptureIngested", "capture_files", "capture_writer_id", "ingest_capture", "is_pcap_capture"]
 
 LOG = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class CaptureIngested(TypedDict):
     root: str
 
 
-def is_capture(path: str | Path) -> bool:
+def is_pcap_capture(path: str | Path) -> bool:
     """Whether ``path`` is a cryptofeed pcap capture (by its magic bytes; zstd-compressed ones
     by the pcap magic inside)."""
     try:

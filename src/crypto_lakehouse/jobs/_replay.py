@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import InvalidArgument
+from crypto_lakehouse.ingest.capture import is_pcap_capture
 from crypto_lakehouse.ingest.writer import BronzeWriter
+from crypto_lakehouse.jobs._capture import CaptureResult, ingest_capture
 from crypto_lakehouse.loopback.replay import ingest_recording as replay_into
 from crypto_lakehouse.loopback.replay import load_any_recording
 
@@ -27,10 +30,20 @@ class RecordingResult:
     root: str
 
 
-def ingest_recording(settings: Settings, *, recording: str | Path, timeout: float = 600) -> RecordingResult:
+def ingest_recording(
+    settings: Settings, *, recording: str | Path, timeout: float = 600, exchange: str | None = None
+) -> RecordingResult | CaptureResult:
     """Replay ``recording`` (a capture ``NAME.jsonl.zst`` of any venue, or a legacy recording
     ``PATH/NAME``: files ``NAME.0``, ``NAME.ws.*``, ...) into bronze with a writer of its own
-    (role ``replay``); give up after ``timeout`` seconds."""
+    (role ``replay``); give up after ``timeout`` seconds.
+
+    A cryptofeed 3 pcap capture (``FeedHandler(record=...)``) is replayed by
+    :func:`~crypto_lakehouse.jobs.ingest_capture` instead (``exchange``: only that one of its
+    exchanges); ``exchange`` means nothing for the others, which hold one exchange each."""
+    if is_pcap_capture(recording):
+        return ingest_capture(settings, capture=recording, exchange=exchange)
+    if exchange is not None:
+        raise InvalidArgument(f"exchange= picks an exchange of a pcap capture; {recording} holds one exchange")
     rec = load_any_recording(recording)  # a missing recording fails before the writer starts
     writer = BronzeWriter.from_settings(settings, role="replay")
     return RecordingResult(**asyncio.run(replay_into(rec, writer, timeout=timeout)))

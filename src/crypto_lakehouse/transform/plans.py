@@ -120,6 +120,9 @@ class Plan:
     nullable_floats: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
     keep: Callable[[], pl.Expr] | None = None  # rows to promote (others are superseded, counted)
+    # (column, expression TRUE for a row that carries no data): an update the venue sent empty
+    # (bronze keeps it so updates stay countable); counted as ``empty_updates``, never promoted
+    empty: tuple[str, Callable[[], pl.Expr]] | None = None
     # adds parsed ``__<column>`` columns the rules need beyond the floats (candles: the interval;
     # trades: the venue's kind of id)
     prepare: Callable[[pl.DataFrame, SilverOptions], pl.DataFrame] | None = None
@@ -228,6 +231,7 @@ PLANS: dict[str, Plan] = {
             "bronze.book",
             "silver.book",
             floats=("price", "size"),
+            empty=("levels", lambda: pl.col("levels") == 0),
             rules=(
                 _not_numeric("price"),
                 _positive("price"),

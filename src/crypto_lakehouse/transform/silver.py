@@ -56,7 +56,11 @@ __all__ = ["PromoteResult", "SilverOptions", "backfill", "promote_silver"]
 
 LOG = logging.getLogger(__name__)
 
-SYMBOL_PATTERN = r"^[A-Z0-9]+-[A-Z0-9]+(-PERP|-\d{6})?$"
+# cryptofeed's normalised symbol: BASE[-QUOTE] (the quote left out when it is the base), then
+# -PERP, -FX, a future's expiry (YY + month code + day, e.g. 24U27; or YYMMDD) or an option's
+# -STRIKE-EXPIRY-call|put (cryptofeed.symbols.Symbol.normalized)
+_EXPIRY = r"\d{2}[FGHJKMNQUVXZ]\d{1,2}"
+SYMBOL_PATTERN = rf"^[A-Z0-9]+(-[A-Z0-9]+)?(-PERP|-FX|-\d{{6}}|-{_EXPIRY}|-\d+(\.\d+)?-{_EXPIRY}-(call|put))?$"
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -311,6 +315,10 @@ def _promote_rows(
 ) -> int:
     """Validate, quarantine, dedup and append ``raw`` (bronze-shaped rows); returns rows written."""
     report.add(plan.silver, "rows_in", raw)
+    if plan.empty is not None and plan.empty[0] in raw.columns:  # (bronze of an earlier release lacks it)
+        is_empty = plan.empty[1]()
+        report.add(plan.silver, "empty_updates", raw.filter(is_empty))
+        raw = raw.filter(~is_empty)
     if plan.keep is not None:
         superseded = raw.filter(~plan.keep())
         report.add(plan.silver, "superseded", superseded)
