@@ -19,6 +19,7 @@ from crypto_lakehouse.loopback.recording import _STREAMS
 from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
+    "replay_target",
     "RecordingIngested",
     "capture_subscription",
     "ingest_recording",
@@ -119,18 +120,8 @@ async def ingest_recording(
         sub = recording_subscription(rec)
         ex, interval = LoopbackExchange(recording=rec), None
     async with ex:
-        target = FeedTarget(
-            rec.exchange,
-            symbols=[],
-            channels=list(sub),
-            ws_url=ex.ws_url,
-            rest_url=ex.rest_url,
-            cert_pem=ex.cert_pem,
-            subscription=sub,
-            host_in_path=isinstance(ex, CaptureExchange),
-            candle_interval=interval,
-            observers={c: [_counter(counted, c)] for c in sub},
-        )
+        target = replay_target(ex, sub, candle_interval=interval)
+        target.observers = {c: [_counter(counted, c)] for c in sub}
         await stream_until_finished(ex, [target], writer, timeout=timeout)
         frames = ex.stats.messages_sent
     return {
@@ -141,6 +132,24 @@ async def ingest_recording(
         "callbacks": counted,
         "root": writer.catalog.root,
     }
+
+
+def replay_target(
+    ex: LoopbackExchange | CaptureExchange, subscription: dict[str, list[str]], *, candle_interval: str | None = None
+) -> FeedTarget:
+    """What to stream from ``ex`` (started) replaying a recording or capture: its exchange,
+    ``subscription`` (channel -> symbols, e.g. :func:`capture_subscription`) at its addresses."""
+    return FeedTarget(
+        ex.venue.exchange,
+        symbols=[],
+        channels=list(subscription),
+        ws_url=ex.ws_url,
+        rest_url=ex.rest_url,
+        cert_pem=ex.cert_pem,
+        subscription=subscription,
+        host_in_path=isinstance(ex, CaptureExchange),
+        candle_interval=candle_interval,
+    )
 
 
 def _counter(counts: dict[str, int], channel: str) -> Callable[[object, float], Awaitable[None]]:
