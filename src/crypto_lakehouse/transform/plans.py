@@ -231,7 +231,7 @@ PLANS: dict[str, Plan] = {
             "bronze.book",
             "silver.book",
             floats=("price", "size"),
-            empty=("levels", lambda: pl.col("levels") == 0),
+            empty=("levels", lambda: (pl.col("levels") == 0).fill_null(False)),  # null: written without a count
             rules=(
                 _not_numeric("price"),
                 _positive("price"),

@@ -60,7 +60,9 @@ LOG = logging.getLogger(__name__)
 # -PERP, -FX, a future's expiry (YY + month code + day, e.g. 24U27; or YYMMDD) or an option's
 # -STRIKE-EXPIRY-call|put (cryptofeed.symbols.Symbol.normalized)
 _EXPIRY = r"\d{2}[FGHJKMNQUVXZ]\d{1,2}"
-SYMBOL_PATTERN = rf"^[A-Z0-9]+(-[A-Z0-9]+)?(-PERP|-FX|-\d{{6}}|-{_EXPIRY}|-\d+(\.\d+)?-{_EXPIRY}-(call|put))?$"
+_SUFFIX = rf"-PERP|-FX|-\d{{6}}|-{_EXPIRY}|-\d+(\.\d+)?-{_EXPIRY}-(call|put)"
+# at least one dash: a bare BTCUSDT is the venue's own name, not cryptofeed's
+SYMBOL_PATTERN = rf"^[A-Z0-9]+(-[A-Z0-9]+({_SUFFIX})?|{_SUFFIX})$"
 _UTC = pl.Datetime("us", "UTC")
 
 
