@@ -38,7 +38,8 @@ __all__ = ["CAPTURED_VENUES", "run_demo"]
 CAPTURED_VENUES = ("COINBASE", "OKX", "BYBIT")
 """The recorded sessions (``<captures>/NAME.jsonl.zst``) the demo replays."""
 
-# the second synthetic venue: OKX perpetual swaps, at half the configured rate
+# the second synthetic venue: OKX perpetual swaps, at a quarter of the configured rate (ccxt pages
+# OKX's history 100 trades a request: what the market trades while promote runs is backfilled)
 _OKX_SYMBOLS = ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
 # what the per-venue table counts
 _PER_VENUE = (
@@ -95,11 +96,11 @@ async def _demo(
 
     lb = settings.loopback
     binance = MarketSpec(exchange=lb.exchange, symbols=lb.symbols, seed=lb.seed, rate=lb.rate)
-    okx = MarketSpec(exchange="OKX", symbols=_OKX_SYMBOLS, seed=lb.seed + 1, rate=lb.rate / 2)
+    okx = MarketSpec(exchange="OKX", symbols=_OKX_SYMBOLS, seed=lb.seed + 1, rate=lb.rate / 4)
     async with LoopbackExchange(market=binance) as ex1, LoopbackExchange(market=okx) as ex2:
         console.print(
             f"[bold]2.[/] two synthetic markets in one process for {seconds:g} s: {lb.exchange} "
-            f"{', '.join(lb.symbols)} at {lb.rate:g} msgs/s and OKX {', '.join(_OKX_SYMBOLS)} at {lb.rate / 2:g}"
+            f"{', '.join(lb.symbols)} at {lb.rate:g} msgs/s and OKX {', '.join(_OKX_SYMBOLS)} at {lb.rate / 4:g}"
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)

@@ -43,7 +43,9 @@ async def live_progress(writer: BronzeWriter, stop: asyncio.Event, *, console: C
                 pass
             now = time.monotonic()
             for name, s in writer.summary().items():
-                total = s["rows_committed"] + s["rows_buffered"]
+                # (a batch being committed has left the buffer but is not counted committed yet:
+                # the sum dips for a moment; never show that as a negative rate)
+                total = max(s["rows_committed"] + s["rows_buffered"], last.get(name, 0))
                 rates[name] = (total - last.get(name, 0)) / max(now - last_t, 1e-6)
                 last[name] = total
             last_t = now
