@@ -67,3 +67,19 @@ def test_an_unknown_exchange_names_every_venue(tmp_path: Path) -> None:
 def test_a_streams_entry_without_symbols_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="symbols"):
         _settings(tmp_path, "stream:\n  streams:\n    - {exchange: OKX, symbols: []}\n")
+
+
+def test_a_venue_whose_rest_cannot_be_reached_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+    """Not the storage's error (the CLI reports other OSErrors as storage trouble): the venue and
+    the address its symbols were to come from."""
+    import asyncio
+
+    from crypto_lakehouse.errors import LakehouseError
+    from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+    from crypto_lakehouse.storage import Catalog
+
+    closed = "http://127.0.0.1:9"  # nothing listens on the discard port
+    target = FeedTarget("OKX", ["BTC-USDT-PERP"], ["trades"], ws_url="wss://127.0.0.1:9", rest_url=closed)
+    writer = BronzeWriter(Catalog(tmp_path), writer_id="w", spool_dir=tmp_path / "spool")
+    with pytest.raises(LakehouseError, match=rf"^OKX: cannot load its symbols from {closed}: .*127\.0\.0\.1:9"):
+        asyncio.run(stream_to_bronze([target], writer, stop=asyncio.Event(), sessions=False))

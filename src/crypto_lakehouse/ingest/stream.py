@@ -441,6 +441,16 @@ def _make_feed(target: FeedTarget, writer: BronzeWriter) -> Feed:
         )
     except UnsupportedSymbol as exc:
         raise InvalidArgument(_unsupported_symbol(str(exc).split(" ")[0], v.exchange, base.symbol_mapping())) from None
+    except OSError as exc:  # (aiohttp's connection errors are OSErrors too)
+        raise _unreachable(v.exchange, base, exc) from None
+
+
+def _unreachable(exchange: str, feed: type[Feed], exc: OSError) -> LakehouseError:
+    """One line for a venue whose REST cannot be reached when cryptofeed loads its symbols (the
+    CLI would otherwise take an ``OSError`` for the storage's)."""
+    endpoints: Any = feed.rest_endpoints  # (typed NotImplemented on Feed; a list on every venue's class)
+    rest = endpoints[0].address if endpoints else "its REST endpoint"
+    return LakehouseError(f"{exchange}: cannot load its symbols from {rest}: {exc}")
 
 
 def _std_symbol(symbol: str) -> str:
@@ -468,7 +478,10 @@ async def _check_symbols(target: FeedTarget, feed: Feed) -> None:
     the feed runs, as a traceback inside its task group): an :class:`InvalidArgument` naming it."""
     wanted = {s for syms in (target.subscription or {}).values() for s in syms} | set(target.symbols)
     wanted = {_std_symbol(s) for s in wanted}
-    mapping = await type(feed).load_symbols()
+    try:
+        mapping = await type(feed).load_symbols()
+    except OSError as exc:
+        raise _unreachable(target.exchange.upper(), type(feed), exc) from None
     for symbol in sorted(wanted):
         if symbol not in mapping:
             raise InvalidArgument(_unsupported_symbol(symbol, target.exchange.upper(), mapping))
