@@ -15,8 +15,9 @@ from typing import Any
 
 from cryptofeed.connection import connection_stats
 
-from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+from crypto_lakehouse.ingest import BronzeWriter, stream_to_bronze
 from crypto_lakehouse.loopback import LoopbackExchange
+from crypto_lakehouse.loopback.replay import synthetic_target
 from crypto_lakehouse.storage import Catalog
 
 
@@ -26,8 +27,7 @@ def stream_into_bronze(
     """Stream the synthetic market (every channel the venue streams by default, or ``channels``)
     into bronze under ``root`` until it has ended and the client has received every frame."""
     v = ex.venue
-    symbols = [ex.market.std_symbol(s) for s in ex.market.symbols]
-    target = FeedTarget(v.exchange, symbols, channels or v.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
+    target = synthetic_target(ex, channels=channels)
     writer = BronzeWriter(Catalog(root), writer_id=writer_id, spool_dir=root / "spool", max_age_s=0.3)
 
     async def go() -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import polars as pl
 from cryptofeed.connection import connection_stats
 
-from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+from crypto_lakehouse.ingest import BronzeWriter, stream_to_bronze
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.loopback.capture import CaptureExchange, load_capture
-from crypto_lakehouse.loopback.replay import capture_subscription, replay_target
+from crypto_lakehouse.loopback.replay import capture_subscription, replay_target, synthetic_target
 from crypto_lakehouse.query import Lakehouse
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.gold import build_gold
@@ -44,11 +44,6 @@ SYNTHETIC = {  # exchange -> (market, faults)
 }
 
 
-def _synthetic_target(ex: LoopbackExchange) -> FeedTarget:
-    symbols = [ex.market.std_symbol(s) for s in ex.market.symbols]
-    return FeedTarget(ex.venue.exchange, symbols, ["trades", "l2_book", "ticker"], ex.ws_url, ex.rest_url, ex.cert_pem)
-
-
 def _stream_all(synthetic: list[LoopbackExchange], captures: Path, root: Path) -> int:
     """Stream every venue through one FeedHandler into one writer until each exchange has sent
     everything and cryptofeed has received it; returns the BYBIT trade callbacks."""
@@ -65,7 +60,7 @@ def _stream_all(synthetic: list[LoopbackExchange], captures: Path, root: Path) -
             replay = replay_target(recorded, capture_subscription(recorded.capture))
             replay.candle_interval = recorded.capture.candle_interval
             replay.observers = {"trades": [count]}
-            targets = [*(_synthetic_target(ex) for ex in synthetic), replay]
+            targets = [*(synthetic_target(ex, channels=["trades", "l2_book", "ticker"]) for ex in synthetic), replay]
             stop = asyncio.Event()
             task = asyncio.create_task(stream_to_bronze(targets, writer, stop=stop, sessions=False))
             deadline = time.monotonic() + 120

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
+from crypto_lakehouse.ingest import BronzeWriter, stream_to_bronze
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.ingest.progress import live_progress
 from crypto_lakehouse.loopback import LoopbackExchange, MarketSpec
-from crypto_lakehouse.loopback.replay import ingest_recording, load_any_recording
+from crypto_lakehouse.loopback.replay import ingest_recording, load_any_recording, synthetic_target
 from crypto_lakehouse.query import Lakehouse
 from crypto_lakehouse.schemas import BRONZE, GOLD, SILVER
 from crypto_lakehouse.storage import Catalog
@@ -60,13 +60,6 @@ async def _replay(recordings: list[Path], writer: BronzeWriter, console: Console
         rec = load_any_recording(path)
         summary = await ingest_recording(rec, writer)
         console.print(f"   {summary['exchange']:<16} {rec.name}: {summary['frames']:,} frames")
-
-
-def _target(ex: LoopbackExchange) -> FeedTarget:
-    market = ex.market
-    assert market is not None, "a synthetic market"  # (both of the demo's exchanges run one)
-    symbols = [market.std_symbol(s) for s in market.symbols]
-    return FeedTarget(ex.venue.exchange, symbols, ex.venue.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
 
 
 def _per_venue(catalog: Catalog) -> Table:
@@ -105,7 +98,7 @@ async def _demo(
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
         view = asyncio.create_task(live_progress(writer, stop, console=console, title="bronze <- two markets"))
-        await stream_to_bronze([_target(ex1), _target(ex2)], writer, stop=stop)
+        await stream_to_bronze([synthetic_target(ex1), synthetic_target(ex2)], writer, stop=stop)
         await view
         sent = ex1.stats.messages_sent + ex2.stats.messages_sent
         console.print()

@@ -20,6 +20,7 @@ from crypto_lakehouse.venues.registry import venue
 
 __all__ = [
     "replay_target",
+    "synthetic_target",
     "RecordingIngested",
     "capture_subscription",
     "ingest_recording",
@@ -150,6 +151,16 @@ def replay_target(
         host_in_path=isinstance(ex, CaptureExchange),
         candle_interval=candle_interval,
     )
+
+
+def synthetic_target(ex: LoopbackExchange, *, channels: list[str] | None = None) -> FeedTarget:
+    """What to stream from ``ex`` (started) running a synthetic market: every symbol it trades,
+    in cryptofeed's names, on ``channels`` (default: the venue's default channels)."""
+    market = ex.market
+    if market is None:
+        raise LakehouseError(f"the loopback exchange at {ex.rest_url} replays a recording: it runs no market")
+    symbols = [market.std_symbol(s) for s in market.symbols]
+    return FeedTarget(ex.venue.exchange, symbols, channels or ex.venue.channels, ex.ws_url, ex.rest_url, ex.cert_pem)
 
 
 def _counter(counts: dict[str, int], channel: str) -> Callable[[object, float], Awaitable[None]]:
