@@ -41,8 +41,9 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.loopback.listen import Listening, listen
 from crypto_lakehouse.loopback.tls import make_certificate
-from crypto_lakehouse.loopback.wsserver import WebSocket, encode_binary_frame, encode_text_frame, start_ws_server
+from crypto_lakehouse.loopback.wsserver import WebSocket, encode_binary_frame, encode_text_frame
 from crypto_lakehouse.venues.registry import Venue, canonical_exchange, venue
 
 __all__ = [
@@ -254,8 +255,7 @@ class CaptureExchange:
         self._done: set[str] = set()
         self._idle: asyncio.TimerHandle | None = None
         self._open: set[WebSocket] = set()
-        self._ws_server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
+        self._listening: Listening | None = None
 
     @property
     def cert_pem(self) -> bytes:
@@ -267,16 +267,8 @@ class CaptureExchange:
 
     async def start(self) -> Self:
         self.finished = asyncio.Event()
-        self._ws_server = await start_ws_server(
-            self._on_ws, host=self.host, port=0, ssl_context=self.certificate.server_context()
-        )
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._on_rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, 0).start()
-        self.ws_url = f"wss://{self.host}:{self._ws_server.sockets[0].getsockname()[1]}"
-        self.rest_url = f"http://{self.host}:{self._runner.addresses[0][1]}"
+        self._listening = await listen(self._on_ws, self._on_rest, host=self.host, certificate=self.certificate)
+        self.ws_url, self.rest_url = self._listening.ws_url, self._listening.rest_url
         LOG.info("capture %s (%s) on %s and %s", self.capture.name, self.venue.exchange, self.ws_url, self.rest_url)
         return self
 
@@ -285,12 +277,9 @@ class CaptureExchange:
             self._idle.cancel()
         for ws in list(self._open):
             await ws.close(1001, "exchange stopping")
-        if self._ws_server is not None:
-            self._ws_server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws_server.wait_closed(), 2)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._listening is not None:
+            await self._listening.close()
+            self._listening = None
 
     async def __aenter__(self) -> Self:
         return await self.start()

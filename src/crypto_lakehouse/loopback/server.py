@@ -31,10 +31,11 @@ from aiohttp.typedefs import Handler
 
 import crypto_lakehouse.loopback.okx as okx
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.loopback.listen import Listening, listen
 from crypto_lakehouse.loopback.recording import Recording, load_recording
 from crypto_lakehouse.loopback.synthetic import MarketSpec, RestError, SyntheticMarket, malformed_variant
 from crypto_lakehouse.loopback.tls import make_certificate
-from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame, start_ws_server
+from crypto_lakehouse.loopback.wsserver import WebSocket, encode_text_frame
 from crypto_lakehouse.venues.registry import Venue, venue
 
 __all__ = ["MALFORMED_KINDS", "ExchangeStatus", "FaultPlan", "LoopbackExchange", "running_exchange"]
@@ -153,8 +154,7 @@ class LoopbackExchange:
         self.certificate = make_certificate(host)
         self._conns: set[_Conn] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ws_server: asyncio.Server | None = None
-        self._runner: web.AppRunner | None = None
+        self._listening: Listening | None = None
         # made again by each start(): an asyncio.Event binds to the loop that first waits on it
         self._first_client = asyncio.Event()
         self.finished = asyncio.Event()
@@ -178,28 +178,22 @@ class LoopbackExchange:
         self._first_client = asyncio.Event()
         self.finished = asyncio.Event()
         try:
-            self._ws_server = await start_ws_server(
+            self._listening = await listen(
                 self._on_ws,
+                self._on_rest,
                 host=self.host,
-                port=self._ws_port,
-                ssl_context=self.certificate.server_context(),
+                certificate=self.certificate,
+                ws_port=self._ws_port,
+                rest_port=self._rest_port,
+                middlewares=[self._errors],
             )
-            app = web.Application(middlewares=[self._errors])
-            app.router.add_route("GET", "/{tail:.*}", self._on_rest)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self._rest_port)
-            await site.start()
         except OSError as exc:
             await self.stop()
             raise LakehouseError(
                 f"cannot listen on {self.host} (wss port {self._ws_port}, REST port "
                 f"{self._rest_port}): {exc.strerror or exc}; choose other ports or 0 for free ones"
             ) from None
-        ws_port = self._ws_server.sockets[0].getsockname()[1]
-        rest_port = self._runner.addresses[0][1]
-        self.ws_url = f"wss://{self.host}:{ws_port}"
-        self.rest_url = f"http://{self.host}:{rest_port}"
+        self.ws_url, self.rest_url = self._listening.ws_url, self._listening.rest_url
         if self.market is not None:
             self._spawn(self._pump())
         LOG.info("loopback %s (%s) on %s and %s", self.venue.exchange, self.mode, self.ws_url, self.rest_url)
@@ -210,12 +204,9 @@ class LoopbackExchange:
             task.cancel()
         for conn in list(self._conns):
             await conn.ws.close(1001, "exchange stopping")
-        if self._ws_server is not None:
-            self._ws_server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws_server.wait_closed(), 2)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._listening is not None:
+            await self._listening.close()
+            self._listening = None
         if self._replay_idle is not None:
             self._replay_idle.cancel()
 
