@@ -1,8 +1,9 @@
 """The bronze streaming writer: cryptofeed callbacks -> per-table buffers -> ACID Delta appends.
 
-* Callbacks append one tuple per row (nothing else on the hot path); a flusher turns a buffer
-  into an Arrow table and appends it as **one commit per table** when it holds ``max_rows`` rows
-  or its oldest row is ``max_age`` old.
+* Callbacks hand one tuple per row; the buffer spreads it over one list per column at once
+  (:class:`~.rows.ColumnBuffer`: nothing else on the hot path, no tuple kept for the garbage
+  collector to walk); a flusher converts the columns to an Arrow table and appends it as **one
+  commit per table** when it holds ``max_rows`` rows or its oldest row is ``max_age`` old.
 * Every commit carries a Delta application transaction ``(writer_id, batch_id)``; ``batch_id``
   increases per table, so a batch is committed at most once (an ambiguous failure is checked
   before any retry).
@@ -34,14 +35,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.ingest.rows import Row, convert_column, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import ColumnBuffer, Row, columns_to_arrow, convert_column, row_builder, rows_to_arrow
 from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 from crypto_lakehouse.storage import Catalog, CommitError
@@ -84,8 +85,8 @@ class TableStats:
 class _Buffer:
     __slots__ = ("first_at", "rows")
 
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
+    def __init__(self, table: str) -> None:
+        self.rows = ColumnBuffer(table)
         self.first_at = 0.0
 
 
@@ -93,21 +94,24 @@ _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
 
 
 def _to_arrow_isolating(
-    table: str, rows: list[Row], *, writer_id: str, batch_id: int
+    table: str, columns: list[list[Any]], *, writer_id: str, batch_id: int
 ) -> tuple[pa.Table | None, list[tuple[object, Exception]]]:
-    """:func:`.rows.rows_to_arrow`, setting aside the rows that do not convert: ``(table of the
-    rows that fit, or None when none does; [(bad row, its error)])``.
+    """:func:`.rows.columns_to_arrow` of a buffer's columns, setting aside the rows that do not
+    convert: ``(table of the rows that fit, or None when none does; [(bad row, its error)])``.
 
     The whole batch is converted at once first, so a clean batch costs nothing extra. Only when
-    that fails: each column is converted on its own (a column that fails is checked value by
-    value; nulls in a non-nullable column are found vectorised), the rows found bad are set
-    aside, and the rest is converted again; should that still fail (a failure no column check
-    explains), the rest is bisected down to the single rows that do not convert.
+    that fails (the rows are then taken as tuples): each column is converted on its own (a
+    column that fails is checked value by value; nulls in a non-nullable column are found
+    vectorised), the rows found bad are set aside, and the rest is converted again; should
+    that still fail (a failure no column check explains), the rest is bisected down to the
+    single rows that do not convert.
     """
     try:
-        return rows_to_arrow(table, rows, writer_id=writer_id, batch_id=batch_id), []
+        named = dict(zip(ROW_LAYOUT[table], columns, strict=True))
+        return columns_to_arrow(table, named, writer_id=writer_id, batch_id=batch_id), []
     except _CONVERT_ERRORS:
         pass
+    rows = list(zip(*columns, strict=True))
     found = _bad_rows(table, rows)
     rest = [row for i, row in enumerate(rows) if i not in found] if found else rows
     bad: list[tuple[object, Exception]] = [(rows[i], exc) for i, exc in sorted(found.items())]
@@ -214,10 +218,10 @@ class BronzeWriter:
         self.spool_retry_s = spool_retry_s
         self.compact_every = compact_every
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
-        self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in BRONZE}
+        self._buffers: dict[str, _Buffer] = {name: _Buffer(name) for name in BRONZE}
         self._next_batch: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Task[list[Row]]] = {}
-        self._inflight_rows: dict[str, tuple[list[Row], int]] = {}  # rows being committed (live view)
+        self._inflight_rows: dict[str, tuple[list[list[Any]], int]] = {}  # columns being committed (live view)
         self._wake = asyncio.Event()
         self._last_spool_try = 0.0
         self._spool_lock = threading.Lock()
@@ -241,22 +245,42 @@ class BronzeWriter:
 
     # ------------------------------------------------------------------ hot path
     def add(self, table: str, row: Row) -> None:
-        """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`)."""
+        """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`).
+        A row of another width (or no sequence) goes to the dead letter at once, as its repr."""
         buf = self._buffers[table]
-        if not buf.rows:
+        rows = buf.rows
+        if not rows.columns[0]:
             buf.first_at = time.monotonic()
-        buf.rows.append(row)
-        if len(buf.rows) >= self.max_rows:
+        try:
+            rows.append(row)
+        except (ValueError, TypeError) as exc:
+            self._misshapen(table, [row], exc)
+            return
+        if len(rows.columns[0]) >= self.max_rows:
             self._wake.set()
 
     def add_many(self, table: str, rows: list[Row]) -> None:
-        if rows:
-            buf = self._buffers[table]
-            if not buf.rows:
-                buf.first_at = time.monotonic()
+        """Buffer several rows of ``table`` (see :meth:`add`)."""
+        if not rows:
+            return
+        buf = self._buffers[table]
+        if not len(buf.rows):
+            buf.first_at = time.monotonic()
+        try:
             buf.rows.extend(rows)
-            if len(buf.rows) >= self.max_rows:
-                self._wake.set()
+        except (ValueError, TypeError):  # some row is misshapen: row by row, so only it is set aside
+            for row in rows:
+                self.add(table, row)
+            return
+        if len(buf.rows) >= self.max_rows:
+            self._wake.set()
+
+    def _misshapen(self, table: str, rows: list[object], exc: Exception) -> None:
+        width = len(ROW_LAYOUT[table])
+        LOG.error("a row of %s that is not a tuple of %d values goes to the dead letter: %s", table, width, exc)
+        error = ValueError(f"expected a tuple of {width} values ({', '.join(ROW_LAYOUT[table])}), got {rows[0]!r}")
+        for row in _dead_rows(table, [(row, error) for row in rows]):
+            self._buffers["bronze.dead_letter"].rows.append(row)
 
     def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: object) -> None:
         """Keep a frame or record that could not be normalised, verbatim, with the reason."""
@@ -273,7 +297,13 @@ class BronzeWriter:
         buffer. A batch stays here until its commit returned (so it is visible in Delta) or it
         was spooled; :meth:`live_arrow` adds the spooled batches."""
         inflight = self._inflight_rows.get(table)
-        return (list(inflight[0]) if inflight else []) + list(self._buffers[table].rows)
+        return (list(zip(*inflight[0], strict=True)) if inflight else []) + self._buffers[table].rows.rows()
+
+    def _buffered_columns(self, table: str) -> list[list[Any]]:
+        """:meth:`buffered` as columns."""
+        inflight = self._inflight_rows.get(table)
+        held = self._buffers[table].rows.columns
+        return [a + b for a, b in zip(inflight[0], held, strict=True)] if inflight else [list(c) for c in held]
 
     def live_arrow(self, table: str) -> pa.Table:
         """Every row of ``table`` the writer holds that Delta may not show yet, in the table's
@@ -294,7 +324,7 @@ class BronzeWriter:
             except FileNotFoundError:  # drained since the listing: committed, so in Delta
                 continue
         # the rows that fit, as the commit will split them (bad rows are found column by column)
-        fitting, _bad = _to_arrow_isolating(table, self.buffered(table), writer_id=self.writer_id, batch_id=-1)
+        fitting, _bad = _to_arrow_isolating(table, self._buffered_columns(table), writer_id=self.writer_id, batch_id=-1)
         parts.append(fitting if fitting is not None else spec.schema.empty_table())
         return pa.concat_tables(parts)
 
@@ -383,21 +413,21 @@ class BronzeWriter:
             # a gather of commits that are all done returns without yielding: let their done
             # callbacks (queued, they clear _inflight) run, or this loop would spin forever
             await asyncio.sleep(0)
-            if not any(buf.rows for buf in self._buffers.values()):
+            if not any(len(buf.rows) for buf in self._buffers.values()):
                 return
             self._flush_due(force=True)
 
     def _flush_due(self, *, force: bool) -> None:
         now = time.monotonic()
         for name, buf in self._buffers.items():
-            if not buf.rows or name in self._inflight:
+            if not len(buf.rows) or name in self._inflight:
                 continue
             if force or len(buf.rows) >= self.max_rows or now - buf.first_at >= self.max_age_s:
-                rows, buf.rows = buf.rows, []
+                columns = buf.rows.take()
                 batch = self._next_batch.setdefault(name, 1)
                 self._next_batch[name] = batch + 1
-                self._inflight_rows[name] = (rows, batch)
-                task = asyncio.create_task(asyncio.to_thread(self._commit, name, rows, batch))
+                self._inflight_rows[name] = (columns, batch)
+                task = asyncio.create_task(asyncio.to_thread(self._commit, name, columns, batch))
                 self._inflight[name] = task
                 task.add_done_callback(functools.partial(self._done, name))
 
@@ -418,19 +448,19 @@ class BronzeWriter:
             self.add_many("bronze.dead_letter", dead)
 
     # ------------------------------------------------------------------ commits (worker threads)
-    def _commit(self, name: str, rows: list[Row], batch: int) -> list[Row]:
+    def _commit(self, name: str, columns: list[list[Any]], batch: int) -> list[Row]:
         """Commit one batch; whatever goes wrong, its rows end up committed, spooled or (rows that
         cannot be converted to the table's schema) in the dead letter: never lost.
 
         Runs in a worker thread, so it does not touch the buffers: it returns the dead-letter
         rows for the rows that did not fit, and :meth:`_done` buffers them on the event loop."""
-        data, bad = _to_arrow_isolating(name, rows, writer_id=self.writer_id, batch_id=batch)
+        data, bad = _to_arrow_isolating(name, columns, writer_id=self.writer_id, batch_id=batch)
         dead = _dead_rows(name, bad) if bad else []
         if bad:
             LOG.error(
                 "%d of %d rows of %s batch %d do not fit the schema (first: %s): they go to the dead letter",
                 len(bad),
-                len(rows),
+                len(columns[0]),
                 name,
                 batch,
                 bad[0][1],
