@@ -21,8 +21,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 
+import crypto_lakehouse.storage._parquet as _parquet
 from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
 from crypto_lakehouse.storage.frames import to_frame
@@ -62,7 +64,8 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
         for layer in ("silver", "gold", "meta")
     },
 }
-_WRITER = WriterProperties(compression="ZSTD", compression_level=3)
+_COMPRESSION_LEVEL = 3  # ZSTD, both writers (see Catalog._append_files)
+_WRITER = WriterProperties(compression="ZSTD", compression_level=_COMPRESSION_LEVEL)
 
 
 class _S3Options(TypedDict, total=False):
@@ -377,6 +380,8 @@ class Catalog:
         commit = (
             CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]) if apps else None
         )
+        if mode == "append" and target is None and predicate is None and self._append_files(spec, data, apps):
+            return
         where = target if target is not None else self.uri(spec.name)
         partition_by = list(spec.partition_by) or None
         storage_options = None if target is not None else self.storage_options
@@ -406,6 +411,42 @@ class Catalog:
                 commit_properties=commit,
             )
 
+    def _append_files(self, spec: TableSpec, data: pa.Table, transactions: Sequence[tuple[str, int]]) -> bool:
+        """Append ``data`` by writing its Parquet files with pyarrow, a partition a thread, and
+        committing them with delta-rs (:mod:`crypto_lakehouse.storage._parquet`): about twice as
+        fast as ``write_deltalake`` on 2 cores. Only a plain append to a table that exists with
+        ``spec``'s columns and partitioning, of rows with every column of ``spec`` that cast to
+        its types, in partitions whose values are safe in a path unescaped; otherwise returns
+        False having written nothing (``write_deltalake`` then creates, evolves or escapes)."""
+        fields = {f.name: f.remove_metadata() for f in spec.schema}
+        if not data.num_rows or sorted(data.schema.names) != sorted(fields):
+            return False
+        try:
+            snapshot = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return False
+        columns = _plain_columns(snapshot, spec)
+        if columns is None:
+            return False
+        schema = pa.schema([fields[name] for name in columns])  # the table's order
+        try:
+            data = data.select(columns).cast(schema)  # (a null in a non-null column raises)
+        except pa.ArrowException:
+            return False
+        parts = _parquet.split(data, spec.partition_by)
+        if parts is None:
+            return False
+        actions = _parquet.write_partitions(
+            parts,
+            filesystem=self._filesystem(),
+            root=self._fs_path(spec.name),
+            schema=pa.schema([f for f in schema if f.name not in spec.partition_by]),
+            local=self.is_local,
+            compression_level=_COMPRESSION_LEVEL,
+        )
+        _parquet.commit(snapshot, actions, partition_by=spec.partition_by, transactions=transactions)
+        return True
+
     def summary(self, table: str) -> TableSummary:
         """Rows, version, data files and location of a table (for demos and CLIs)."""
         if not self.exists(table):
@@ -423,6 +464,30 @@ class Catalog:
             "files": actions.num_rows,
             "bytes": size,
         }
+
+
+def _plain_columns(snapshot: DeltaTable, spec: TableSpec) -> list[str] | None:
+    """The columns of ``snapshot`` in its order, if files of ``spec``'s columns can be added to it
+    as they are (else None): its columns are ``spec``'s (names, types, nullability; their docs
+    and order aside: a column added by schema evolution comes last), partitioned the same, at
+    writer protocol 2 at most with no column invariants (nothing to check in the rows), and
+    statistics kept for every column (no ``delta.dataSkipping*`` setting)."""
+    ours = json.loads(DeltaSchema.from_arrow(spec.schema).to_json())["fields"]
+    theirs = json.loads(snapshot.schema().to_json())["fields"]
+    meta = snapshot.metadata()
+    plain = (
+        sorted(map(_bare, theirs)) == sorted(map(_bare, ours))
+        and not any("delta.invariants" in (f.get("metadata") or {}) for f in theirs)
+        and list(meta.partition_columns) == list(spec.partition_by)
+        and snapshot.protocol().min_writer_version <= 2
+        and not any(k.startswith("delta.dataSkipping") for k in meta.configuration)
+    )
+    return [f["name"] for f in theirs] if plain else None
+
+
+def _bare(field: dict[str, Any]) -> tuple[str, str, bool]:
+    """A Delta schema field (JSON) less its metadata."""
+    return field["name"], json.dumps(field["type"], sort_keys=True), bool(field["nullable"])
 
 
 def _transaction(app_id: str | None, version: int | None) -> list[tuple[str, int]]:
