@@ -64,6 +64,30 @@ def test_duplicates_arrive_twice() -> None:
     assert {i for i in ids if ids.count(i) == 2} == {i for i in range(1_000_000, 1_000_300) if i % 10 == 0}
 
 
+def test_frames_sent_are_counted_per_stream_kind_duplicates_included_malformed_not() -> None:
+    async def run():
+        async with LoopbackExchange(
+            market=_spec(max_trades=300), faults=FaultPlan(duplicate_every=10, malformed_every=40)
+        ) as ex:
+            frames, _ = await _read_all(ex, "btcusdt@aggTrade/btcusdt@bookTicker")
+            return frames, ex.status()
+
+    frames, status = asyncio.run(run())
+    kinds: dict[str, int] = {}
+    for f in frames:  # the good frames (a malformed one is an aggTrade with id 1, or no JSON)
+        try:
+            msg = json.loads(f)
+            stream, data = msg["stream"], msg["data"]
+            good = data["e"] == "bookTicker" or (data["a"] > 1 and isinstance(data["p"], str) and data["T"] > 1)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if good:
+            kind = stream.partition("@")[2]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    assert status["sent_by_channel"] == kinds
+    assert kinds["aggTrade"] == 330 and kinds["bookTicker"] > 0
+
+
 def test_malformed_frames_of_every_kind_reach_the_client_and_the_stream_goes_on() -> None:
     async def run():
         async with LoopbackExchange(market=_spec(max_trades=400), faults=FaultPlan(malformed_every=25)) as ex:

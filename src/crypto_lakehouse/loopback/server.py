@@ -66,6 +66,7 @@ class _Stats:
     trades_skipped: int = 0
     trades_duplicated: int = 0
     malformed_sent: dict[str, int] = field(default_factory=dict)
+    sent_by_channel: dict[str, int] = field(default_factory=dict)  # synthetic frames queued per stream kind
     connections_opened: int = 0
     connections_dropped: int = 0
 
@@ -88,6 +89,9 @@ class ExchangeStatus(TypedDict):
     trades_skipped: int
     trades_duplicated: int
     malformed_sent: dict[str, int]
+    sent_by_channel: dict[str, int]
+    """Synthetic mode: market frames sent per stream kind (``aggTrade``, ``depth``, ...), over
+    every connection and counting duplicates; malformed frames are not included."""
     connections_opened: int
     connections_dropped: int
     ws_url: str
@@ -240,6 +244,7 @@ class LoopbackExchange:
             "trades_skipped": self.stats.trades_skipped,
             "trades_duplicated": self.stats.trades_duplicated,
             "malformed_sent": dict(self.stats.malformed_sent),
+            "sent_by_channel": dict(self.stats.sent_by_channel),
             "connections_opened": self.stats.connections_opened,
             "connections_dropped": self.stats.connections_dropped,
             "ws_url": self.ws_url,
@@ -362,6 +367,7 @@ class LoopbackExchange:
         t0, rounds0 = loop.time(), market.rounds
         step_s = market.step_us / 1e6
         faults = self.faults
+        sent = self.stats.sent_by_channel
         while not market.finished:
             if self.paced:
                 due = int((loop.time() - t0) / step_s) - (market.rounds - rounds0)
@@ -386,6 +392,8 @@ class LoopbackExchange:
                         name = conn.names.get(key)
                         if name is None:
                             continue
+                        kind = key.partition("@")[2]
+                        sent[kind] = sent.get(kind, 0) + copies
                         if conn.okx:
                             frame = encode_text_frame(payload)
                         else:
