@@ -35,7 +35,7 @@ from cryptofeed.defines import (
 from cryptofeed.types import Candle, Funding, Index, L1Book, Liquidation, OpenInterest, OrderBook, Ticker, Trade
 
 from crypto_lakehouse.ingest import archive
-from crypto_lakehouse.ingest.rows import columns_to_arrow, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import ColumnBuffer, columns_to_arrow, row_builder, rows_to_arrow
 from crypto_lakehouse.ingest.stream import bronze_callbacks
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT, WRITER_FILLED
 
@@ -54,6 +54,11 @@ class _Rows:
 
     def add_many(self, table: str, rows: list[tuple]) -> None:
         self.rows.setdefault(table, []).extend(rows)
+
+    def add_repeated(self, table: str, head: tuple, tail: list[list[Any]]) -> None:
+        buffer = ColumnBuffer(table)  # the writer's own buffer, so the rows are what it holds
+        buffer.extend_repeated(head, tail)
+        self.rows.setdefault(table, []).extend(buffer.rows())
 
 
 def _run(callback: Coroutine[Any, Any, None]) -> None:
@@ -432,3 +437,38 @@ def test_dead_letter_date_is_that_of_its_receipt() -> None:
 def test_rows_that_do_not_fit_the_layout_are_refused(convert: Callable[[], pa.Table], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         convert()
+
+
+def test_a_column_buffer_holds_rows_as_columns_and_takes_them_all_or_none() -> None:
+    layout = ROW_LAYOUT["bronze.book"]
+    head = (EX, SYM, T0, RECEIPT, 7, 3, 42, False)
+    buffer = ColumnBuffer("bronze.book")
+    buffer.append((*head, "bid", "100.5", "1"))
+    buffer.extend_repeated(head, [["bid", "ask", "ask"], ["100.4", "100.6", "100.7"], ["2", "0", "3"]])
+    buffer.extend([(*head, "ask", "101", "4")])
+    assert len(buffer) == 5
+    assert buffer.rows()[1] == (*head, "bid", "100.4", "2")
+    assert [row[-3:] for row in buffer.rows()] == [
+        ("bid", "100.5", "1"), ("bid", "100.4", "2"), ("ask", "100.6", "0"), ("ask", "100.7", "3"), ("ask", "101", "4"),
+    ]  # fmt: skip
+    assert all(row[: len(head)] == head for row in buffer.rows())
+    assert len(buffer.columns) == len(layout)
+
+    before = buffer.rows()
+    for head_, tail in (
+        (head, [["bid"], ["1"]]),  # a column short
+        (head[:-1], [["bid"], ["1"], ["1"]]),  # the head short
+        (head, [["bid", "ask"], ["1"], ["1", "2"]]),  # columns of unequal lengths
+    ):
+        with pytest.raises(ValueError, match="bronze.book rows have 11 values"):
+            buffer.extend_repeated(head_, tail)
+    with pytest.raises(ValueError):
+        buffer.append((*head, "bid", "1"))
+    with pytest.raises(ValueError):
+        buffer.extend([(*head, "bid", "1", "1"), (*head, "bid", "1")])
+    assert buffer.rows() == before  # nothing of a misshapen row is kept
+
+    taken = buffer.take()
+    assert [len(c) for c in taken] == [5] * len(layout) and len(buffer) == 0
+    buffer.append((*head, "bid", "1", "1"))
+    assert len(buffer) == 1 and len(taken[0]) == 5  # the taken columns are no longer the buffer's

@@ -317,7 +317,7 @@ class _Resume(BronzeWriter):
     """What the replay's callbacks and feed see of ``writer``: every row is passed on, except the
     first ``skip[table]`` of each table (an earlier run of this capture committed them).
 
-    Only the producer side (``add``, ``add_many``, ``dead_letter``) is used through it, so it
+    Only the producer side (``add``, ``add_many``, ``add_repeated``, ``dead_letter``) is used through it, so it
     holds no writer state of its own: the real writer buffers, commits and spools."""
 
     def __init__(self, writer: BronzeWriter, skip: dict[str, int]):  # no BronzeWriter.__init__: a view, no state
@@ -340,6 +340,16 @@ class _Resume(BronzeWriter):
             rows = rows[n:]
         self._writer.add_many(table, rows)
         self.added += len(rows)
+
+    def add_repeated(self, table: str, head: Row, tail: Sequence[Sequence[Any]]) -> None:
+        n, rows = self._skip.get(table), len(tail[0]) if tail else 0
+        if n:
+            self._skip[table] = max(0, n - rows)
+            if n >= rows:
+                return
+            tail, rows = [column[n:] for column in tail], rows - n
+        self._writer.add_repeated(table, head, tail)
+        self.added += rows
 
     def dead_letter(self, *, exchange: str | None, channel: str | None, error: str, payload: object) -> None:
         if self._skip.get("bronze.dead_letter"):

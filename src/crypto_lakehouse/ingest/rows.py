@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
@@ -119,6 +120,25 @@ class ColumnBuffer:
         if rows and len(spread) != width:
             raise ValueError(f"{self.table} rows have {width} values ({', '.join(ROW_LAYOUT[self.table])})")
         for column, values in zip(self.columns, spread, strict=False):
+            column.extend(values)
+
+    def extend_repeated(self, head: Row, tail: Sequence[Sequence[Any]]) -> None:
+        """Buffer ``len(tail[0])`` rows given as columns: the layout's first ``len(head)`` columns
+        hold ``head``'s values in every row, the last ``len(tail)`` the values of ``tail``'s
+        columns (a book update: its symbol, times and sequence once; its levels' side, price and
+        size as three lists). No tuple per row; all or none: a shape that does not fill the
+        layout, or tail columns of unequal lengths, raise ``ValueError`` with nothing buffered."""
+        width = len(self.columns)
+        lengths = {len(column) for column in tail}
+        if len(head) + len(tail) != width or len(lengths) != 1:
+            raise ValueError(
+                f"{self.table} rows have {width} values ({', '.join(ROW_LAYOUT[self.table])}): got {len(head)} "
+                f"repeated and {len(tail)} columns of lengths {sorted(lengths)}"
+            )
+        (n,) = lengths
+        for column, value in zip(self.columns, head, strict=False):
+            column.extend(repeat(value, n))
+        for column, values in zip(self.columns[len(head) :], tail, strict=True):
             column.extend(values)
 
     def take(self) -> list[list[Any]]:

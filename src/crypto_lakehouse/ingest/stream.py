@@ -97,10 +97,10 @@ Callback = Callable[..., Awaitable[None]]
 """A cryptofeed data callback: ``(message, receipt time) -> None``, the message's type per channel."""
 
 
-# the book callbacks build a side's levels as one named row's head plus (price, size), or for
-# L3 (order id, price, size)
-assert ROW_LAYOUT["bronze.book"][-2:] == ("price", "size"), "bronze.book's layout must end with price, size"
-assert ROW_LAYOUT["bronze.l3_book"][-3:] == ("order_id", "price", "size"), "bronze.l3_book must end with those"
+# the book callbacks give a book update as one named row's head plus its levels' columns: (side,
+# price, size), for L3 (side, order id, price, size)
+assert ROW_LAYOUT["bronze.book"][-3:] == ("side", "price", "size"), "bronze.book's layout must end with these"
+assert ROW_LAYOUT["bronze.l3_book"][-4:] == ("side", "order_id", "price", "size"), "bronze.l3_book: these last"
 
 
 def _binance_raw(exchange: str, raw: object) -> dict[str, Any]:
@@ -143,19 +143,22 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             ),
         )
 
-    def book_rows(b: OrderBook, receipt: float, *, l3: bool) -> list[Row]:
-        """One row per level (L2: price, size) or order (L3: order id, price, size) of the
-        snapshot or delta; an update carrying none is one row with side, price, size null."""
+    def book_columns(b: OrderBook, receipt: float, *, l3: bool) -> tuple[Row, list[list[Any]]]:
+        """A book update as rows in columns: the values every row of it shares (its head: symbol,
+        times, update id, levels, sequence, snapshot) and one list per level column (L2: side,
+        price, size; L3: side, order id, price, size), a row per level or order of the snapshot
+        or delta; an update carrying none is one row with those null. No tuple per level: the
+        writer spreads them over its columns as they are (``BronzeWriter.add_repeated``)."""
         # (cryptofeed's stub types delta as dict: it is None on a snapshot)
         delta = cast("dict[str, list[tuple[Any, ...]]] | None", b.delta)
         snapshot = delta is None
         if delta is None:  # a snapshot: every level (L3: price -> {order id: size})
-            sides = {side: _snapshot_levels(getattr(b.book, side + "s").to_dict(), l3=l3) for side in (BID, ASK)}
+            bids, asks = (_snapshot_levels(getattr(b.book, side + "s").to_dict(), l3=l3) for side in (BID, ASK))
         else:
-            sides = {side: list(delta[side]) for side in (BID, ASK)}
-        n = len(sides[BID]) + len(sides[ASK])
+            bids, asks = delta[BID], delta[ASK]
+        n = len(bids) + len(asks)
         build = l3_row if l3 else book_row
-        tail = ("order_id", "price", "size") if l3 else ("price", "size")
+        tail = ("side", "order_id", "price", "size") if l3 else ("side", "price", "size")
         head = build(
             exchange=b.exchange,
             symbol=b.symbol,
@@ -165,20 +168,25 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
             levels=n,
             sequence=b.sequence_number,
             snapshot=snapshot,
-            side=None,
             **dict.fromkeys(tail),
-        )[: -len(tail) - 1]
+        )[: -len(tail)]
         if not n:
-            return [head + (None,) * (len(tail) + 1)]
+            return head, [[None] for _ in tail]
+        sides = [BID] * len(bids) + [ASK] * len(asks)
         if l3:
-            return [head + (side, str(o), d(p), d(q)) for side in (BID, ASK) for o, p, q in sides[side]]
-        return [head + (side, d(p), d(q)) for side in (BID, ASK) for p, q in sides[side]]
+            both = [*bids, *asks]
+            return head, [sides, [str(o) for o, _, _ in both], [d(p) for _, p, _ in both], [d(q) for _, _, q in both]]
+        return head, [
+            sides,
+            [d(p) for p, _ in bids] + [d(p) for p, _ in asks],
+            [d(q) for _, q in bids] + [d(q) for _, q in asks],
+        ]
 
     async def book(b: OrderBook, receipt: float) -> None:
-        writer.add_many("bronze.book", book_rows(b, receipt, l3=False))
+        writer.add_repeated("bronze.book", *book_columns(b, receipt, l3=False))
 
     async def l3_book(b: OrderBook, receipt: float) -> None:
-        writer.add_many("bronze.l3_book", book_rows(b, receipt, l3=True))
+        writer.add_repeated("bronze.l3_book", *book_columns(b, receipt, l3=True))
 
     def quote(
         channel: str, exchange: str, symbol: str, ts: Any, receipt: float, bid: Any, ask: Any, **binance: Any

@@ -275,6 +275,24 @@ class BronzeWriter:
         if len(buf.rows) >= self.max_rows:
             self._wake.set()
 
+    def add_repeated(self, table: str, head: Row, tail: Sequence[Sequence[Any]]) -> None:
+        """Buffer several rows of ``table`` given as columns (see
+        :meth:`.rows.ColumnBuffer.extend_repeated`): ``head`` the values of the layout's first
+        columns, the same in every row, ``tail`` one list per remaining column. The book
+        callbacks' path: a book update's levels with no tuple per level. A shape that does not
+        fill the layout goes to the dead letter at once (as one row: its repr)."""
+        buf = self._buffers[table]
+        rows = buf.rows
+        if not rows.columns[0]:
+            buf.first_at = time.monotonic()
+        try:
+            rows.extend_repeated(head, tail)
+        except (ValueError, TypeError) as exc:
+            self._misshapen(table, [(head, tail)], exc)
+            return
+        if len(rows.columns[0]) >= self.max_rows:
+            self._wake.set()
+
     def _misshapen(self, table: str, rows: list[object], exc: Exception) -> None:
         width = len(ROW_LAYOUT[table])
         LOG.error("a row of %s that is not a tuple of %d values goes to the dead letter: %s", table, width, exc)
