@@ -7,11 +7,13 @@ the columns the writer fills in). Everything here derives from it:
   returns the row tuple in layout order, so a producer (the stream callbacks) names what it puts
   in each column and cannot put it in the wrong place: the hot path still builds one tuple per
   row, no dict.
-* :func:`rows_to_arrow` (the writer: tuples) and :func:`columns_to_arrow` (the archive importer:
-  whole columns) are one conversion to the bronze table's schema: timestamp columns arrive as
-  float epoch seconds and are rounded to UTC microseconds, ``date`` is the UTC date of ``ts``
-  (of ``receipt_ts`` when the exchange sent no time; of ``received_at`` for the dead letter),
-  ``writer_id`` and ``batch_id`` are the commit's.
+* :class:`ColumnBuffer` is the writer's buffer: one list per layout column, rows spread over
+  them as they arrive (a book update's levels as columns, :meth:`ColumnBuffer.extend_repeated`).
+* :func:`columns_to_arrow` (the writer's and the archive importer's whole columns) and
+  :func:`rows_to_arrow` (tuples, transposed first) are one conversion to the bronze table's
+  schema: timestamp columns arrive as float epoch seconds and are rounded to UTC microseconds,
+  ``date`` is the UTC date of ``ts`` (of ``receipt_ts`` when the exchange sent no time; of
+  ``received_at`` for the dead letter), ``writer_id`` and ``batch_id`` are the commit's.
 """
 
 from __future__ import annotations
