@@ -381,6 +381,7 @@ STAGES: list[tuple[str, Callable[[str], bool]]] = [
 OURS = ("our callback", "buffering", "writer loop", "Arrow conversion", "commit (Delta write)", "auto-compaction")
 
 
+_NAMED = dict(STAGES)
 _INNERMOST = ("idle", "TLS", "garbage collector")  # what the thread is doing at the sample
 # whose work it is, whatever library frame is innermost (a commit's Parquet encoding and ZSTD run
 # in libarrow, its log in delta-rs; compaction calls storage too): matched on the whole stack
@@ -389,7 +390,7 @@ _ANYWHERE = ("auto-compaction", "commit (Delta write)")
 
 def _stage(frames: list[str]) -> str:
     """The stage of one sample's stack (outermost frame first)."""
-    inner, named = (frames[-1] if frames else ""), dict(STAGES)
+    inner, named = (frames[-1] if frames else ""), _NAMED
     if inner.startswith(_PARKED) or any(named["idle"](f) for f in frames[-4:]):  # (libc's own frames
         return "idle"  # are often unnamed: a wait is found among the innermost few)
     for stage in _INNERMOST:

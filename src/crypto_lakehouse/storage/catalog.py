@@ -377,11 +377,11 @@ class Catalog:
         if self.is_local and target is None:
             Path(self.uri(spec.name)).parent.mkdir(parents=True, exist_ok=True)
         apps = [*transactions, *_transaction(app_id, version)]
+        if mode == "append" and target is None and predicate is None and self._append_files(spec, data, apps):
+            return
         commit = (
             CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]) if apps else None
         )
-        if mode == "append" and target is None and predicate is None and self._append_files(spec, data, apps):
-            return
         where = target if target is not None else self.uri(spec.name)
         partition_by = list(spec.partition_by) or None
         storage_options = None if target is not None else self.storage_options
@@ -422,8 +422,8 @@ class Catalog:
         if not data.num_rows or sorted(data.schema.names) != sorted(fields):
             return False
         try:
-            snapshot = DeltaTable(self.uri(spec.name), storage_options=self.storage_options)
-        except TableNotFoundError:
+            snapshot = self.open(spec.name)
+        except TableNotFound:
             return False
         columns = _plain_columns(snapshot, spec)
         if columns is None:
