@@ -63,16 +63,24 @@ NOT_JOBS = {
 }
 
 # (command, parameter) of the job that its flow does not take, and why
+RUNNER = (
+    "where a job's groups run: a Runner the flow builds from scale.runner (Prefect tasks on prefect-dask's "
+    "DaskTaskRunner), the command from scale.runner (LAKEHOUSE_SCALE__RUNNER)"
+)
 NOT_IN_FLOW = {
     ("stream", "progress"): "a live table on the terminal; a flow run has no terminal (its logs are in the UI)",
     ("archive import", "progress"): "a progress bar on the terminal; a flow run has none",
     ("backfill", "progress"): "a progress bar on the terminal; a flow run has none",
+    ("backfill", "runner"): RUNNER,
+    ("promote silver", "runner"): RUNNER,
 }
 
 # (command, parameter) of the job that the command sets without an option of its own, and why
 NOT_IN_CLI = {
     ("archive import", "progress"): "shown whenever stdout is a terminal, as for every command",
     ("backfill", "progress"): "shown whenever stderr is a terminal",
+    ("backfill", "runner"): RUNNER,
+    ("promote silver", "runner"): RUNNER,
 }
 
 # every command and flow takes these; the job takes the Settings they load

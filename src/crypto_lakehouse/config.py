@@ -42,6 +42,7 @@ __all__ = [
     "GoldSettings",
     "LoopbackSettings",
     "MaintenanceSettings",
+    "ScaleSettings",
     "Settings",
     "SilverSettings",
     "StreamEntry",
@@ -217,6 +218,27 @@ class GoldSettings(_Section):
     )
 
 
+class ScaleSettings(_Section):
+    """Where the heavy jobs (promote silver, backfill) run their groups of (exchange, symbol,
+    day): ``none`` in this process as one job, ``local`` on a Dask LocalCluster of ``workers``
+    processes started for the job, or a running Dask scheduler's address (``tcp://host:8786``).
+    Workers write data files; the job commits them once (docs/scaling.md)."""
+
+    runner: str = Field("none", description="none | local | a Dask scheduler address (tcp://host:8786)")
+    workers: int = Field(2, ge=1, description="LocalCluster worker processes (runner: local)")
+    threads_per_worker: int = Field(1, ge=1, description="threads per LocalCluster worker (runner: local)")
+
+    @field_validator("runner")
+    @classmethod
+    def _runner(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("none", "local"):
+            return value.lower()
+        if "://" not in value:
+            raise ValueError(f"runner {value!r}: give none, local or a Dask scheduler address like tcp://host:8786")
+        return value
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse deployment."""
 
@@ -235,6 +257,7 @@ class Settings(BaseSettings):
     silver: SilverSettings = Field(default_factory=SilverSettings)
     gold: GoldSettings = Field(default_factory=GoldSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from crypto_lakehouse.jobs._capture import CaptureResult, ingest_capture
+    from crypto_lakehouse.jobs._fanout import InProcess, Runner, dask_runner, runner_from_settings
     from crypto_lakehouse.jobs._ingest import DEFAULT_ARCHIVE_CACHE, StreamResult, archive_import, stream
     from crypto_lakehouse.jobs._maintain import (
         MAINTENANCE_ACTIONS,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "_capture": ("CaptureResult", "ingest_capture"),
+    "_fanout": ("InProcess", "Runner", "dask_runner", "runner_from_settings"),
     "_ingest": ("DEFAULT_ARCHIVE_CACHE", "StreamResult", "archive_import", "stream"),
     "_maintain": (
         "MAINTENANCE_ACTIONS",
@@ -101,10 +103,12 @@ __all__ = [
     "BackfillResult",
     "CaptureResult",
     "DEFAULT_ARCHIVE_CACHE",
+    "InProcess",
     "MAINTENANCE_ACTIONS",
     "MaintenanceAction",
     "MaintenanceStep",
     "RecordingResult",
+    "Runner",
     "SilverResult",
     "SilverSummary",
     "StreamResult",
@@ -115,6 +119,7 @@ __all__ = [
     "compact",
     "count_open_gaps",
     "create_tag",
+    "dask_runner",
     "delete_old_data",
     "delete_tag",
     "ingest_capture",
@@ -127,6 +132,7 @@ __all__ = [
     "promote_silver",
     "run_maintenance_step",
     "run_until_signal",
+    "runner_from_settings",
     "stream",
     "vacuum",
 ]

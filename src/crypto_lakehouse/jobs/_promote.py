@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypedDict
 
 import polars as pl
@@ -13,6 +15,7 @@ from crypto_lakehouse.config import Settings
 from crypto_lakehouse.durations import TimeLike, time_range
 from crypto_lakehouse.ingest.backfill import Backfiller, Progress, backfiller_from_settings, rest_urls
 from crypto_lakehouse.ingest.sessions import recorded_rest_urls
+from crypto_lakehouse.jobs._fanout import Runner, runner_from_settings
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
 from crypto_lakehouse.transform.gold import GoldResult, build_gold
@@ -75,24 +78,42 @@ def promote_silver(
     start: Window | None = None,
     end: Window | None = None,
     tables: Sequence[str] | None = None,
+    runner: Runner | None = None,
 ) -> SilverResult:
     """bronze -> silver: only bronze commits not yet promoted, or with ``start``/``end`` that
     window of exchange time again (idempotent either way); gaps are filled over REST unless
     ``silver.backfill`` is off, from each exchange's ``silver.backfill_rest`` entry, else the
     endpoint the root was streamed from (a loopback exchange), else the exchange's own.
-    ``tables``: only these (``trades``, ``silver.book``, ...)."""
+    ``tables``: only these (``trades``, ``silver.book``, ...).
+
+    ``runner`` (default: ``scale.runner``'s): where the groups of (exchange, symbol, day) run,
+    committed once per table (:func:`crypto_lakehouse.transform.silver.promote_silver_fanned`);
+    with none, the job runs in this process unsplit."""
     first, last = time_range(start, end)
     opts = SilverOptions.from_settings(settings.silver)
     catalog = Catalog.from_settings(settings)
-    result = silver.promote_silver(
-        catalog,
-        tables=None if tables is None else list(tables),
-        start=first,
-        end=last,
-        backfiller=backfiller_from_settings(settings, recorded=recorded_rest_urls(catalog)),
-        options=opts,
-    )
+    backfiller = backfiller_from_settings(settings, recorded=recorded_rest_urls(catalog))
+    names = None if tables is None else list(tables)
+    with _runner(settings, runner) as fanout:
+        if fanout is None:
+            result = silver.promote_silver(
+                catalog, tables=names, start=first, end=last, backfiller=backfiller, options=opts
+            )
+        else:
+            result = silver.promote_silver_fanned(
+                catalog, fanout.map, tables=names, start=first, end=last, backfiller=backfiller, options=opts
+            )
     return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))
+
+
+@contextmanager
+def _runner(settings: Settings, given: Runner | None) -> Iterator[Runner | None]:
+    """``given``, else the runner ``scale.runner`` names (None: in this process, unsplit)."""
+    if given is not None:
+        yield given
+        return
+    with runner_from_settings(settings.scale) as runner:
+        yield runner
 
 
 def promote_gold(settings: Settings) -> GoldResult:
@@ -117,23 +138,41 @@ def backfill(
     end: Window | None = None,
     rest: str | None = None,
     progress: Progress | None = None,
+    runner: Runner | None = None,
 ) -> BackfillResult:
     """Fetch ``exchange``/``symbol`` trades in ``[start, end)`` (``end`` default: now) over REST
     with ccxt into silver, validated and deduplicated like everything else. ``rest``: the REST
     base to use for ``exchange`` (a loopback exchange); without it, ``silver.backfill_rest``'s,
-    else the endpoint the root was streamed from, else the exchange's own."""
+    else the endpoint the root was streamed from, else the exchange's own.
+
+    ``runner`` (default: ``scale.runner``'s): where each UTC day is fetched and staged (its own
+    ccxt client), committed to silver once (no ``progress`` then); with none, in this process."""
     name = exchange.upper()
     first, last = time_range(start, datetime.now(UTC) if end is None else end)
     assert first is not None and last is not None  # both given
     catalog = Catalog.from_settings(settings)
     urls = rest_urls(settings.silver.backfill_rest, recorded=recorded_rest_urls(catalog), given={name: rest or ""})
-    added = silver.backfill(
-        catalog,
-        Backfiller(urls, progress=progress),
-        exchange=name,
-        symbol=symbol,
-        start=first,
-        end=last,
-        options=SilverOptions.from_settings(settings.silver),
-    )
+    opts = SilverOptions.from_settings(settings.silver)
+    with _runner(settings, runner) as fanout:
+        if fanout is None:
+            added = silver.backfill(
+                catalog,
+                Backfiller(urls, progress=progress),
+                exchange=name,
+                symbol=symbol,
+                start=first,
+                end=last,
+                options=opts,
+            )
+        else:
+            added = silver.backfill_fanned(
+                catalog,
+                fanout.map,
+                partial(Backfiller, urls),
+                exchange=name,
+                symbol=symbol,
+                start=first,
+                end=last,
+                options=opts,
+            )
     return BackfillResult(exchange=name, symbol=symbol, rows_added=added)

@@ -13,16 +13,20 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
+from deltalake.transaction import AddAction
 
 import crypto_lakehouse.storage._parquet as _parquet
 from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
@@ -334,23 +338,35 @@ class Catalog:
         )
 
     def _append_versions(self, table: str, versions: range) -> list[int]:
-        """The versions in ``versions`` whose commit is a plain append (WRITE, mode Append), read
-        from each commit's own log file: ``DeltaTable.history()`` cannot be used, as deltalake
-        1.6.6 numbers the newest commits in storage from the *loaded* version, so commits landing
-        while it runs shift every number (an append read as the OPTIMIZE before it)."""
+        """The versions in ``versions`` whose commit is a plain append (WRITE, mode Append)."""
+        return sorted({v for v, _, _ in self._appends(table, versions)})
+
+    def appended_files(self, table: str, *, after: int, upto: int) -> list[tuple[str, dict[str, str]]]:
+        """The data files the plain appends ``after`` < version <= ``upto`` added to ``table``
+        (path relative to its root, partition values): the rows those commits brought, for a
+        worker to read (:meth:`read_files`). Compaction's files are not among them (they add no
+        rows)."""
+        return [(path, values) for _, path, values in self._appends(table, range(after + 1, upto + 1)) if path]
+
+    def _appends(self, table: str, versions: range) -> list[tuple[int, str, dict[str, str]]]:
+        """(version, added file, its partition values) of each plain append (WRITE, mode Append)
+        in ``versions`` (``""`` for an append that added no file), read from each commit's own log
+        file: ``DeltaTable.history()`` cannot be used, as deltalake 1.6.6 numbers the newest
+        commits in storage from the *loaded* version, so commits landing while it runs shift every
+        number (an append read as the OPTIMIZE before it)."""
         fs, log = self._filesystem(), f"{self._fs_path(table)}/_delta_log"
         out = []
         for v in versions:
             with fs.open_input_stream(f"{log}/{v:020d}.json") as fh:
-                lines = fh.read().decode().splitlines()
-            info: dict[str, Any] | None  # JSON
-            info = next((json.loads(x)["commitInfo"] for x in lines if x.startswith('{"commitInfo"')), None)
-            if info is None:  # commitInfo need not come first: parse every action
-                info = next((a["commitInfo"] for a in map(json.loads, lines) if "commitInfo" in a), None) or {}
+                actions = [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]
+            info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
             params: dict[str, Any] = info.get("operationParameters") or {}
-            mode = str(params.get("mode", ""))
-            if info.get("operation") == "WRITE" and "Append" in mode:
-                out.append(v)
+            if info.get("operation") != "WRITE" or "Append" not in str(params.get("mode", "")):
+                continue
+            adds = [a["add"] for a in actions if "add" in a]
+            out += [
+                (v, unquote(a["path"]), {k: str(x) for k, x in (a.get("partitionValues") or {}).items()}) for a in adds
+            ] or [(v, "", {})]
         return out
 
     def _write(
@@ -418,25 +434,37 @@ class Catalog:
         ``spec``'s columns and partitioning, of rows with every column of ``spec`` that cast to
         its types, in partitions whose values are safe in a path unescaped; otherwise returns
         False having written nothing (``write_deltalake`` then creates, evolves or escapes)."""
-        fields = {f.name: f.remove_metadata() for f in spec.schema}
-        if not data.num_rows or sorted(data.schema.names) != sorted(fields):
+        if not data.num_rows:
             return False
         try:
             snapshot = self.open(spec.name)
         except TableNotFound:
             return False
+        actions = self._files_for(spec, snapshot, data)
+        if actions is None:
+            return False
+        _parquet.commit(snapshot, actions, partition_by=spec.partition_by, transactions=transactions)
+        return True
+
+    def _files_for(self, spec: TableSpec, snapshot: DeltaTable, data: pa.Table) -> list[AddAction] | None:
+        """Write ``data``'s Parquet files into ``snapshot``'s table, uncommitted, and return their
+        ``add`` actions; None (nothing written) when they cannot be added to it as they are (see
+        :meth:`_append_files`)."""
+        fields = {f.name: f.remove_metadata() for f in spec.schema}
+        if sorted(data.schema.names) != sorted(fields):
+            return None
         columns = _plain_columns(snapshot, spec)
         if columns is None:
-            return False
+            return None
         schema = pa.schema([fields[name] for name in columns])  # the table's order
         try:
             data = data.select(columns).cast(schema)  # (a null in a non-null column raises)
         except pa.ArrowException:
-            return False
+            return None
         parts = _parquet.split(data, spec.partition_by)
         if parts is None:
-            return False
-        actions = _parquet.write_partitions(
+            return None
+        return _parquet.write_partitions(
             parts,
             filesystem=self._filesystem(),
             root=self._fs_path(spec.name),
@@ -444,8 +472,72 @@ class Catalog:
             local=self.is_local,
             compression_level=_COMPRESSION_LEVEL,
         )
-        _parquet.commit(snapshot, actions, partition_by=spec.partition_by, transactions=transactions)
-        return True
+
+    def stage(self, table: str, data: pa.Table) -> list[AddAction]:
+        """Write ``data`` as data files of ``table`` (which exists) **without committing them**,
+        and return their ``add`` actions: the worker half of a distributed write, whose
+        coordinator commits the actions of every worker at once (:meth:`commit_staged`). Until
+        then no reader sees the files; if that commit never comes, vacuum removes them.
+
+        The rows must have ``table``'s columns, cast to its types, and partition values that
+        are plain text (letters, digits, ``._-``); :class:`LakehouseError` otherwise."""
+        if not data.num_rows:
+            return []
+        spec = table_spec(table)
+        actions = self._files_for(spec, self.open(table), data)
+        if actions is None:
+            raise LakehouseError(
+                f"{table}: these rows cannot be staged as files (columns {sorted(data.schema.names)}, the table's "
+                "schema or partition values need delta-rs' own writer): run the job in-process (runner none)"
+            )
+        return actions
+
+    def commit_staged(
+        self,
+        table: str,
+        files: Sequence[AddAction],
+        *,
+        snapshot: DeltaTable,
+        transactions: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Commit ``files`` (from :meth:`stage`, by any number of workers) and the application
+        transactions ``transactions`` (app id, version) as **one** append of ``table``, made
+        against ``snapshot``: :class:`deltalake.exceptions.CommitFailedError` if a commit since
+        it carried one of the same app ids (a racing job), in which case nothing is committed."""
+        _parquet.commit(snapshot, files, partition_by=table_spec(table).partition_by, transactions=transactions)
+
+    def read_files(self, table: str, files: Sequence[tuple[str, Mapping[str, str]]]) -> pa.Table:
+        """The rows of data files of ``table`` (paths relative to its root, with their partition
+        values), in ``table``'s columns: what a worker reads of the files a coordinator listed
+        (:meth:`appended_files`), whether or not a later commit has removed them since."""
+        spec = table_spec(table)
+        fs, root = self._filesystem(), self._fs_path(table)
+        parts = []
+        for path, values in files:
+            with fs.open_input_file(f"{root}/{path}") as fh:
+                data = pq.read_table(fh)
+            n = data.num_rows
+            for name in spec.partition_by:
+                field = spec.schema.field(name)
+                data = data.append_column(field, pa.array([values.get(name)] * n, pa.string()).cast(field.type))
+            missing = [f for f in spec.schema if f.name not in data.schema.names]  # (files of an older schema)
+            for field in missing:
+                data = data.append_column(field, pa.nulls(n, field.type))
+            parts.append(data.select(spec.schema.names).cast(spec.schema))
+        return pa.concat_tables(parts) if parts else spec.schema.empty_table()
+
+    def active_files(self, table: str, *, version: int | None = None) -> list[tuple[str, dict[str, str]]]:
+        """The data files of ``table`` at ``version`` (default: the latest): (path relative to
+        the table's root, partition values)."""
+        actions = pa.table(self.open(table, version=version).get_add_actions(flatten=False))
+        paths = cast(list[str], actions.column("path").to_pylist())
+        if "partition" not in actions.column_names:
+            return [(p, {}) for p in paths]
+        values = cast(list[dict[str, Any] | None], actions.column("partition").to_pylist())
+        return [
+            (p, {k: v.isoformat() if isinstance(v, date) else str(v) for k, v in (vals or {}).items() if v is not None})
+            for p, vals in zip(paths, values, strict=True)
+        ]
 
     def summary(self, table: str) -> TableSummary:
         """Rows, version, data files and location of a table (for demos and CLIs)."""

@@ -26,13 +26,15 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction
 
 from crypto_lakehouse.errors import LakehouseError, UnknownTable
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
@@ -52,7 +54,15 @@ from crypto_lakehouse.transform.plans import (
     trade_columns,
 )
 
-__all__ = ["PromoteResult", "SilverOptions", "backfill", "promote_silver"]
+__all__ = [
+    "Fanout",
+    "PromoteResult",
+    "SilverOptions",
+    "backfill",
+    "backfill_fanned",
+    "promote_silver",
+    "promote_silver_fanned",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -304,18 +314,17 @@ def _quarantine(catalog: Catalog, q: pl.DataFrame) -> int:
     return _write_deduped(catalog, "silver.quarantine", lambda snapshot: _quarantine_seen(catalog, q, snapshot)).height
 
 
-def _promote_rows(
+def _sort_out(
     plan: Plan,
-    catalog: Catalog,
     raw: pl.DataFrame,
     *,
     source: str | pl.Expr,
     now: datetime,
     opts: SilverOptions,
     report: QualityReport,
-    app: tuple[str, int] | None,
-) -> int:
-    """Validate, quarantine, dedup and append ``raw`` (bronze-shaped rows); returns rows written."""
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """``raw`` (bronze-shaped rows) counted, filtered and validated: (silver rows deduplicated
+    within the batch, quarantined rows, rows that passed validation)."""
     report.add(plan.silver, "rows_in", raw)
     if plan.empty is not None and plan.empty[0] in raw.columns:  # (bronze of an earlier release lacks it)
         is_empty = plan.empty[1]()
@@ -328,23 +337,47 @@ def _promote_rows(
     good, bad = _validate(plan, raw, now, opts)
     for rule in bad.get_column("rule").unique().to_list():
         report.add(plan.silver, f"quarantined:{rule}", bad.filter(pl.col("rule") == rule))
+    return _within_batch(plan, _to_silver(plan, good, source)), bad, good.height
+
+
+def _conflicting(
+    plan: Plan, batch: pl.DataFrame, conflicts: list[pl.DataFrame], *, now: datetime, report: QualityReport
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows whose key silver holds with other values, their quarantine rows), logged and counted."""
+    conflicting = pl.concat(conflicts) if conflicts else batch.clear()
+    if not conflicting.height:
+        return conflicting, _quarantine_rows(plan, conflicting, "key_conflict", now)
+    LOG.warning(
+        "%s: %d rows carry a key silver already holds with OTHER values (%s, e.g. %s): the stored rows are "
+        "kept and these are quarantined as key_conflict; two sources disagree (or a market reused its ids)",
+        plan.silver,
+        conflicting.height,
+        ", ".join(plan.conflict_columns),
+        conflicting.select(plan.key).row(0),
+    )
+    report.add(plan.silver, "quarantined:key_conflict", conflicting)
+    return conflicting, _quarantine_rows(plan, conflicting, "key_conflict", now)
+
+
+def _promote_rows(
+    plan: Plan,
+    catalog: Catalog,
+    raw: pl.DataFrame,
+    *,
+    source: str | pl.Expr,
+    now: datetime,
+    opts: SilverOptions,
+    report: QualityReport,
+    app: tuple[str, int] | None,
+) -> int:
+    """Validate, quarantine, dedup and append ``raw`` (bronze-shaped rows); returns rows written."""
+    batch, bad, passed = _sort_out(plan, raw, source=source, now=now, opts=opts, report=report)
     _quarantine(catalog, bad)
-    batch = _within_batch(plan, _to_silver(plan, good, source))
     conflicts: list[pl.DataFrame] = []
     rows = _write_deduped(catalog, plan.silver, lambda snapshot: _dedup(plan, batch, snapshot, conflicts), app=app)
-    conflicting = pl.concat(conflicts) if conflicts else batch.clear()
-    if conflicting.height:
-        LOG.warning(
-            "%s: %d rows carry a key silver already holds with OTHER values (%s, e.g. %s): the stored rows are "
-            "kept and these are quarantined as key_conflict; two sources disagree (or a market reused its ids)",
-            plan.silver,
-            conflicting.height,
-            ", ".join(plan.conflict_columns),
-            conflicting.select(plan.key).row(0),
-        )
-        report.add(plan.silver, "quarantined:key_conflict", conflicting)
-        _quarantine(catalog, _quarantine_rows(plan, conflicting, "key_conflict", now))
-    report.add(plan.silver, "duplicates", value=good.height - rows.height - conflicting.height)
+    conflicting, quarantined = _conflicting(plan, batch, conflicts, now=now, report=report)
+    _quarantine(catalog, quarantined)
+    report.add(plan.silver, "duplicates", value=passed - rows.height - conflicting.height)
     report.add(plan.silver, "rows_out", rows)
     return rows.height
 
@@ -355,16 +388,33 @@ def _bronze_frame(
     """Bronze rows to promote: a window of exchange time (``start``/``end``, on the table's time
     column and pruned by ``date``, its date, for every table), or the commits after ``after``."""
     if start is not None or end is not None:
-        lf = catalog.scan(plan.bronze, version=upto)
-        t = pl.col(TIME_COLUMN[plan.bronze])
-        if start is not None:
-            lf = lf.filter((t >= start) & (pl.col("date") >= start.date()))
-        if end is not None:
-            lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
-        return lf.collect()
+        return _in_window(catalog.scan(plan.bronze, version=upto), plan, start, end).collect()
     if after is None:  # the whole table: Polars reads a snapshot fastest
         return catalog.frame(plan.bronze, version=upto)
     return to_frame(catalog.changes(plan.bronze, after=after, upto=upto))
+
+
+def _in_window(lf: pl.LazyFrame, plan: Plan, start: datetime | None, end: datetime | None) -> pl.LazyFrame:
+    """Bronze rows whose exchange time (the table's time column) is in ``[start, end)``, pruned
+    by ``date``, their date."""
+    t = pl.col(TIME_COLUMN[plan.bronze])
+    if start is not None:
+        lf = lf.filter((t >= start) & (pl.col("date") >= start.date()))
+    if end is not None:
+        lf = lf.filter((t < end) & (pl.col("date") <= end.date()))
+    return lf
+
+
+def _with_origin(raw: pl.DataFrame) -> pl.DataFrame:
+    """Bronze rows as promote reads them: ``__source`` (``archive`` for rows the archive importer
+    wrote, whose writer ids are ``archive:<archive path>``, else ``stream``) and :data:`ORIGIN`
+    (the bronze commit of each row: what identifies a trade without id), less the writer's
+    bookkeeping columns."""
+    archived = pl.col("writer_id").str.starts_with("archive:") if "writer_id" in raw.columns else pl.lit(False)
+    raw = raw.with_columns(pl.when(archived).then(pl.lit("archive")).otherwise(pl.lit("stream")).alias("__source"))
+    if "writer_id" in raw.columns:
+        raw = raw.with_columns(pl.concat_str("writer_id", "batch_id", separator=":").alias(ORIGIN))
+    return raw.drop("writer_id", "batch_id", "date", strict=False)
 
 
 def _silver_names(tables: list[str] | None) -> list[str]:
@@ -410,21 +460,30 @@ def promote_silver(
             continue  # nothing new
         raw = _bronze_frame(catalog, plan, after=after, upto=upto, start=start, end=end)
         result.bronze_versions[plan.bronze] = (after, upto)
-        # rows the archive importer wrote carry writer ids "archive:<archive path>"
-        archived = pl.col("writer_id").str.starts_with("archive:") if "writer_id" in raw.columns else pl.lit(False)
-        raw = raw.with_columns(pl.when(archived).then(pl.lit("archive")).otherwise(pl.lit("stream")).alias("__source"))
-        if "writer_id" in raw.columns:  # the bronze commit of each row (what identifies a trade without id)
-            raw = raw.with_columns(pl.concat_str("writer_id", "batch_id", separator=":").alias(ORIGIN))
         _promote_rows(
             plan,
             catalog,
-            raw.drop("writer_id", "batch_id", "date", strict=False),
+            _with_origin(raw),
             source=pl.col("__source"),
             now=now,
             opts=opts,
             report=report,
             app=None if reprocess else (app_id, upto),
         )
+    _fill_and_report(catalog, result, report, backfiller=backfiller, opts=opts, now=now)
+    return result
+
+
+def _fill_and_report(
+    catalog: Catalog,
+    result: PromoteResult,
+    report: QualityReport,
+    *,
+    backfiller: VenueHistory | None,
+    opts: SilverOptions,
+    now: datetime,
+) -> None:
+    """A promote's end: gaps detected and filled (in this process), the report appended."""
     result.gaps = fill_gaps(
         catalog,
         backfiller=backfiller if opts.backfill else None,
@@ -438,7 +497,6 @@ def promote_silver(
     result.report = report.frame()
     if result.report.height:
         catalog.append("silver.dq_report", result.report.to_arrow().cast(table_spec("silver.dq_report").schema))
-    return result
 
 
 def backfill(
@@ -464,3 +522,325 @@ def backfill(
     if frame.height:
         catalog.append("silver.dq_report", frame.to_arrow().cast(table_spec("silver.dq_report").schema))
     return n
+
+
+# ---- fanned out: groups of (exchange, symbol, day) on a runner, one commit per table ---------------
+
+Fanout = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+"""Runs a function on each item (anywhere: this process, Dask workers) and returns the results
+in order: ``jobs.Runner.map``."""
+
+_MAX_TASKS = 64  # groups are packed into at most this many tasks (Prefect costs ~0.6 s a task)
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a worker finds the tables (a :class:`Catalog` travels as its root and options)."""
+
+    root: str
+    storage_options: dict[str, str] | None
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> _Where:
+        return cls(catalog.root, catalog.storage_options)
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.root, storage_options=self.storage_options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """One task of a fanned-out promote: bronze files of whole (exchange, symbol, day)
+    partitions, deduplicated against silver (and silver.quarantine) as of the versions the
+    coordinator read."""
+
+    where: _Where
+    table: str  # the silver table
+    files: tuple[tuple[str, dict[str, str]], ...]
+    silver_version: int
+    quarantine_version: int | None  # None: no quarantine yet
+    start: datetime | None
+    end: datetime | None
+    now: datetime
+    opts: SilverOptions
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """What a task wrote (uncommitted files) and counted."""
+
+    rows: list[AddAction]
+    quarantine: list[AddAction]
+    report: list[tuple[str, str | None, str | None, str, int, str | None]]
+
+
+def _stage_task(task: _Task) -> _Staged:
+    """A worker's part of :func:`promote_silver_fanned`: read the task's bronze files, validate,
+    deduplicate and write silver's and the quarantine's files (uncommitted)."""
+    catalog = task.where.catalog()
+    plan = PLANS[task.table]
+    raw = to_frame(catalog.read_files(plan.bronze, task.files))
+    if task.start is not None or task.end is not None:
+        raw = _in_window(raw.lazy(), plan, task.start, task.end).collect()
+    report = QualityReport(task.run_id, task.now)
+    return _stage_rows(
+        plan,
+        catalog,
+        _with_origin(raw),
+        source=pl.col("__source"),
+        now=task.now,
+        opts=task.opts,
+        report=report,
+        versions=(task.silver_version, task.quarantine_version),
+    )
+
+
+def _stage_rows(
+    plan: Plan,
+    catalog: Catalog,
+    raw: pl.DataFrame,
+    *,
+    source: str | pl.Expr,
+    now: datetime,
+    opts: SilverOptions,
+    report: QualityReport,
+    versions: tuple[int, int | None],
+) -> _Staged:
+    """:func:`_promote_rows` without the commits: the rows silver (at ``versions[0]``) does not
+    hold and the quarantine rows silver.quarantine (at ``versions[1]``; None: there is none yet)
+    does not, written as uncommitted files."""
+    batch, bad, passed = _sort_out(plan, raw, source=source, now=now, opts=opts, report=report)
+    conflicts: list[pl.DataFrame] = []
+    rows = _dedup(plan, batch, catalog.open(plan.silver, version=versions[0]), conflicts)
+    conflicting, quarantined = _conflicting(plan, batch, conflicts, now=now, report=report)
+    report.add(plan.silver, "duplicates", value=passed - rows.height - conflicting.height)
+    report.add(plan.silver, "rows_out", rows)
+    q_spec = table_spec("silver.quarantine")
+    q = pl.concat([bad, quarantined]).unique(subset=["table", "row_hash"], keep="first", maintain_order=True)
+    stored = None if versions[1] is None else catalog.open(q_spec.name, version=versions[1])
+    q = _quarantine_seen(catalog, q.select(q_spec.schema.names), stored)
+    if q.height:
+        catalog.create(q_spec.name)  # (empty: the coordinator commits against its first version)
+    return _Staged(
+        rows=catalog.stage(plan.silver, rows.to_arrow().cast(SILVER[plan.silver].schema)),
+        quarantine=catalog.stage(q_spec.name, q.to_arrow().cast(q_spec.schema)),
+        report=report.rows,
+    )
+
+
+def _commit_staged(
+    catalog: Catalog,
+    table: str,
+    make: Callable[[DeltaTable, DeltaTable | None], list[_Staged]],
+    *,
+    app: tuple[str, int] | None,
+    report: QualityReport,
+) -> bool:
+    """Stage (``make``, given snapshots of ``table`` and silver.quarantine) and commit the
+    quarantine's files, then ``table``'s with ``app``, each once, under the table's writer app id
+    (:func:`_write_deduped`'s). A commit lost to a concurrent writer (or a racing job) stages
+    everything again against the new snapshots: the files of the lost attempt are never
+    referenced. False when ``app`` was already recorded (a racing job did it: nothing written).
+    silver.quarantine is created only when there are rows to quarantine (as in one process)."""
+    q_name = "silver.quarantine"
+    for attempt in range(_ATTEMPTS):
+        catalog.create(table)
+        silver = catalog.open(table)
+        quarantine = catalog.open(q_name) if catalog.exists(q_name) else None
+        if app is not None and (silver.transaction_version(app[0]) or -1) >= app[1]:
+            return False
+        staged = make(silver, quarantine)
+        q_files = [f for s in staged for f in s.quarantine]
+        files = [f for s in staged for f in s.rows]
+        try:
+            if q_files:  # against the snapshot the tasks deduplicated against (none: the empty first version)
+                q_snapshot = quarantine if quarantine is not None else catalog.open(q_name, version=0)
+                catalog.commit_staged(
+                    q_name,
+                    q_files,
+                    snapshot=q_snapshot,
+                    transactions=[(_WRITER_APP.format(table=q_name), q_snapshot.version() + 1)],
+                )
+            if files or app is not None:
+                apps = [(_WRITER_APP.format(table=table), silver.version() + 1), *([app] if app else [])]
+                catalog.commit_staged(table, files, snapshot=silver, transactions=apps)
+        except CommitFailedError as exc:
+            LOG.info(
+                "%s: concurrent commit since version %d (%s); staging again (%d)",
+                table,
+                silver.version(),
+                exc,
+                attempt + 1,
+            )
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+            continue
+        report.rows += _summed([r for s in staged for r in s.report])
+        return True
+    raise LakehouseError(f"commit to {table} lost {_ATTEMPTS} times in a row to concurrent writers; run it again")
+
+
+def _summed(
+    rows: list[tuple[str, str | None, str | None, str, int, str | None]],
+) -> list[tuple[str, str | None, str | None, str, int, str | None]]:
+    """Report rows of several tasks, one per (table, exchange, symbol, metric, detail), values
+    summed, in first-seen order: the rows one task over all of them would have counted."""
+    totals: dict[tuple[str, str | None, str | None, str, str | None], int] = {}
+    for table, ex, sym, metric, value, detail in rows:
+        key = (table, ex, sym, metric, detail)
+        totals[key] = totals.get(key, 0) + value
+    return [(t, ex, sym, m, v, d) for (t, ex, sym, m, d), v in totals.items() if v]
+
+
+def _tasks_of(
+    files: Sequence[tuple[str, dict[str, str]]], *, by: Sequence[str]
+) -> list[tuple[tuple[str, dict[str, str]], ...]]:
+    """``files`` in groups of equal partition values ``by`` (a group's files never split), packed
+    in order into at most :data:`_MAX_TASKS` tasks of about as many groups each."""
+    groups: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
+    for path, values in files:
+        groups.setdefault(tuple(values.get(k, "") for k in by), []).append((path, values))
+    ordered = [groups[k] for k in sorted(groups)]
+    per_task = -(-len(ordered) // _MAX_TASKS) if ordered else 1
+    return [tuple(f for group in ordered[i : i + per_task] for f in group) for i in range(0, len(ordered), per_task)]
+
+
+def promote_silver_fanned(
+    catalog: Catalog,
+    fanout: Fanout,
+    *,
+    tables: list[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    backfiller: VenueHistory | None = None,
+    options: SilverOptions | None = None,
+    now: datetime | None = None,
+) -> PromoteResult:
+    """:func:`promote_silver` with its bronze rows split into groups of (exchange, symbol, day)
+    partitions (candles: of (exchange, symbol), their key spans days) that ``fanout`` runs
+    anywhere: each task validates and deduplicates its rows against one snapshot of silver and
+    writes data files; this process then commits them **once per table**, with the bronze
+    version promoted as the commit's application transaction (and the table's writer app id, so
+    a racing job or writer makes the commit fail and the groups are staged again). The same rows
+    as :func:`promote_silver`; the gaps are filled in this process afterwards."""
+    opts = options or SilverOptions()
+    now = now or datetime.now(UTC)
+    result = PromoteResult(run_id=uuid.uuid4().hex[:12])
+    report = QualityReport(result.run_id, now)
+    where = _Where.of(catalog)
+    for name in _silver_names(tables):
+        plan = PLANS[name]
+        if not catalog.exists(plan.bronze):
+            continue
+        app_id = f"promote:{plan.bronze}"
+        upto = catalog.open(plan.bronze).version()
+        after = catalog.transaction_version(plan.silver, app_id)
+        reprocess = start is not None or end is not None
+        result.bronze_versions[plan.bronze] = (after, upto)
+        if not reprocess and after is not None and after >= upto:
+            continue  # nothing new
+        if reprocess:
+            first, last = (start or TS_MIN).date(), (end.date() if end else date.max)
+            files = [
+                (p, v)
+                for p, v in catalog.active_files(plan.bronze, version=upto)
+                if first.isoformat() <= v.get("date", "") <= last.isoformat()
+            ]
+        elif after is None:
+            files = catalog.active_files(plan.bronze, version=upto)
+        else:
+            files = catalog.appended_files(plan.bronze, after=after, upto=upto)
+        by = ("exchange", "symbol") if plan.silver == "silver.candles" else ("exchange", "symbol", "date")
+        groups = _tasks_of(files, by=by)
+
+        def make(
+            silver: DeltaTable, quarantine: DeltaTable | None, name: str = name, groups: list[Any] = groups
+        ) -> list[_Staged]:
+            q_version = None if quarantine is None else quarantine.version()
+            tasks = [
+                _Task(where, name, g, silver.version(), q_version, start, end, now, opts, result.run_id) for g in groups
+            ]
+            return fanout(_stage_task, tasks)
+
+        _commit_staged(catalog, name, make, app=None if reprocess else (app_id, upto), report=report)
+    _fill_and_report(catalog, result, report, backfiller=backfiller, opts=opts, now=now)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """One task of a fanned-out backfill: a window of one symbol's trades."""
+
+    where: _Where
+    history: Callable[[], VenueHistory]  # made in the worker (ccxt clients do not travel)
+    exchange: str
+    symbol: str
+    start: datetime
+    end: datetime
+    silver_version: int
+    quarantine_version: int | None
+    now: datetime
+    opts: SilverOptions
+    run_id: str
+
+
+def _fetch_task(task: _Fetch) -> _Staged:
+    """A worker's part of :func:`backfill_fanned`: fetch the window, stage what silver lacks."""
+    catalog = task.where.catalog()
+    raw = task.history().trades_by_time(task.exchange, task.symbol, task.start, task.end)
+    return _stage_rows(
+        PLANS["silver.trades"],
+        catalog,
+        raw,
+        source="backfill",
+        now=task.now,
+        opts=task.opts,
+        report=QualityReport(task.run_id, task.now),
+        versions=(task.silver_version, task.quarantine_version),
+    )
+
+
+def _days(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at each UTC midnight."""
+    out, lo = [], start
+    while lo < end:
+        midnight = datetime.combine(lo.date(), datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+        hi = min(end, midnight)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def backfill_fanned(
+    catalog: Catalog,
+    fanout: Fanout,
+    history: Callable[[], VenueHistory],
+    *,
+    exchange: str,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    options: SilverOptions | None = None,
+) -> int:
+    """:func:`backfill` with ``[start, end)`` cut into UTC days that ``fanout`` fetches and stages
+    anywhere (each with its own ccxt client from ``history``), committed to silver.trades once;
+    returns the rows added."""
+    opts = options or SilverOptions()
+    now = datetime.now(UTC)
+    report = QualityReport(uuid.uuid4().hex[:12], now)
+    where = _Where.of(catalog)
+    name = exchange.upper()
+
+    def make(silver: DeltaTable, quarantine: DeltaTable | None) -> list[_Staged]:
+        q_version = None if quarantine is None else quarantine.version()
+        tasks = [
+            _Fetch(where, history, name, symbol, lo, hi, silver.version(), q_version, now, opts, report.run_id)
+            for lo, hi in _days(start, end)
+        ]
+        return fanout(_fetch_task, tasks)
+
+    _commit_staged(catalog, "silver.trades", make, app=None, report=report)
+    frame = report.frame()
+    if frame.height:
+        catalog.append("silver.dq_report", frame.to_arrow().cast(table_spec("silver.dq_report").schema))
+    return sum(v for t, _, _, m, v, _ in report.rows if t == "silver.trades" and m == "rows_out")
