@@ -1,4 +1,8 @@
-"""Prefect flow ``promote-silver``: bronze -> silver, with the data-quality report as an artifact."""
+"""Prefect flow ``promote-silver``: bronze -> silver, with the data-quality report as an artifact.
+
+With ``scale.runner`` set (local, or a Dask scheduler address) the groups of (exchange, symbol,
+day) run as Prefect tasks on prefect-dask's ``DaskTaskRunner`` (a subflow ``promote-silver-groups``)
+and each silver table is committed once (docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from prefect.artifacts import create_table_artifact
 
 from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
+from crypto_lakehouse.jobs._prefect import PrefectTasks, dask_task_runner
+from crypto_lakehouse.transform.silver import PromoteResult
 
 
 @flow(name="promote-silver")
@@ -19,7 +25,12 @@ def promote_silver_flow(
 ) -> dict[str, dict[str, int]]:
     """Promote new bronze commits (or reprocess ``start``..``end``) into silver and fill gaps;
     ``tables``: only these (trades, book, ...)."""
-    result = jobs.promote_silver(load_settings(config, root=root), start=start, end=end, tables=tables).promotion
+    settings = load_settings(config, root=root)
+    runner = dask_task_runner(settings.scale)
+    if runner is None:
+        result = jobs.promote_silver(settings, start=start, end=end, tables=tables).promotion
+    else:
+        result = _groups.with_options(task_runner=runner)(config=config, root=root, start=start, end=end, tables=tables)
     report = result.report.to_dicts() if result.report is not None else []
     create_table_artifact(
         key="silver-dq-report",
@@ -28,6 +39,15 @@ def promote_silver_flow(
     )
     get_run_logger().info("promote-silver %s: %s", result.run_id, result.totals())
     return result.totals()
+
+
+@flow(name="promote-silver-groups")
+def _groups(
+    config: str | None, root: str | None, start: str | None, end: str | None, tables: list[str] | None
+) -> PromoteResult:
+    """The groups of a promote as tasks on the flow's Dask task runner, committed once per table."""
+    settings = load_settings(config, root=root)
+    return jobs.promote_silver(settings, start=start, end=end, tables=tables, runner=PrefectTasks()).promotion
 
 
 if __name__ == "__main__":

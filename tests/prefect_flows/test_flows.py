@@ -227,3 +227,44 @@ def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> Non
         os.environ.pop("LAKEHOUSE_WRITER__ID")
     rows = pl.read_delta(str(tmp_path / "lake" / "bronze" / "trades")).height
     assert rows == summary["bronze.trades"]["rows_committed"] > 100
+
+
+def test_promote_silver_flow_fans_out_as_prefect_tasks_on_a_dask_local_cluster(harness, tmp_path: Path) -> None:
+    """scale.runner=local: the groups run as Prefect tasks on prefect-dask's DaskTaskRunner
+    (2 worker processes reporting to the same Prefect API), silver equals the flow's in-process
+    run and each silver table gets one commit."""
+    import shutil
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.silver import promote_silver_flow
+
+    alone, fanned = tmp_path / "alone", tmp_path / "fanned"
+    _bronze(alone)
+    write_more = {"LAKEHOUSE_SILVER__BACKFILL": "false"}
+    shutil.copytree(alone, fanned)
+    env = {**write_more, "PREFECT_API_URL": str(PREFECT_API_URL.value())}  # the workers' API: the test server's
+    os.environ.update(env)
+    try:
+        expected = promote_silver_flow(root=str(alone))
+        os.environ.update({"LAKEHOUSE_SCALE__RUNNER": "local", "LAKEHOUSE_SCALE__WORKERS": "2"})
+        got = promote_silver_flow(root=str(fanned))
+    finally:
+        for k in [*env, "LAKEHOUSE_SCALE__RUNNER", "LAKEHOUSE_SCALE__WORKERS"]:
+            os.environ.pop(k, None)
+    assert got == expected and got["silver.trades"]["rows_out"] == 4
+    for table in ("trades", "quarantine"):
+        a = pl.read_delta(str(alone / "silver" / table)).drop("detected_at", strict=False)
+        b = pl.read_delta(str(fanned / "silver" / table)).drop("detected_at", strict=False)
+        assert b.sort(b.columns).equals(a.sort(a.columns)), table
+    log = sorted((fanned / "silver" / "trades" / "_delta_log").glob("*.json"))
+    assert len(log) == 2  # created, then the one commit of the job
+
+    async def task_runs() -> list:
+        async with get_client() as client:
+            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="stage_task")))
+
+    runs = asyncio.run(task_runs())
+    assert runs and all(r.state is not None and r.state.is_completed() for r in runs)
