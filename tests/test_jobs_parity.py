@@ -73,6 +73,7 @@ NOT_IN_FLOW = {
     ("backfill", "progress"): "a progress bar on the terminal; a flow run has none",
     ("backfill", "runner"): RUNNER,
     ("promote silver", "runner"): RUNNER,
+    ("archive import", "runner"): RUNNER,
 }
 
 # (command, parameter) of the job that the command sets without an option of its own, and why
@@ -81,6 +82,7 @@ NOT_IN_CLI = {
     ("backfill", "progress"): "shown whenever stderr is a terminal",
     ("backfill", "runner"): RUNNER,
     ("promote silver", "runner"): RUNNER,
+    ("archive import", "runner"): RUNNER,
 }
 
 # every command and flow takes these; the job takes the Settings they load

@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -36,7 +37,9 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.rows import columns_to_arrow
@@ -44,7 +47,7 @@ from crypto_lakehouse.schemas import META
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives"]
+__all__ = ["ArchiveFile", "ImportResult", "archive_files", "import_archives", "import_archives_fanned"]
 
 LOG = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://data.binance.vision"
@@ -238,12 +241,7 @@ def import_archives(
         digest = _checksum(base, f.path)
         if done.get(f.path) == digest:
             return f, digest, b""
-        local = _fetch(f"{base}/{f.path}", cache / f.path)
-        data = local.read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            local.unlink(missing_ok=True)  # a re-run downloads it again
-            raise LakehouseError(f"{f.path}: checksum mismatch (expected {digest[:12]}...)")
-        return f, digest, data
+        return f, digest, _verified(base, f, digest, cache)
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         task = bar.add_task("archives", total=len(files))
@@ -264,6 +262,135 @@ def import_archives(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """One file of a fanned-out import (a :class:`Catalog` travels as its root and options)."""
+
+    root: str
+    storage_options: dict[str, str] | None
+    file: ArchiveFile
+    base: str
+    cache_dir: str
+    known: str | None  # the checksum the manifest records for it
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A file a worker verified and staged as bronze files (uncommitted), or why not."""
+
+    file: ArchiveFile
+    digest: str = ""
+    table: str = ""
+    rows: int = 0
+    actions: tuple[AddAction, ...] = ()
+    error: str | None = None
+    skipped: bool = False
+
+
+def _stage_file(task: _Task) -> _Staged:
+    """A worker's part of :func:`import_archives_fanned`: download, verify, parse and write one
+    file's bronze rows as uncommitted data files."""
+    f = task.file
+    try:
+        digest = _checksum(task.base, f.path)
+        if task.known == digest:
+            return _Staged(f, digest, skipped=True)
+        data = _verified(task.base, f, digest, Path(task.cache_dir))
+        exchange = _MARKETS[f.market][1]
+        table, df = _parse(f, data, exchange, venue(exchange).std_symbol(f.symbol), datetime.now(UTC).timestamp())
+        arrow = _to_bronze(table, df, writer_id=f.writer_id)
+        catalog = Catalog(task.root, storage_options=task.storage_options)
+        catalog.create(table)
+        return _Staged(f, digest, table, arrow.num_rows, tuple(catalog.stage(table, arrow)))
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops the others; it is reported
+        return _Staged(f, error=f"{f.path}: {exc}" if isinstance(exc, zipfile.BadZipFile) else str(exc))
+
+
+def _verified(base: str, f: ArchiveFile, digest: str, cache: Path) -> bytes:
+    """``f``'s bytes (downloaded to ``cache``, resumable), checked against ``digest``."""
+    local = _fetch(f"{base}/{f.path}", cache / f.path)
+    data = local.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        local.unlink(missing_ok=True)  # a re-run downloads it again
+        raise LakehouseError(f"{f.path}: checksum mismatch (expected {digest[:12]}...)")
+    return data
+
+
+def _imported_before(snapshot: DeltaTable | None, files: Sequence[ArchiveFile]) -> set[str]:
+    """The paths of ``files`` whose identity (or legacy identity) has rows in ``snapshot``."""
+    if snapshot is None or not files:
+        return set()
+    ids = {i: f.path for f in files for i in (f.writer_id, f.legacy_writer_id)}
+    found = (
+        Catalog.scan_snapshot(snapshot)
+        .filter(pl.col("writer_id").is_in(list(ids)))
+        .select("writer_id")
+        .unique()
+        .collect()
+        .get_column("writer_id")
+        .to_list()
+    )
+    return {ids[i] for i in found}
+
+
+def import_archives_fanned(
+    catalog: Catalog,
+    files: list[ArchiveFile],
+    fanout: Callable[[Callable[[_Task], _Staged], Sequence[_Task]], list[_Staged]],
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    cache_dir: str | Path = "./lakehouse_archive_cache",
+) -> ImportResult:
+    """:func:`import_archives` with each file downloaded, verified, parsed and written as data
+    files by ``fanout`` (anywhere: Dask workers), then **one commit per bronze table** adding the
+    files imported for the first time, each file's identity recorded as an application
+    transaction (``archive:<path>``, version 1) in that commit, so two imports of a file racing
+    (fanned or not) never both add it: the loser's files are left for vacuum and the file is
+    imported again by the replacing commit of :func:`import_archives`, as is a file whose rows
+    bronze already holds (a changed checksum, a half-finished import). One manifest commit last."""
+    base = base_url.rstrip("/")
+    result = ImportResult()
+    known = _manifest(catalog)
+    tables = ("bronze.trades", "bronze.candles", "bronze.funding", "bronze.ticker")
+    snapshots = {t: catalog.open(t) if catalog.exists(t) else None for t in tables}
+    tasks = [_Task(catalog.root, catalog.storage_options, f, base, str(cache_dir), known.get(f.path)) for f in files]
+    staged = fanout(_stage_file, tasks)
+    done: list[tuple[ArchiveFile, str, str, int]] = []
+    for table in tables:
+        mine = [s for s in staged if s.table == table and s.error is None and not s.skipped]
+        again = _imported_before(snapshots[table], [s.file for s in mine])
+        first = [s for s in mine if s.file.path not in again]
+        replace = [s for s in mine if s.file.path in again]
+        if first:
+            snapshot = snapshots[table] or catalog.open(table, version=0)  # (the empty version a worker created)
+            try:
+                catalog.commit_staged(
+                    table,
+                    [a for s in first for a in s.actions],
+                    snapshot=snapshot,
+                    transactions=[(s.file.writer_id, 1) for s in first],
+                )
+                done += [(s.file, s.digest, table, s.rows) for s in first]
+            except CommitFailedError as exc:  # another import of one of them won: replace each file's rows
+                LOG.info("%s: archive commit conflicted (%s); importing its files one by one", table, exc)
+                replace += first
+        for s in replace:
+            try:
+                data = _verified(base, s.file, s.digest, Path(cache_dir))
+                result.imported[s.file.path] = _commit_file(catalog, s.file, s.digest, data, base=base)
+            except Exception as exc:  # noqa: BLE001 - reported per file, as in import_archives
+                result.failed[s.file.path] = str(exc)
+    _record(catalog, done, base=base)
+    result.imported |= {f.path: n for f, _, _, n in done}
+    for s in staged:
+        if s.error is not None:
+            LOG.error("archive import failed: %s", s.error)
+            result.failed[s.file.path] = s.error
+        elif s.skipped:
+            result.skipped.append(s.file.path)
+    return result
+
+
 def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, base: str) -> int:
     """Import one verified file: its bronze rows, then its manifest row.
 
@@ -278,18 +405,23 @@ def _commit_file(catalog: Catalog, f: ArchiveFile, digest: str, data: bytes, *, 
         f"exchange = {_sql(exchange)} AND symbol = {_sql(std)}"
         f" AND writer_id IN ({_sql(f.writer_id)}, {_sql(f.legacy_writer_id)})"
     )
-    _replace_identity(catalog, table, arrow, predicate=identity)
-    row = {
-        "file": f.path,
-        "url": f"{base}/{f.path}",
-        "checksum": digest,
-        "table": table,
-        "rows": arrow.num_rows,
-        "imported_at": datetime.now(UTC),
-    }
-    manifest = pl.DataFrame([row]).to_arrow().cast(META["meta.archive_manifest"].schema)
-    _replace_identity(catalog, "meta.archive_manifest", manifest, predicate=f"file = {_sql(f.path)}")
+    _replace_identity(catalog, table, arrow, predicate=identity, app_id=f.writer_id)
+    _record(catalog, [(f, digest, table, arrow.num_rows)], base=base)
     return arrow.num_rows
+
+
+def _record(catalog: Catalog, done: Sequence[tuple[ArchiveFile, str, str, int]], *, base: str) -> None:
+    """Manifest rows of imported files (file, checksum, table, rows), replacing theirs in one commit."""
+    if not done:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {"file": f.path, "url": f"{base}/{f.path}", "checksum": d, "table": t, "rows": n, "imported_at": now}
+        for f, d, t, n in done
+    ]
+    manifest = pl.DataFrame(rows).to_arrow().cast(META["meta.archive_manifest"].schema)
+    files = ", ".join(_sql(f.path) for f, *_ in done)
+    _replace_identity(catalog, "meta.archive_manifest", manifest, predicate=f"file IN ({files})")
 
 
 def _sql(text: str) -> str:
@@ -297,9 +429,12 @@ def _sql(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _replace_identity(catalog: Catalog, table: str, data: pa.Table, *, predicate: str, attempts: int = 5) -> None:
+def _replace_identity(
+    catalog: Catalog, table: str, data: pa.Table, *, predicate: str, app_id: str | None = None, attempts: int = 5
+) -> None:
     """Replace the rows of ``table`` matching ``predicate`` with ``data`` (which matches it too)
-    in one commit.
+    in one commit; with ``app_id``, the commit records it as an application transaction (its
+    next version), so a fanned-out import of the same file racing it conflicts.
 
     The table is created (empty) first: on a missing table a replace is a plain append, and two
     concurrent first imports would both append. On an existing table Delta fails the commit that
@@ -310,7 +445,8 @@ def _replace_identity(catalog: Catalog, table: str, data: pa.Table, *, predicate
     delay = 0.05
     for attempt in range(1, attempts + 1):
         try:
-            catalog.replace(table, data, predicate=predicate)
+            version = None if app_id is None else (catalog.transaction_version(table, app_id) or 0) + 1
+            catalog.replace(table, data, predicate=predicate, app_id=app_id, version=version)
             return
         except CommitFailedError as exc:
             if attempt == attempts:

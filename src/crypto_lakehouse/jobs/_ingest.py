@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -13,10 +14,17 @@ from rich.console import Console
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import LakehouseError
-from crypto_lakehouse.ingest.archive import DEFAULT_BASE_URL, ImportResult, archive_files, import_archives
+from crypto_lakehouse.ingest.archive import (
+    DEFAULT_BASE_URL,
+    ImportResult,
+    archive_files,
+    import_archives,
+    import_archives_fanned,
+)
 from crypto_lakehouse.ingest.progress import live_progress
 from crypto_lakehouse.ingest.stream import stream_targets, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
+from crypto_lakehouse.jobs._fanout import Runner, runner_from_settings
 from crypto_lakehouse.jobs._signals import run_until_signal
 from crypto_lakehouse.storage import Catalog
 
@@ -102,14 +110,24 @@ def archive_import(
     workers: int = 4,
     cache_dir: str | Path = DEFAULT_ARCHIVE_CACHE,
     progress: bool = False,
+    runner: Runner | None = None,
 ) -> ImportResult:
     """Import the ``market``/``kind`` archives of ``symbols`` for the days ``start`` to ``end``
     (inclusive; ``YYYY-MM-DD`` text or dates) into bronze: checksum-verified, one commit per
     file, files already imported with the same checksum skipped. A failed file is reported in
-    the result and never stops the others."""
+    the result and never stops the others.
+
+    ``runner`` (default: ``scale.runner``'s): where each file is downloaded, verified, parsed and
+    written, the files imported for the first time then committed once per bronze table
+    (:func:`crypto_lakehouse.ingest.archive.import_archives_fanned`; no ``workers`` or
+    ``progress`` then); with none, in this process."""
     files = archive_files(market=market, kind=kind, symbols=list(symbols), start=_day(start), end=_day(end))
+    catalog = Catalog.from_settings(settings)
+    with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
+        if fanout is not None:
+            return import_archives_fanned(catalog, files, fanout.map, base_url=base_url, cache_dir=cache_dir)
     return import_archives(
-        Catalog.from_settings(settings),
+        catalog,
         files,
         base_url=base_url,
         cache_dir=cache_dir,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -94,7 +94,7 @@ def promote_silver(
     catalog = Catalog.from_settings(settings)
     backfiller = backfiller_from_settings(settings, recorded=recorded_rest_urls(catalog))
     names = None if tables is None else list(tables)
-    with _runner(settings, runner) as fanout:
+    with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
             result = silver.promote_silver(
                 catalog, tables=names, start=first, end=last, backfiller=backfiller, options=opts
@@ -104,16 +104,6 @@ def promote_silver(
                 catalog, fanout.map, tables=names, start=first, end=last, backfiller=backfiller, options=opts
             )
     return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))
-
-
-@contextmanager
-def _runner(settings: Settings, given: Runner | None) -> Iterator[Runner | None]:
-    """``given``, else the runner ``scale.runner`` names (None: in this process, unsplit)."""
-    if given is not None:
-        yield given
-        return
-    with runner_from_settings(settings.scale) as runner:
-        yield runner
 
 
 def promote_gold(settings: Settings) -> GoldResult:
@@ -153,7 +143,7 @@ def backfill(
     catalog = Catalog.from_settings(settings)
     urls = rest_urls(settings.silver.backfill_rest, recorded=recorded_rest_urls(catalog), given={name: rest or ""})
     opts = SilverOptions.from_settings(settings.silver)
-    with _runner(settings, runner) as fanout:
+    with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
             added = silver.backfill(
                 catalog,
