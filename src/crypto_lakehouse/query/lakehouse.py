@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import polars as pl
 import pyarrow as pa
@@ -18,11 +18,21 @@ import pyarrow as pa
 from crypto_lakehouse.config import Settings, load_settings
 from crypto_lakehouse.durations import CandleInterval, candle_interval, parse_time, time_range
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError, TagNotFound, VersionNotFound
-from crypto_lakehouse.schemas import BRONZE, TABLE_NAMES, TABLES, TIME_COLUMN, TableName, table_name, table_spec
+from crypto_lakehouse.schemas import (
+    BRONZE,
+    TABLE_NAMES,
+    TABLES,
+    TIME_COLUMN,
+    TableName,
+    TableSpec,
+    table_name,
+    table_spec,
+)
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
 
 if TYPE_CHECKING:
+    import dask.dataframe as dd
     import duckdb
     import pyarrow.dataset as pads
     from deltalake import DeltaTable
@@ -39,12 +49,23 @@ _REPLAY_ORDER = {"trades": "id", "book": "sequence", "ticker": "sequence", "cand
 
 
 class _Filters(TypedDict):
-    """What :meth:`Lakehouse.scan` filters on, passed on to ``_filtered`` and ``_live``."""
+    """What :meth:`Lakehouse.scan` and :meth:`Lakehouse.to_dask` filter on, resolved once by
+    :func:`_resolved_filters` and passed on to :func:`_filtered`, :func:`_pruning` and ``_live``."""
 
-    start: datetime | str | None
-    end: datetime | str | None
+    start: datetime | None
+    end: datetime | None
     exchange: str | None
     symbols: Sequence[str] | None
+
+
+def _resolved_filters(
+    start: datetime | str | None, end: datetime | str | None, exchange: str | None, symbols: Sequence[str] | None
+) -> _Filters:
+    """The reads' arguments as stored values: times parsed (UTC; an empty range is an error),
+    exchange and symbols upper case."""
+    first, last = time_range(start, end)
+    exchange, names = _normalised(exchange, symbols)
+    return _Filters(start=first, end=last, exchange=exchange, symbols=names)
 
 
 def _normalised(exchange: str | None, symbols: Sequence[str] | str | None) -> tuple[str | None, list[str] | None]:
@@ -55,6 +76,38 @@ def _normalised(exchange: str | None, symbols: Sequence[str] | str | None) -> tu
         None if exchange is None else exchange.strip().upper(),
         None if symbols is None else [s.strip().upper() for s in symbols],
     )
+
+
+def _checked_columns(table: str, columns: Sequence[str] | None) -> TableSpec:
+    """The spec of ``table``; a column it does not have is an error listing those it has."""
+    spec = table_spec(table)
+    unknown = set(columns or ()) - set(spec.schema.names)
+    if unknown:
+        raise LakehouseError(f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}")
+    return spec
+
+
+def _filtered(lf: pl.LazyFrame, table: str, filters: _Filters) -> pl.LazyFrame:
+    """The rows of ``lf`` (rows of ``table``) that ``filters`` select: the one definition of what
+    a read's arguments mean, for :meth:`Lakehouse.scan`, its live rows and
+    :meth:`Lakehouse.to_dask`'s partitions. ``start`` inclusive, ``end`` exclusive, on the
+    table's time column; the ``date`` partition is filtered too, so it is pruned."""
+    start, end, exchange, symbols = filters["start"], filters["end"], filters["exchange"], filters["symbols"]
+    spec = table_spec(table)
+    names = spec.schema.names
+    if exchange is not None and "exchange" in names:
+        lf = lf.filter(pl.col("exchange") == exchange.upper())
+    if symbols is not None and "symbol" in names:
+        lf = lf.filter(pl.col("symbol").is_in(list(symbols)))
+    if start is not None:
+        if "date" in spec.partition_by:
+            lf = lf.filter(pl.col("date") >= start.date())
+        lf = lf.filter(pl.col(TIME_COLUMN[table]) >= start)
+    if end is not None:
+        if "date" in spec.partition_by:
+            lf = lf.filter(pl.col("date") <= end.date())
+        lf = lf.filter(pl.col(TIME_COLUMN[table]) < end)
+    return lf
 
 
 class Lakehouse:
@@ -252,25 +305,15 @@ class Lakehouse:
         had received before the read started is then in its live answer (buffered, being
         committed or spooled) or, if its batch committed since, in that Delta version. The
         other order lost every batch that committed between the two."""
-        spec = table_spec(table)
-        if columns is not None:
-            unknown = set(columns) - set(spec.schema.names)
-            if unknown:
-                raise LakehouseError(
-                    f"{table} has no column(s) {sorted(unknown)}; columns: {', '.join(spec.schema.names)}"
-                )
-        first, last = time_range(start, end)
-        exchange, symbols = _normalised(exchange, symbols)
-        filters = _Filters(start=first, end=last, exchange=exchange, symbols=symbols)
-        live_parts = self._live(table, as_of=as_of, **filters) if live else []  # before Delta: see above
+        spec = _checked_columns(table, columns)
+        filters = _resolved_filters(start, end, exchange, symbols)
+        live_parts = self._live(table, as_of=as_of, filters=filters) if live else []  # before Delta: see above
         parts: list[pl.LazyFrame] = []
         if not live or self.catalog.exists(table):
-            version = self.version_at(table, as_of)
-            dt = self._open(table, version)  # pinned now (an open loads the latest)
-            if not live:  # live rows may hold symbols no commit has yet
-                _check_partition_values(table, dt, exchange=exchange, symbols=symbols)
+            # live rows may hold symbols no commit has yet: no partition check then
+            dt = self._snapshot(table, as_of, filters, check=not live)
             lf = self.catalog.scan_snapshot(dt)
-            parts.append(self._filtered(lf, table, **filters))
+            parts.append(_filtered(lf, table, filters))
         if live:
             parts += live_parts
             if not parts:  # no table yet and no writer running
@@ -281,27 +324,15 @@ class Lakehouse:
             lf = parts[0]
         return lf.select(list(columns)) if columns is not None else lf
 
-    def _filtered(self, lf: pl.LazyFrame, table: str, **filters: Unpack[_Filters]) -> pl.LazyFrame:
-        start, end, exchange, symbols = filters["start"], filters["end"], filters["exchange"], filters["symbols"]
-        spec = table_spec(table)
-        names = spec.schema.names
-        if exchange is not None and "exchange" in names:
-            lf = lf.filter(pl.col("exchange") == exchange.upper())
-        if symbols is not None and "symbol" in names:
-            lf = lf.filter(pl.col("symbol").is_in(list(symbols)))
-        if start is not None:
-            s = parse_time(start, name="start")
-            if "date" in spec.partition_by:
-                lf = lf.filter(pl.col("date") >= s.date())
-            lf = lf.filter(pl.col(TIME_COLUMN[table]) >= s)
-        if end is not None:
-            e = parse_time(end, name="end")
-            if "date" in spec.partition_by:
-                lf = lf.filter(pl.col("date") <= e.date())
-            lf = lf.filter(pl.col(TIME_COLUMN[table]) < e)
-        return lf
+    def _snapshot(self, table: TableName, as_of: AsOf, filters: _Filters, *, check: bool = True) -> DeltaTable:
+        """The version of ``table`` that ``as_of`` designates, opened (pinned: later commits do
+        not change it); ``check``: an exchange or symbol it holds no partition of is an error."""
+        dt = self._open(table, self.version_at(table, as_of))
+        if check:
+            _check_partition_values(table, dt, exchange=filters["exchange"], symbols=filters["symbols"])
+        return dt
 
-    def _live(self, table: str, *, as_of: AsOf, **filters: Unpack[_Filters]) -> list[pl.LazyFrame]:
+    def _live(self, table: str, *, as_of: AsOf, filters: _Filters) -> list[pl.LazyFrame]:
         """The running writers' live rows of ``table``, fetched now (materialised, not lazy)."""
         from crypto_lakehouse.storage.live import fetch_live
         from crypto_lakehouse.storage.state import spool_dir
@@ -311,7 +342,7 @@ class Lakehouse:
         if as_of is not None:
             raise LakehouseError("live=True reads the present; it cannot be combined with as_of")
         return [
-            self._filtered(to_frame(t).lazy(), table, **filters)
+            _filtered(to_frame(t).lazy(), table, filters)
             for t in fetch_live(self.settings.writer.spool_dir or spool_dir(self.catalog.root), table)
         ]
 
@@ -339,6 +370,64 @@ class Lakehouse:
             as_of=as_of,
             live=live,
         ).collect()
+
+    def to_dask(
+        self,
+        table: TableName,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        exchange: str | None = None,
+        symbols: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        as_of: AsOf = None,
+    ) -> dd.DataFrame:
+        """``table`` as a Dask DataFrame, one partition per data file of the version read, for
+        work past one machine (a ``distributed`` cluster) or past memory. The arguments mean
+        what they mean for :meth:`scan` (resolved by the same code): ``to_dask(...).compute()``
+        holds the rows of ``scan(...).collect()``, in another order.
+
+        Only the files that can hold selected rows become partitions: pruned on the partition
+        values (exchange, symbol, date) and the min/max statistics each file's entry in the
+        Delta log carries (so a time window prunes gold too); row groups are pruned the same way
+        inside a file. The version is resolved here, once: every partition reads that snapshot
+        whatever is committed meanwhile. Files are read through pyarrow's native filesystem
+        with the catalog's storage options (local disk or S3), which the task carries to the
+        workers; a worker needs only this package and access to the storage.
+
+        Columns are pandas ``ArrowDtype`` of the table's Arrow types (``timestamp[us, tz=UTC]``,
+        ``date32``, ``int64`` with nulls, ``string``, ...): the values and types of
+        ``scan(...).collect().to_pandas(use_pyarrow_extension_array=True)``, with no float
+        for a nullable integer nor object for a date. No ``live=``: a writer's buffer is on its
+        own host. Needs ``dask[dataframe]`` (a dependency)."""
+        import dask.dataframe as dd
+
+        _checked_columns(table, columns)
+        filters = _resolved_filters(start, end, exchange, symbols)
+        version = self._snapshot(table, as_of, filters).version()
+        ds = self.catalog.dataset(table, version=version)  # the catalog's filesystem, that version
+        schema = pa.schema([pa.field(f.name, f.type) for f in ds.schema])  # less docs and NOT NULL
+        out = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+        meta = _to_pandas(out.empty_table())
+        prune = _pruning(table, filters)
+        fragments = list(ds.get_fragments(filter=prune) if prune is not None else ds.get_fragments())
+        frame: dd.DataFrame
+        if not fragments:
+            frame = dd.from_pandas(meta, npartitions=1)  # type: ignore[no-untyped-call]  # dask leaves it unannotated
+            return frame
+        frame = dd.from_map(  # type: ignore[no-untyped-call]  # dask leaves it unannotated
+            _read_fragment,
+            fragments,
+            meta=meta,
+            label=f"read-{table}",
+            enforce_metadata=False,
+            columns=list(out.names),
+            table=table,
+            filters=filters,
+            prune=prune,
+            schema=schema,
+        )
+        return frame
 
     def sql(self, query: str, *, as_of: AsOf = None, live: bool = False) -> pl.DataFrame:
         """Run DuckDB SQL over the tables it names (``bronze.trades``, ``silver.trades``,
@@ -506,6 +595,60 @@ class Lakehouse:
             yield from batch.to_pylist()
 
 
+def _pruning(table: str, filters: _Filters) -> pads.Expression | None:
+    """``filters`` as a pyarrow expression, to skip the files and row groups that cannot hold a
+    selected row (by partition values and min/max statistics). It may keep rows
+    :func:`_filtered`, which decides, drops; never the reverse."""
+    import pyarrow.dataset as pads
+
+    spec = table_spec(table)
+    names, time = spec.schema.names, pads.field(TIME_COLUMN[table])
+    utc = pa.timestamp("us", "UTC")
+    parts = []
+    if filters["exchange"] is not None and "exchange" in names:
+        parts.append(pads.field("exchange") == filters["exchange"])
+    if filters["symbols"] is not None and "symbol" in names:
+        parts.append(pads.field("symbol").isin(list(filters["symbols"])))
+    if (start := filters["start"]) is not None:
+        if "date" in spec.partition_by:
+            parts.append(pads.field("date") >= pa.scalar(start.date()))
+        parts.append(time >= pa.scalar(start, utc))
+    if (end := filters["end"]) is not None:
+        if "date" in spec.partition_by:
+            parts.append(pads.field("date") <= pa.scalar(end.date()))
+        parts.append(time < pa.scalar(end, utc))
+    return functools.reduce(operator.and_, parts) if parts else None
+
+
+def _read_fragment(
+    fragment: pads.Fragment,
+    columns: Sequence[str] | None = None,
+    *,
+    table: str,
+    filters: _Filters,
+    prune: pads.Expression | None,
+    schema: pa.Schema,
+) -> Any:
+    """One partition of :meth:`Lakehouse.to_dask`: the rows of one data file that ``filters``
+    select (:func:`_filtered`, as :meth:`Lakehouse.scan` does), ``columns`` of ``schema`` (the
+    snapshot's columns; partition values come from the Delta log, not the path). Runs on a
+    worker: everything it needs is in its arguments."""
+    wanted = list(schema.names) if columns is None else list(columns)
+    used = {*wanted, "exchange", "symbol", "date", TIME_COLUMN[table]}
+    data = fragment.to_table(schema=schema, columns=[c for c in schema.names if c in used], filter=prune)
+    rows = _filtered(to_frame(data).lazy(), table, filters).select(wanted).collect()
+    return _to_pandas(rows.to_arrow().cast(pa.schema([schema.field(c) for c in wanted])))
+
+
+def _to_pandas(data: pa.Table) -> Any:
+    """``data`` as a ``pandas.DataFrame`` (typed ``Any``: pandas ships no type information) with
+    each column's Arrow type kept (``pd.ArrowDtype``): no float for a nullable integer, no object
+    for a date, microsecond UTC timestamps."""
+    import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information (no stubs installed)
+
+    return data.to_pandas(types_mapper=pd.ArrowDtype)
+
+
 # bar tables: a bar is known at its window end, window_start (the time column) + interval
 _BAR_TABLES = {"gold.ohlcv"}
 
@@ -572,7 +715,7 @@ def _log_retention(dt: DeltaTable) -> str:
     return f"log retention {retention}" if retention else "log retention"
 
 
-def _check_partition_values(table: str, dt: Any, *, exchange: str | None, symbols: list[str] | None) -> None:
+def _check_partition_values(table: str, dt: Any, *, exchange: str | None, symbols: Sequence[str] | None) -> None:
     """An exchange or symbol the table (at this version) holds no partition of is a mistake (a
     misspelt or differently written name), not an empty answer: :class:`InvalidArgument` listing
     what it holds. Read from the Delta log (partition values), no data file is opened."""
