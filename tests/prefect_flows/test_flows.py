@@ -264,7 +264,9 @@ def test_promote_silver_flow_fans_out_as_prefect_tasks_on_a_dask_local_cluster(h
 
     async def task_runs() -> list:
         async with get_client() as client:
-            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="stage_task")))
+            return await client.read_task_runs(
+                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="stage_task"))
+            )
 
     runs = asyncio.run(task_runs())
     assert runs and all(r.state is not None and r.state.is_completed() for r in runs)
