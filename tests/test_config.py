@@ -84,3 +84,134 @@ def test_the_maintenance_settings_old_names_are_still_read(tmp_path: Path) -> No
     assert m.horizon_of("silver.trades") == timedelta(hours=2)
     assert m.data_retention_of("bronze.trades") == timedelta(days=3)
     assert m.data_retention_of("silver.trades") is None
+
+
+SECRET = "S3CR3T-config-test-7f3a"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("aws_secret_access_key", True),
+        ("AWS_SESSION_TOKEN", True),
+        ("AZURE_STORAGE_ACCOUNT_KEY", True),
+        ("azure_storage_sas_key", True),
+        ("AZURE_CLIENT_SECRET", True),
+        ("GOOGLE_SERVICE_ACCOUNT_KEY", True),
+        ("AWS_SSE_CUSTOMER_KEY_BASE64", True),
+        ("api_key", True),
+        ("password", True),
+        ("AWS_ACCESS_KEY_ID", False),
+        ("aws_sse_kms_key_id", False),
+        ("AWS_REGION", False),
+        ("AWS_ENDPOINT_URL", False),
+        ("AWS_ALLOW_HTTP", False),
+        ("AWS_CONDITIONAL_PUT", False),
+    ],
+)
+def test_a_storage_option_is_secret_by_its_name(name: str, secret: bool) -> None:
+    from crypto_lakehouse.config import is_secret
+
+    assert is_secret(name) is secret
+
+
+def test_secret_storage_options_print_as_stars_and_the_rest_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage_options:\n  AWS_REGION: eu-west-1\n  AWS_SESSION_TOKEN: {SECRET}-token\n")
+    # the variable that always worked still works; its key arrives lower-cased
+    monkeypatch.setenv("LAKEHOUSE_STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("LAKEHOUSE_STORAGE_OPTIONS__AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    s = load_settings(cfg)
+    opts = s.storage_options
+    assert isinstance(opts["aws_secret_access_key"], SecretStr) and isinstance(opts["AWS_SESSION_TOKEN"], SecretStr)
+    assert opts["aws_secret_access_key"].get_secret_value() == SECRET
+    assert (opts["AWS_REGION"], opts["aws_access_key_id"]) == ("eu-west-1", "AKIDEXAMPLE")
+    shown = [repr(s), str(s), str(s.model_dump()), s.model_dump_json(), str(s.model_dump(mode="json"))]
+    for text in shown:
+        assert SECRET not in text and "**********" in text and "eu-west-1" in text and "AKIDEXAMPLE" in text
+    assert s.model_dump(mode="json")["storage_options"]["aws_secret_access_key"] == "**********"
+    assert load_settings(cfg) == s  # equal settings compare their secrets' values
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "problem"),
+    [
+        # a secret YAML read as a number: refused, and not quoted
+        ("storage_options:\n  AWS_SECRET_ACCESS_KEY: 12345678\n", {}, "a storage option is text"),
+        # a mistyped section: the unknown key's value is quoted less its secrets
+        (f"storage_option:\n  AWS_SECRET_ACCESS_KEY: {SECRET}\n  AWS_REGION: eu\n", {}, "storage_option: unknown key"),
+        # JSON that does not parse in the variable that holds the options
+        ("", {"LAKEHOUSE_STORAGE_OPTIONS": f'{{"AWS_SECRET_ACCESS_KEY": "{SECRET}"'}, "LAKEHOUSE_STORAGE_OPTIONS is"),
+        # what `config show` printed, read back as the secret
+        ("storage_options:\n  AWS_SECRET_ACCESS_KEY: '**********'\n", {}, "give the secret itself"),
+    ],
+)
+def test_configuration_errors_never_quote_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_text: str, env: dict[str, str], problem: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text or "{}\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    message = str(info.value)
+    assert problem in message, message
+    assert SECRET not in message and "12345678" not in message, message
+
+
+def test_a_typo_outside_the_secrets_is_still_quoted(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("storage_option:\n  AWS_REGION: eu-west-1\n  AWS_SECRET_ACCESS_KEY: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert "'AWS_REGION': 'eu-west-1'" in str(info.value) and "'AWS_SECRET_ACCESS_KEY': '**********'" in str(info.value)
+
+
+def test_secrets_can_come_from_files_in_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "storage_options__aws_secret_access_key").write_text(SECRET + "\n")
+    (secrets / "STORAGE_OPTIONS__AWS_SESSION_TOKEN").write_text("from-file")
+    (secrets / "..data").mkdir()  # a Kubernetes secret volume's own entries are skipped
+    (secrets / ".hidden").write_text("x")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("storage_options:\n  AWS_REGION: eu-west-1\n  aws_session_token: from-yaml\n")
+    monkeypatch.setenv("LAKEHOUSE_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("LAKEHOUSE_STORAGE_OPTIONS__AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    opts = load_settings(cfg).storage_options
+    assert opts["aws_secret_access_key"].get_secret_value() == SECRET
+    assert opts["aws_session_token"].get_secret_value() == "from-file"  # file > YAML
+    assert (opts["AWS_REGION"], opts["aws_access_key_id"]) == ("eu-west-1", "AKIDEXAMPLE")  # merged with both
+    monkeypatch.setenv("LAKEHOUSE_STORAGE_OPTIONS__AWS_SESSION_TOKEN", "from-env")
+    assert load_settings(cfg).storage_options["aws_session_token"].get_secret_value() == "from-env"
+    monkeypatch.setenv("LAKEHOUSE_SECRETS_DIR", str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="LAKEHOUSE_SECRETS_DIR=.* is not a directory"):
+        load_settings(cfg)
+
+
+def _fields(model: type, prefix: str = "") -> list[tuple[str, object]]:
+    from pydantic import BaseModel
+
+    found = []
+    for name, info in model.model_fields.items():
+        found.append((prefix + name, info.annotation))
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            found.extend(_fields(info.annotation, f"{prefix}{name}."))
+    return found
+
+
+def test_every_setting_named_like_a_secret_is_held_as_one() -> None:
+    """An API key or password added to the settings later must be a ``SecretStr`` (or a map of
+    them, as storage_options holds its secrets), so it prints as stars like the storage keys."""
+    from crypto_lakehouse.config import Settings, is_secret
+
+    fields = _fields(Settings)
+    assert "writer.max_rows" in dict(fields)
+    named = {name: annotation for name, annotation in fields if is_secret(name.rsplit(".", 1)[-1])}
+    assert all("SecretStr" in str(annotation) for annotation in named.values()), named

@@ -1,8 +1,15 @@
 """Settings: a YAML file (``--config``) overridden by ``LAKEHOUSE_*`` environment variables.
 
 Precedence, highest first: explicit overrides (CLI flags such as ``--root``), environment
-(``LAKEHOUSE_ROOT``, nested keys with ``__``: ``LAKEHOUSE_WRITER__MAX_ROWS=5000``), the YAML
-file, then the embedded defaults below (mirrored by ``config/local.yaml``).
+(``LAKEHOUSE_ROOT``, nested keys with ``__``: ``LAKEHOUSE_WRITER__MAX_ROWS=5000``), files in
+``$LAKEHOUSE_SECRETS_DIR`` (one per setting, named like the variable without its prefix:
+``storage_options__aws_secret_access_key``), the YAML file, then the embedded defaults below
+(mirrored by ``config/local.yaml``).
+
+Secrets (a storage option whose name names one, :func:`is_secret`) are held as
+:class:`pydantic.SecretStr`: ``repr``, ``model_dump`` and ``lakehouse config show`` print
+``**********``, and configuration errors never quote them. Only the catalog unwraps them, where it
+hands the options to delta-rs and pyarrow.
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
+    SecretStr,
     ValidationError,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -38,6 +49,7 @@ from crypto_lakehouse.durations import format_duration, parse_duration
 from crypto_lakehouse.errors import ConfigError
 
 __all__ = [
+    "REDACTED",
     "Duration",
     "GoldSettings",
     "LoopbackSettings",
@@ -45,11 +57,61 @@ __all__ = [
     "ScaleSettings",
     "Settings",
     "SilverSettings",
+    "StorageOptions",
     "StreamEntry",
     "StreamSettings",
     "WriterSettings",
+    "is_secret",
     "load_settings",
 ]
+
+REDACTED = "**********"
+"""What a secret prints as (pydantic's ``SecretStr`` placeholder)."""
+
+# A setting or storage option whose name contains one of these (any case) holds a secret...
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "pwd", "key", "credential")
+# ...unless it ends so: it names a key, it is not one (aws_access_key_id, aws_sse_kms_key_id)
+_NOT_SECRET_SUFFIX = "key_id"
+
+
+def is_secret(name: str) -> bool:
+    """Whether the setting or storage option ``name`` holds a secret, decided by its name alone
+    (so that options delta-rs adds later are covered): it contains ``secret``, ``token``,
+    ``password``, ``passwd``, ``pwd``, ``key`` or ``credential``, in any case, and does not end in
+    ``key_id``. So ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AZURE_STORAGE_ACCOUNT_KEY``,
+    ``AZURE_STORAGE_SAS_KEY``, ``GOOGLE_SERVICE_ACCOUNT_KEY`` are secrets; ``AWS_ACCESS_KEY_ID``
+    (an identifier AWS itself logs; it tells which credentials are in use), ``AWS_REGION`` and
+    ``AWS_ENDPOINT_URL`` are not. It errs towards hiding: a few harmless values (a token file's
+    path, ``AWS_SSE_BUCKET_KEY_ENABLED``) print as ``**********`` too."""
+    lower = name.lower()
+    return any(word in lower for word in _SECRET_WORDS) and not lower.endswith(_NOT_SECRET_SUFFIX)
+
+
+def _hide_secrets(options: dict[str, str | SecretStr]) -> dict[str, str | SecretStr]:
+    """Storage options with every secret (by name, :func:`is_secret`) as a ``SecretStr``."""
+    hidden: dict[str, str | SecretStr] = {}
+    for name, value in options.items():
+        if isinstance(value, str) and is_secret(name):
+            value = SecretStr(value)
+        if isinstance(value, SecretStr) and value.get_secret_value() == REDACTED:
+            raise ValueError(
+                f"{name} is {REDACTED}, what `lakehouse config show` prints for a secret: give the secret itself"
+            )
+        hidden[name] = value
+    return hidden
+
+
+def _option_text(value: Any) -> str | SecretStr:
+    if isinstance(value, str | SecretStr):
+        return value
+    raise ValueError(f'a storage option is text: quote it in YAML ("true", "443"), got a {type(value).__name__}')
+
+
+StorageOptions = Annotated[
+    dict[str, Annotated[str | SecretStr, PlainValidator(_option_text)]], AfterValidator(_hide_secrets)
+]
+"""Object-store options for delta-rs and pyarrow (``AWS_REGION``, ``AWS_SECRET_ACCESS_KEY``, ...):
+text; the secrets among them (:func:`is_secret`) held as ``SecretStr``."""
 
 
 def _split_list(value: Any) -> Any:
@@ -250,7 +312,9 @@ class Settings(BaseSettings):
     )
 
     root: str = Field("./lakehouse_data", description="local path or s3://bucket/prefix")
-    storage_options: dict[str, str] = Field(default_factory=dict)
+    storage_options: StorageOptions = Field(
+        default_factory=dict, description="delta-rs / object-store options; secrets among them held as SecretStr"
+    )
     loopback: LoopbackSettings = Field(default_factory=LoopbackSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
@@ -270,12 +334,48 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = _YAML_PATH.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(_SECRETS_DIR_VARIABLE)
+        if secrets_dir:
+            sources.append(_SecretsDir(settings_cls, Path(secrets_dir)))
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
 
 _YAML_PATH: ContextVar[Path | None] = ContextVar("_YAML_PATH", default=None)
+
+_SECRETS_DIR_VARIABLE = "LAKEHOUSE_SECRETS_DIR"
+
+
+class _SecretsDir(PydanticBaseSettingsSource):
+    """Settings from the files of a directory (``$LAKEHOUSE_SECRETS_DIR``), one per setting,
+    named like its ``LAKEHOUSE_*`` variable less the prefix, any case
+    (``storage_options__aws_secret_access_key``), holding its value (surrounding whitespace
+    stripped): how Kubernetes and Docker hand secrets over, and the secret is in no environment.
+    Hidden entries (a Kubernetes secret volume's ``..data``) and directories are skipped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path) -> None:
+        super().__init__(settings_cls)
+        self.directory = directory
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole directory
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.directory.is_dir():
+            raise ConfigError(f"{_SECRETS_DIR_VARIABLE}={self.directory} is not a directory")
+        values: dict[str, Any] = {}
+        for path in sorted(self.directory.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            *parents, leaf = path.name.lower().split("__")
+            node = values
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{path}: {part} is set by another file of {self.directory} as a value")
+            node[leaf] = path.read_text(encoding="utf-8").strip()
+        return values
 
 
 def load_settings(config: str | Path | None = None, /, **overrides: Any) -> Settings:
@@ -311,7 +411,7 @@ def _describe_env(exc: SettingsError) -> str:
     field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
     prefix = f"LAKEHOUSE_{field.upper()}"
     names = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
-    shown = ", ".join(f"{n}={os.environ[n]!r}" for n in names) or prefix + "*"
+    shown = ", ".join(n if _may_hold_secrets(n) else f"{n}={os.environ[n]!r}" for n in names) or prefix + "*"
     return (
         f"environment variable {shown} is not valid: maps are JSON objects "
         f'(e.g. LAKEHOUSE_SILVER__BACKFILL_REST=\'{{"BINANCE_FUTURES": "http://127.0.0.1:9000"}}\'), '
@@ -327,5 +427,25 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+        hidden = _may_hold_secrets(*err["loc"])
+        got = "a value not shown: it may be a secret" if hidden else repr(_redacted(err.get("input")))
+        lines.append(f"{key}: {msg} (got {got})")
     return f"invalid configuration{where}: " + "; ".join(lines)
+
+
+def _may_hold_secrets(*names: str | int) -> bool:
+    """Whether a value at this place (keys from the root, or a variable's name) may hold a
+    secret, so that no error message quotes it: anything under ``storage_options``, or under
+    a key that names a secret."""
+    words = [w for n in names for w in str(n).lower().removeprefix("lakehouse_").split("__")]
+    return bool(words) and (words[0] == "storage_options" or any(is_secret(w) for w in words))
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (what an error is about: a mistyped key's mapping, say) with every value under
+    a key that names a secret replaced by the placeholder."""
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value

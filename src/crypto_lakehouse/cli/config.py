@@ -17,5 +17,6 @@ app = typer.Typer(
 
 @app.command("show")
 def config_show(config: ConfigOpt = None, root: RootOpt = None) -> None:
-    """Print the effective configuration (file + LAKEHOUSE_* environment + flags) as JSON."""
+    """Print the effective configuration (file + LAKEHOUSE_* environment + LAKEHOUSE_SECRETS_DIR + flags)
+    as JSON, each secret (a storage option such as AWS_SECRET_ACCESS_KEY) as **********."""
     out.print_json(data=settings(config, root).model_dump(mode="json"))

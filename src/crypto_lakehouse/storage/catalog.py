@@ -27,8 +27,10 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
 from deltalake.transaction import AddAction
+from pydantic import SecretStr
 
 import crypto_lakehouse.storage._parquet as _parquet
+from crypto_lakehouse.config import REDACTED, is_secret
 from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
 from crypto_lakehouse.schemas import TableSpec, table_spec
 from crypto_lakehouse.storage.frames import to_frame
@@ -108,12 +110,36 @@ def normalise_root(root: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
-class Catalog:
-    """Delta tables under one storage root."""
+class _Options(dict[str, str]):
+    """A catalog's storage options, in clear (delta-rs, Polars and pyarrow take them as they are)
+    but printed with every secret (:func:`~crypto_lakehouse.config.is_secret`) as ``**********``:
+    its ``repr`` and ``str``, so also those of anything holding it (a dataclass a job ships to a
+    Dask worker, an f-string, a log line). It pickles as itself. A copy (``dict(...)``, ``{**o}``)
+    or its items are clear text: never print those."""
 
-    def __init__(self, root: str | Path, *, storage_options: dict[str, str] | None = None):
+    def __repr__(self) -> str:
+        return repr({name: REDACTED if is_secret(name) else value for name, value in self.items()})
+
+    __str__ = __repr__
+
+
+class Catalog:
+    """Delta tables under one storage root.
+
+    ``storage_options`` may hold secrets (a :class:`pydantic.SecretStr` each, as the settings
+    hold them, or text): the catalog unwraps them here, the one place, into what it hands to
+    delta-rs, Polars and pyarrow, which prints its secrets as ``**********`` (:class:`_Options`);
+    the catalog's own ``repr`` shows the root only."""
+
+    def __init__(self, root: str | Path, *, storage_options: Mapping[str, str | SecretStr] | None = None):
         self.root = normalise_root(root)
-        self.storage_options = dict(storage_options or {}) or None
+        self.storage_options: dict[str, str] | None = (
+            _Options(
+                (name, value.get_secret_value() if isinstance(value, SecretStr) else value)
+                for name, value in (storage_options or {}).items()
+            )
+            or None
+        )
         self.is_local = "://" not in self.root
         if self.is_local and os.path.exists(self.root) and not os.path.isdir(self.root):
             raise InvalidArgument(
