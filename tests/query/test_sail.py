@@ -19,8 +19,6 @@ from crypto_lakehouse.config import load_settings
 from crypto_lakehouse.storage import Catalog
 from tests.transform.helpers import write_bronze
 
-pytest.importorskip("pysail")
-pytest.importorskip("pyspark.sql.connect")
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
