@@ -201,11 +201,20 @@ class StreamSettings(_Section):
 
 
 class WriterSettings(_Section):
-    """Bronze writer buffering: a table flushes when it holds ``max_rows`` or is ``max_age`` old."""
+    """Bronze writer buffering: a table flushes when it holds ``max_rows`` or is ``max_age`` old;
+    when its commits slow down or conflict, both grow together up to ``max_age_limit``
+    (``ingest.pacing``: adaptive batch age)."""
 
     id: str | None = Field(None, description="writer id, stable across restarts; None = host name")
     max_rows: int = Field(50_000, gt=0)
     max_age: Duration = parse_duration("1s")
+    max_age_limit: Duration = Field(
+        parse_duration("10s"),
+        description="the longest the adaptive batch age grows to; at or below max_age: a fixed age",
+    )
+    commit_duty: float = Field(
+        0.25, gt=0, le=1, description="share of a batch's age its commit may take before the age grows"
+    )
     retries: int = Field(5, ge=0)
     retry_backoff: Duration = parse_duration("200ms")
     spool_dir: str | None = Field(

@@ -6,7 +6,11 @@
   commit per table** when it holds ``max_rows`` rows or its oldest row is ``max_age`` old.
 * Every commit carries a Delta application transaction ``(writer_id, batch_id)``; ``batch_id``
   increases per table, so a batch is committed at most once (an ambiguous failure is checked
-  before any retry).
+  before any retry). Retries wait an exponential, jittered backoff.
+* **Adaptive batch age** (:mod:`.pacing`): with ``max_age_limit_s`` above ``max_age_s``, each
+  table's batch age (and its row limit, in proportion) grows when its commits are slow for
+  their age or an attempt fails, and shrinks back when they are quick, so many writers
+  appending to one table stay inside the commits a second it takes (docs/scaling.md).
 * A commit that still fails after its retries goes to a local **spool** (Arrow IPC, fsynced)
   and the table stays in spool mode (later batches queue behind it, order kept) until the spool
   drains, which is tried periodically and at every start. A spooled batch whose transaction is
@@ -29,6 +33,7 @@ import asyncio
 import functools
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -40,8 +45,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.ingest.pacing import BatchAge, jittered_backoff
 from crypto_lakehouse.ingest.rows import ColumnBuffer, Row, columns_to_arrow, convert_column, row_builder, rows_to_arrow
 from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
@@ -78,16 +85,22 @@ class TableStats:
     spool_replayed: int = 0
     spool_skipped: int = 0
     commit_seconds: list[float] = field(default_factory=list)
+    retries: int = 0  # append attempts retried (each after a failed attempt)
+    attempts_failed: int = 0  # append attempts that raised: a conflict delta-rs gave up on, or storage
+    conflicts: int = 0  # of those, concurrent commits delta-rs could not get past (CommitFailedError)
+    batch_age_s: float = 0.0  # the table's batch age now (adaptive: see pacing.BatchAge)
     compactions: int = 0
     compact_seconds: list[float] = field(default_factory=list)
 
 
 class _Buffer:
-    __slots__ = ("first_at", "rows")
+    __slots__ = ("due", "first_at", "limit", "rows")
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, *, limit: int, due: float) -> None:
         self.rows = ColumnBuffer(table)
         self.first_at = 0.0
+        self.limit = limit  # rows: flush at this many (max_rows, scaled with the batch age)
+        self.due = due  # seconds: flush when the oldest row is this old (the batch age, jittered)
 
 
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
@@ -200,16 +213,23 @@ class BronzeWriter:
         writer_id: str | None = None,
         max_rows: int = 50_000,
         max_age_s: float = 1.0,
+        max_age_limit_s: float | None = None,
+        commit_duty: float = 0.25,
         retries: int = 5,
         backoff_s: float = 0.2,
         spool_dir: str | Path | None = None,
         spool_retry_s: float = 10.0,
         compact_every: int = 50,
     ):
+        """``max_age_limit_s``: how far the adaptive batch age may grow (None: ``max_age_s``, a
+        fixed age); ``commit_duty``: the share of a batch's age its commit may take before the
+        age grows (:class:`.pacing.BatchAge`)."""
         self.catalog = catalog
         self.writer_id = writer_id or default_writer_id()
         self.max_rows = max_rows
         self.max_age_s = max_age_s
+        limit = max_age_s if max_age_limit_s is None else max_age_limit_s
+        self._ages = {name: BatchAge(max_age_s, limit, duty=commit_duty) for name in BRONZE}
         self.retries = retries
         self.backoff_s = backoff_s
         # None: the root's own state directory on this host (storage.state), never the working directory
@@ -218,7 +238,9 @@ class BronzeWriter:
         self.spool_retry_s = spool_retry_s
         self.compact_every = compact_every
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
-        self._buffers: dict[str, _Buffer] = {name: _Buffer(name) for name in BRONZE}
+        self._buffers: dict[str, _Buffer] = {name: _Buffer(name, limit=max_rows, due=max_age_s) for name in BRONZE}
+        for name in BRONZE:
+            self._pace(name)
         self._next_batch: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Task[list[Row]]] = {}
         self._inflight_rows: dict[str, tuple[list[list[Any]], int]] = {}  # columns being committed (live view)
@@ -237,6 +259,8 @@ class BronzeWriter:
             writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
             max_rows=w.max_rows,
             max_age_s=w.max_age.total_seconds(),
+            max_age_limit_s=w.max_age_limit.total_seconds(),
+            commit_duty=w.commit_duty,
             retries=w.retries,
             backoff_s=w.retry_backoff.total_seconds(),
             spool_dir=w.spool_dir,
@@ -256,7 +280,7 @@ class BronzeWriter:
         except (ValueError, TypeError) as exc:
             self._misshapen(table, [row], exc)
             return
-        if len(rows.columns[0]) >= self.max_rows:
+        if len(rows.columns[0]) >= buf.limit:
             self._wake.set()
 
     def add_many(self, table: str, rows: list[Row]) -> None:
@@ -272,7 +296,7 @@ class BronzeWriter:
             for row in rows:
                 self.add(table, row)
             return
-        if len(buf.rows) >= self.max_rows:
+        if len(buf.rows) >= buf.limit:
             self._wake.set()
 
     def add_repeated(self, table: str, head: Row, tail: Sequence[Sequence[Any]]) -> None:
@@ -290,7 +314,7 @@ class BronzeWriter:
         except (ValueError, TypeError) as exc:
             self._misshapen(table, [(head, tail)], exc)
             return
-        if len(rows.columns[0]) >= self.max_rows:
+        if len(rows.columns[0]) >= buf.limit:
             self._wake.set()
 
     def _misshapen(self, table: str, rows: list[object], exc: Exception) -> None:
@@ -440,8 +464,9 @@ class BronzeWriter:
         for name, buf in self._buffers.items():
             if not len(buf.rows) or name in self._inflight:
                 continue
-            if force or len(buf.rows) >= self.max_rows or now - buf.first_at >= self.max_age_s:
+            if force or len(buf.rows) >= buf.limit or now - buf.first_at >= buf.due:
                 columns = buf.rows.take()
+                self._pace(name)
                 batch = self._next_batch.setdefault(name, 1)
                 self._next_batch[name] = batch + 1
                 self._inflight_rows[name] = (columns, batch)
@@ -449,12 +474,21 @@ class BronzeWriter:
                 self._inflight[name] = task
                 task.add_done_callback(functools.partial(self._done, name))
 
+    def _pace(self, name: str) -> None:
+        """Set the next batch's deadline and row limit of ``name`` from its batch age: the age
+        jittered (a fresh draw per batch) and ``max_rows`` scaled as the age is."""
+        age, buf = self._ages[name], self._buffers[name]
+        buf.due = age.jittered(random.random()) if age.adaptive else age.age
+        buf.limit = max(1, round(self.max_rows * age.scale))
+        self.stats[name].batch_age_s = age.age
+
     def _done(self, name: str, task: asyncio.Task[list[Row]]) -> None:
         """On the event loop, when a commit thread ended: rows of its batch that did not fit the
         schema move to the dead-letter buffer (in the same step as the batch leaves the in-flight
         view, so :meth:`buffered` never shows them twice or not at all)."""
         self._inflight.pop(name, None)
         self._inflight_rows.pop(name, None)
+        self._pace(name)  # the age its commit left
         if task.cancelled():
             return
         exc = task.exception()
@@ -500,18 +534,47 @@ class BronzeWriter:
                 return
         started = time.perf_counter()
         try:
-            self.catalog.append(
-                name, data, app_id=self.writer_id, version=batch, retries=self.retries, backoff_s=self.backoff_s
-            )
+            self._append(name, data, batch)
         except CommitError as exc:
             LOG.error("%s; spooling batch %d (%d rows) to %s", exc, batch, data.num_rows, self.spool_dir)
             self._spool(name, batch, data)
             return
-        st.commit_seconds.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        st.commit_seconds.append(seconds)
+        self._ages[name].committed(seconds)
         st.rows_committed += data.num_rows
         st.commits += 1
         if self.compact_every and st.commits % self.compact_every == 0:
             self._auto_compact(name)
+
+    def _append(self, name: str, data: pa.Table, batch: int) -> None:
+        """Append one batch as ``(writer_id, batch)``, retrying ``retries`` times after a jittered
+        exponential backoff; before a retry, a batch the failed attempt did commit (an ambiguous
+        failure) is not appended again. Each failed attempt backs the table's batch age off.
+        Raises :class:`CommitError` when the last attempt fails."""
+        st, age = self.stats[name], self._ages[name]
+        for attempt in range(self.retries + 1):
+            try:
+                if attempt:
+                    done = self.catalog.transaction_version(name, self.writer_id)
+                    if done is not None and done >= batch:
+                        return
+                self.catalog.append(name, data, app_id=self.writer_id, version=batch)
+                return
+            except Exception as exc:  # storage errors come in many types (IO, object store, commit)
+                cause = exc.__cause__ if isinstance(exc, CommitError) and exc.__cause__ else exc
+                st.attempts_failed += 1
+                st.conflicts += isinstance(cause, CommitFailedError)
+                age.failed()
+                if attempt == self.retries:
+                    raise CommitError(f"append to {name} failed after {attempt + 1} attempts: {cause}") from cause
+                wait = jittered_backoff(self.backoff_s, attempt + 1)
+                LOG.warning(
+                    "append to %s failed (%s); retry %d/%d in %.2fs", name, cause, attempt + 1, self.retries, wait
+                )
+                st.retries += 1
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _auto_compact(self, name: str) -> None:
         st = self.stats[name]
@@ -588,6 +651,8 @@ class BronzeWriter:
                 "rows_buffered": len(self._buffers[name].rows),
                 "rows_spooled": st.rows_spooled,
                 "spool_replayed": st.spool_replayed,
+                "retries": st.retries,
+                "conflicts": st.conflicts,
                 "compactions": st.compactions,
             }
             for name, st in self.stats.items()
