@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
@@ -63,6 +64,7 @@ __all__ = [
     "WriterSettings",
     "is_secret",
     "load_settings",
+    "parse_shard",
 ]
 
 REDACTED = "**********"
@@ -183,10 +185,22 @@ class StreamEntry(_Section):
         return value
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"``, shard I (0-based) of N, as ``(I, N)``; a ValueError saying what is accepted."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
+    if m is None:
+        raise ValueError(f"a shard is I/N, this process's index I (from 0) of N shards, e.g. 0/4; got {text!r}")
+    index, count = int(m[1]), int(m[2])
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text!r} does not exist: of N shards, I is 0 to N-1 (e.g. 0/4, 1/4, 2/4, 3/4)")
+    return index, count
+
+
 class StreamSettings(_Section):
     """What the streaming writer subscribes to: ``exchanges`` x ``symbols`` x ``channels``, or
     a ``streams:`` list of venues with their own symbols and channels (then those three are
-    not used)."""
+    not used). With ``shard: I/N``, only the (exchange, symbol) pairs that hash to shard I
+    (``ingest.shards``): N processes with the same settings split them."""
 
     exchanges: TextList = Field(default_factory=lambda: ["BINANCE_FUTURES"])
     symbols: TextList = Field(default_factory=lambda: ["BTC-USDT-PERP", "ETH-USDT-PERP"])
@@ -198,6 +212,17 @@ class StreamSettings(_Section):
     streams: list[StreamEntry] = Field(
         default_factory=list, description="several venues in one process, each with its own symbols and channels"
     )
+    shard: str | None = Field(
+        None, description="I/N: this process streams shard I (from 0) of N; None = every pair (not sharded)"
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        index, count = parse_shard(value)
+        return f"{index}/{count}"
 
 
 class WriterSettings(_Section):

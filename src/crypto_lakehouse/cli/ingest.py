@@ -31,6 +31,13 @@ def stream(
             "index,liquidations (each venue offers some)."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: stream only shard I (from 0) of N of the (exchange, symbol) pairs, as writer "
+            "<writer id or host>-shard-I-of-N; run N processes to cover them all. Default: stream.shard."
+        ),
+    ] = None,
     endpoints: Annotated[
         list[str] | None,
         typer.Option(
@@ -52,6 +59,7 @@ def stream(
         exchanges=exchanges,
         symbols=csv(symbols),
         channels=csv(channels),
+        shard=shard,
         endpoints=endpoints,
         rest_endpoint=rest_endpoint,
         ca_file=ca_file,

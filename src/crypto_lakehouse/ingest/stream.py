@@ -10,6 +10,7 @@ keep the exact frame text received and the stream it names (Binance: the combine
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import itertools
 import logging
@@ -45,6 +46,7 @@ from cryptofeed.feed import Feed
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
 from crypto_lakehouse.ingest.rows import ROW_LAYOUT, Row, row_builder
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
+from crypto_lakehouse.ingest.shards import Shard
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.storage import CommitError
 from crypto_lakehouse.storage.state import state_dir
@@ -62,6 +64,7 @@ __all__ = [
     "bronze_callbacks",
     "decimal_text",
     "resolve_endpoint",
+    "shard_targets",
     "stream_targets",
     "stream_to_bronze",
     "writer_feed",
@@ -696,3 +699,21 @@ def _entry_target(entry: StreamEntry, *, symbols: list[str] | None, channels: li
     target.symbols = symbols or entry.symbols
     target.channels = channels or entry.channels or venue(entry.exchange).channels
     return target
+
+
+def shard_targets(targets: list[FeedTarget], shard: Shard) -> list[FeedTarget]:
+    """The part of ``targets`` that ``shard`` streams: the (exchange, symbol) pairs that hash to
+    it (:mod:`.shards`; symbols compared in cryptofeed's spelling), each with every channel the
+    target asks for it; a target left with no symbol is dropped. Every pair of ``targets`` is in
+    the answer of exactly one of the ``shard.count`` shards."""
+    out = []
+    for t in targets:
+
+        def mine(symbols: list[str], exchange: str = t.exchange) -> list[str]:
+            return [s for s in symbols if shard.owns(exchange, _std_symbol(s))]
+
+        subscription = {c: kept for c, syms in (t.subscription or {}).items() if (kept := mine(syms))}
+        symbols = mine(t.symbols)
+        if symbols or subscription:
+            out.append(dataclasses.replace(t, symbols=symbols, subscription=subscription or None))
+    return out

@@ -250,13 +250,18 @@ class BronzeWriter:
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, role: str | None = None) -> BronzeWriter:
+    def from_settings(cls, settings: Settings, *, role: str | None = None, shard: str | None = None) -> BronzeWriter:
         """The writer ``settings`` describe; ``role`` distinguishes the default id of writers that
-        may run beside ``lakehouse stream`` on the same host (each id is one process)."""
+        may run beside ``lakehouse stream`` on the same host (each id is one process); ``shard``
+        (``shard-I-of-N``) is appended to the id, configured or default, so each shard of a
+        sharded stream has its own."""
         w = settings.writer
+        writer_id = w.id or (f"{default_writer_id()}-{role}" if role else None)
+        if shard:
+            writer_id = f"{writer_id or default_writer_id()}-{shard}"
         return cls(
             Catalog.from_settings(settings),
-            writer_id=w.id or (f"{default_writer_id()}-{role}" if role else None),
+            writer_id=writer_id,
             max_rows=w.max_rows,
             max_age_s=w.max_age.total_seconds(),
             max_age_limit_s=w.max_age_limit.total_seconds(),

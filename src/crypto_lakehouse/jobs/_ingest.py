@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from crypto_lakehouse.ingest.archive import (
     import_archives_fanned,
 )
 from crypto_lakehouse.ingest.progress import live_progress
-from crypto_lakehouse.ingest.stream import stream_targets, stream_to_bronze
+from crypto_lakehouse.ingest.shards import Shard
+from crypto_lakehouse.ingest.stream import FeedTarget, shard_targets, stream_targets, stream_to_bronze
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.jobs._fanout import Runner, runner_from_settings
 from crypto_lakehouse.jobs._signals import run_until_signal
@@ -32,14 +35,30 @@ __all__ = ["DEFAULT_ARCHIVE_CACHE", "StreamResult", "archive_import", "stream"]
 
 DEFAULT_ARCHIVE_CACHE = "./lakehouse_archive_cache"
 
+LOG = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    """What a ``stream`` run committed: per bronze table, the writer's counters."""
+    """What a ``stream`` run committed: per bronze table, the writer's counters; the shard it
+    ran as (``I/N``, None: not sharded) and the ``EXCHANGE:SYMBOL`` pairs it subscribed to
+    (empty: a shard with nothing to stream, which returns at once)."""
 
     writer_id: str
     root: str
     tables: dict[str, dict[str, int]]
+    shard: str | None = None
+    subscribed: list[str] = field(default_factory=list)
+
+
+def _pairs(targets: list[FeedTarget]) -> list[str]:
+    """``EXCHANGE:SYMBOL`` of every pair ``targets`` stream, in order, once each."""
+    pairs = (
+        f"{t.exchange}:{s}"
+        for t in targets
+        for s in [*t.symbols, *(x for v in (t.subscription or {}).values() for x in v)]
+    )
+    return list(dict.fromkeys(pairs))
 
 
 def _list(values: Sequence[str] | None) -> list[str] | None:
@@ -52,6 +71,7 @@ def stream(
     exchanges: Sequence[str] | None = None,
     symbols: Sequence[str] | None = None,
     channels: Sequence[str] | None = None,
+    shard: str | None = None,
     endpoints: Sequence[str] | None = None,
     rest_endpoint: str | None = None,
     ca_file: str | Path | None = None,
@@ -62,7 +82,14 @@ def stream(
     tables until SIGINT/SIGTERM or ``duration_s`` seconds; every buffer is flushed before it
     returns. ``endpoints``, ``rest_endpoint`` and ``ca_file`` are as in
     :func:`crypto_lakehouse.ingest.stream.stream_targets`; ``progress`` draws a live table of the
-    writer's counters on that console."""
+    writer's counters on that console.
+
+    ``shard`` (``I/N``, default ``settings.stream.shard``): stream only the (exchange, symbol)
+    pairs of shard I of N (:mod:`crypto_lakehouse.ingest.shards`) under the writer id
+    ``<writer.id or host>-shard-I-of-N``. A shard that gets no pair logs so and returns at once
+    (``subscribed`` empty), nothing written."""
+    spec = shard or settings.stream.shard
+    part = Shard.parse(spec) if spec else None  # (before any endpoint is asked: a bad value fails at once)
     targets = stream_targets(
         settings,
         exchanges=_list(exchanges),
@@ -72,7 +99,20 @@ def stream(
         rest_endpoint=rest_endpoint,
         ca_file=str(ca_file) if ca_file else None,
     )
-    writer = BronzeWriter.from_settings(settings)
+    every = _pairs(targets)
+    if part is not None:
+        targets = shard_targets(targets, part)
+    writer = BronzeWriter.from_settings(settings, shard=part.name if part else None)
+    result = StreamResult(
+        writer_id=writer.writer_id,
+        root=settings.root,
+        tables={},
+        shard=str(part) if part else None,
+        subscribed=_pairs(targets),
+    )
+    if part is not None and not targets:
+        LOG.warning("shard %s has nothing to stream: none of the %d pairs hashes to it", part, len(every))
+        return result
     title = f"bronze <- {', '.join(t.exchange for t in targets)}"
 
     async def run(stop: asyncio.Event) -> None:
@@ -86,7 +126,7 @@ def stream(
             await view
 
     run_until_signal(run)
-    return StreamResult(writer_id=writer.writer_id, root=settings.root, tables=writer.summary())
+    return dataclasses.replace(result, tables=writer.summary())
 
 
 def _day(value: date | str) -> date:
