@@ -1,4 +1,5 @@
-"""A live terminal view of the bronze writer: rows committed, buffered and rows/s per table."""
+"""A live terminal view of the bronze writer: rows committed, buffered and rows/s, commits, retries and the
+(adaptive) batch age per table."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = ["live_progress"]
 
 def _render(writer: BronzeWriter, rates: dict[str, float], title: str) -> Table:
     t = Table(title=title)
-    for col in ("table", "rows committed", "rows/s", "buffered", "commits", "spooled"):
+    for col in ("table", "rows committed", "rows/s", "buffered", "commits", "retries", "batch age", "spooled"):
         t.add_column(col, justify="left" if col == "table" else "right")
     for name, s in writer.summary().items():
         t.add_row(
@@ -25,6 +26,8 @@ def _render(writer: BronzeWriter, rates: dict[str, float], title: str) -> Table:
             f"{rates.get(name, 0):,.0f}",
             f"{s['rows_buffered']:,}",
             f"{s['commits']:,}",
+            f"{s['retries']:,}",
+            f"{writer.stats[name].batch_age_s:.1f}s",  # adaptive: grows while commits are slow (pacing.py)
             f"{s['rows_spooled']:,}",
         )
     return t
