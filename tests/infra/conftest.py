@@ -1,0 +1,41 @@
+"""Fixtures of the infra/ tests.
+
+The terraform run (fmt, init, validate, apply against moto, plan) takes a minute or more, most
+of it the AWS provider sleeping in its own waiters (a lifecycle configuration is polled until it
+reads back the same several times). So it starts in a background thread with the first test of
+tests/infra when a test using it is selected, the other infra tests run meanwhile,
+and the terraform tests wait for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .helpers import TerraformRun
+
+_TERRAFORM: TerraformRun | None = None
+
+
+def terraform_run() -> TerraformRun:
+    global _TERRAFORM
+    if _TERRAFORM is None:
+        _TERRAFORM = TerraformRun().start()
+    return _TERRAFORM
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_terraform_early(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start the terraform run with the first infra test when a test that needs it is selected;
+    stop whatever is left of it when the session ends."""
+    if any("terraform" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        terraform_run()
+    yield
+    if _TERRAFORM is not None:
+        _TERRAFORM.stop()
+
+
+@pytest.fixture(scope="session")
+def terraform() -> TerraformRun:
+    return terraform_run().wait()
