@@ -24,7 +24,7 @@ for c in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)
 done; echo "error: Python 3.13 not found (install it, e.g. 'pyenv install 3.13')" >&2; exit 1
 endef
 
-.PHONY: help setup demo test lint bench serve stop clean
+.PHONY: help setup demo test lint bench serve stop clean checkov
 
 help:
 	@echo "make demo   - set up, then run the demo on embedded defaults"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint   - ruff check, ruff format --check, mypy (strict on src/ and flows/)"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer; make stop"
+	@echo "make checkov - scan infra/ (terraform, Dockerfile, kustomize overlays) with checkov"
 
 setup: $(VENV)/.synced
 
@@ -61,6 +62,14 @@ lint: setup
 	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/ruff format --check src flows tests benchmarks
 	$(BIN)/mypy
+
+# checkov runs in its own environment (its pins conflict with uv.lock), pinned by
+# infra/checkov-constraints.txt; tests/infra/test_checkov.py runs the same scan.
+checkov: setup
+	@UV=$$(command -v uv || echo .tools/bin/uv); \
+	"$$UV" tool run --python "$$($(BIN)/python -c 'import sys; print(sys._base_executable)')" \
+	  --from checkov --constraints infra/checkov-constraints.txt --no-build \
+	  checkov -d infra --framework terraform dockerfile kustomize --skip-download --compact --quiet
 
 bench: setup
 	$(BIN)/python benchmarks/exchange.py
