@@ -151,7 +151,7 @@ class TerraformRun:
         self._thread.start()
         return self
 
-    def wait(self, timeout: float = 420) -> TerraformRun:
+    def wait(self, timeout: float = 270) -> TerraformRun:  # under pytest-timeout's 300 s
         if self.skip_reason:
             pytest.skip(self.skip_reason)
         assert self._thread is not None
@@ -184,7 +184,7 @@ class TerraformRun:
         finally:
             self.seconds = time.monotonic() - began
 
-    def _exec(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> Step:
+    def _exec(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 240) -> Step:
         if self._stopped:
             raise RuntimeError("stopped")
         began = time.monotonic()
