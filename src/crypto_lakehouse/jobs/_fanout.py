@@ -52,14 +52,14 @@ def dask_runner(address: str | None = None, *, workers: int = 2, threads_per_wor
     from distributed import Client, LocalCluster
 
     if address is not None:
-        with Client(address) as client:  # type: ignore[no-untyped-call]
+        with Client(address) as client:  # type: ignore[no-untyped-call]  # distributed ships no annotations for it
             yield _Dask(client)
         return
     with (
-        LocalCluster(  # type: ignore[no-untyped-call]
+        LocalCluster(  # type: ignore[no-untyped-call]  # distributed ships no annotations for it
             n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
         ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
+        Client(cluster) as client,  # type: ignore[no-untyped-call]  # distributed ships no annotations for it
     ):
         yield _Dask(client)
 
