@@ -321,9 +321,10 @@ def _imported_before(snapshot: DeltaTable | None, files: Sequence[ArchiveFile]) 
     if snapshot is None or not files:
         return set()
     ids = {i: f.path for f in files for i in (f.writer_id, f.legacy_writer_id)}
+    symbols = [venue(_MARKETS[f.market][1]).std_symbol(f.symbol) for f in files]
     found = (
         Catalog.scan_snapshot(snapshot)
-        .filter(pl.col("writer_id").is_in(list(ids)))
+        .filter(pl.col("symbol").is_in(symbols) & pl.col("writer_id").is_in(list(ids)))  # (pruned by symbol)
         .select("writer_id")
         .unique()
         .collect()
