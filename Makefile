@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python benchmarks/archive.py
 	$(BIN)/python benchmarks/maintenance.py
 	$(BIN)/python benchmarks/commits.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .tools .serve lakehouse_data lakehouse_spool lakehouse_archive_cache .pytest_cache .mypy_cache
