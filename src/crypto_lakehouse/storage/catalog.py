@@ -545,7 +545,9 @@ class Catalog:
             n = data.num_rows
             for name in spec.partition_by:
                 field = spec.schema.field(name)
-                data = data.append_column(field, pa.array([values.get(name)] * n, pa.string()).cast(field.type))
+                data = data.append_column(
+                    field, pa.repeat(pa.scalar(values.get(name), pa.string()).cast(field.type), n)
+                )
             missing = [f for f in spec.schema if f.name not in data.schema.names]  # (files of an older schema)
             for field in missing:
                 data = data.append_column(field, pa.nulls(n, field.type))

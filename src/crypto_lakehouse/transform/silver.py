@@ -26,7 +26,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -447,19 +447,9 @@ def promote_silver(
     now = now or datetime.now(UTC)
     result = PromoteResult(run_id=uuid.uuid4().hex[:12])
     report = QualityReport(result.run_id, now)
-    for name in _silver_names(tables):
-        plan = PLANS[name]
-        if not catalog.exists(plan.bronze):
-            continue
-        app_id = f"promote:{plan.bronze}"
-        upto = catalog.open(plan.bronze).version()
-        after = catalog.transaction_version(plan.silver, app_id)
-        reprocess = start is not None or end is not None
-        if not reprocess and after is not None and after >= upto:
-            result.bronze_versions[plan.bronze] = (after, upto)
-            continue  # nothing new
+    reprocess = start is not None or end is not None
+    for plan, app_id, after, upto in _pending(catalog, tables, reprocess=reprocess, result=result):
         raw = _bronze_frame(catalog, plan, after=after, upto=upto, start=start, end=end)
-        result.bronze_versions[plan.bronze] = (after, upto)
         _promote_rows(
             plan,
             catalog,
@@ -472,6 +462,25 @@ def promote_silver(
         )
     _fill_and_report(catalog, result, report, backfiller=backfiller, opts=opts, now=now)
     return result
+
+
+def _pending(
+    catalog: Catalog, tables: list[str] | None, *, reprocess: bool, result: PromoteResult
+) -> Iterator[tuple[Plan, str, int | None, int]]:
+    """(plan, progress app id, bronze version promoted last, bronze version to promote up to) of
+    each silver table ``tables`` names whose bronze table exists and has commits not yet
+    promoted (every one when ``reprocess``); each such bronze table's versions are recorded in
+    ``result.bronze_versions``, promoted or not."""
+    for name in _silver_names(tables):
+        plan = PLANS[name]
+        if not catalog.exists(plan.bronze):
+            continue
+        app_id = f"promote:{plan.bronze}"
+        upto = catalog.open(plan.bronze).version()
+        after = catalog.transaction_version(plan.silver, app_id)
+        result.bronze_versions[plan.bronze] = (after, upto)
+        if reprocess or after is None or after < upto:
+            yield plan, app_id, after, upto
 
 
 def _fill_and_report(
@@ -728,17 +737,9 @@ def promote_silver_fanned(
     result = PromoteResult(run_id=uuid.uuid4().hex[:12])
     report = QualityReport(result.run_id, now)
     where = _Where.of(catalog)
-    for name in _silver_names(tables):
-        plan = PLANS[name]
-        if not catalog.exists(plan.bronze):
-            continue
-        app_id = f"promote:{plan.bronze}"
-        upto = catalog.open(plan.bronze).version()
-        after = catalog.transaction_version(plan.silver, app_id)
-        reprocess = start is not None or end is not None
-        result.bronze_versions[plan.bronze] = (after, upto)
-        if not reprocess and after is not None and after >= upto:
-            continue  # nothing new
+    reprocess = start is not None or end is not None
+    for plan, app_id, after, upto in _pending(catalog, tables, reprocess=reprocess, result=result):
+        name = plan.silver
         if reprocess:
             first, last = (start or TS_MIN).date(), (end.date() if end else date.max)
             files = [
