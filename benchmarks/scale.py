@@ -1,13 +1,14 @@
-"""Scale-out figures on this machine (docs/scaling.md): promote-silver in one process vs fanned out on
-a Dask LocalCluster of 2 workers (and what the model predicts for 16), the time of one distributed
-commit, gold after either, the commit table of one bronze table under 1/2/4/8 writers
+"""Scale-out figures on this machine (docs/scaling.md): promote-silver and build-gold in one process vs
+fanned out on a Dask LocalCluster of 2 workers (and what the model predicts for 16), the time of one
+distributed commit, the commit table of one bronze table under 1/2/4/8 writers
 (benchmarks/commits.py), and S3 (moto's server) vs local disk for bronze writes and one-symbol-hour
 reads.
 
-Both promote runs read the same bronze (a copy) of ``--trades`` generated trades (4 symbols x
-``--days`` UTC days, 0.5 % duplicates, several commits). The fanned run is timed in two parts:
-the map (workers reading bronze, validating, deduplicating, writing Parquet) and the rest of the
-job in this process (listing files, the commits, the gap scan, the report). The model:
+Both runs read the same bronze (a copy) of ``--trades`` generated trades (4 symbols x ``--days``
+UTC days, 0.5 % duplicates, several commits), and their silver and gold are checked equal. Each
+fanned job is timed in two parts: the map (workers reading bronze, validating, deduplicating,
+writing Parquet; for gold, reading silver and writing bars of 1m, 5m, 1h and 1d) and the rest of
+the job in this process (listing files, the commits, silver's gap scan and report). The model:
 T(n) = rest + map x 2 / n (the map divides over workers; the rest does not).
 
 Last line: JSON.
@@ -89,20 +90,25 @@ class _Timed:
             self.tasks += len(items)
 
 
+GOLD_INTERVALS = ["1m", "5m", "1h", "1d"]
+
+
 def promote(root: Path, runner: Any | None) -> dict[str, float]:
+    """promote-silver then build-gold on ``root``, each with ``runner`` (None: in one process)."""
     from crypto_lakehouse import jobs, load_settings
 
-    settings = load_settings(root=str(root), silver={"backfill": False})
-    timed = _Timed(runner) if runner is not None else None
-    t0 = time.perf_counter()
-    jobs.promote_silver(settings, tables=["trades"], runner=timed)
-    total = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jobs.promote_gold(load_settings(root=str(root), gold={"intervals": ["1m", "1h"]}))
-    gold = time.perf_counter() - t0
-    out = {"silver_s": total, "gold_s": gold}
-    if timed is not None:
-        out |= {"map_s": timed.seconds, "rest_s": total - timed.seconds, "tasks": timed.tasks}
+    settings = load_settings(root=str(root), silver={"backfill": False}, gold={"intervals": GOLD_INTERVALS})
+    out: dict[str, float] = {}
+    for job, run in (
+        ("silver", lambda r: jobs.promote_silver(settings, tables=["trades"], runner=r)),
+        ("gold", lambda r: jobs.promote_gold(settings, runner=r)),
+    ):
+        timed = _Timed(runner) if runner is not None else None
+        t0 = time.perf_counter()
+        run(timed)
+        out[f"{job}_s"] = total = time.perf_counter() - t0
+        if timed is not None:
+            out |= {f"{job}_map_s": timed.seconds, f"{job}_rest_s": total - timed.seconds, f"{job}_tasks": timed.tasks}
     return out
 
 
@@ -226,27 +232,37 @@ def main() -> None:
         a = pl.read_delta(str(tmp / "alone" / "silver" / "trades")).height
         b = pl.read_delta(str(tmp / "fanned" / "silver" / "trades")).height
         assert a == b, f"silver rows differ: {a} in one process, {b} fanned out"
+        gold = [pl.read_delta(str(tmp / run / "gold" / "ohlcv")) for run in ("alone", "fanned")]
+        gold = [g.sort(g.columns) for g in gold]
+        assert gold[0].equals(gold[1]), "gold differs between the build in one process and the fanned-out one"
         commit_60 = distributed_commit(tmp / "fanned", 60)
         print("S3 vs local...", flush=True)
         s3 = s3_vs_local(tmp, args.s3_rows)
     print("commit table (1/2/4/8 writers)...", flush=True)
     commits = commit_table(args.commit_seconds)
-    work = fanned["map_s"] * args.workers  # worker-seconds of the map
-    predicted_16 = fanned["rest_s"] + work / 16
+    predicted: dict[str, float] = {}
+    for job in ("silver", "gold"):  # T(16) = rest + worker-seconds of the map / 16
+        predicted[job] = fanned[f"{job}_rest_s"] + fanned[f"{job}_map_s"] * args.workers / 16
     out = {
         "trades": args.trades,
         "silver_rows": a,
+        "gold_bars": gold[0].height,
         "bronze_write_rows_per_s": args.trades / bronze_s,
-        "silver_in_process_s": alone["silver_s"],
-        "silver_fanned_s": fanned["silver_s"],
-        "fanned_vs_in_process": alone["silver_s"] / fanned["silver_s"],
-        "fanned_map_s": fanned["map_s"],
-        "fanned_rest_s": fanned["rest_s"],
-        "fanned_tasks": fanned["tasks"],
         "cluster_startup_s": startup,
-        "predicted_silver_s_16_workers": predicted_16,
-        "predicted_speedup_16_workers": alone["silver_s"] / predicted_16,
-        "gold_s": alone["gold_s"],
+        **{
+            f"{job}_{key}": value
+            for job in ("silver", "gold")
+            for key, value in {
+                "in_process_s": alone[f"{job}_s"],
+                "fanned_s": fanned[f"{job}_s"],
+                "fanned_vs_in_process": alone[f"{job}_s"] / fanned[f"{job}_s"],
+                "fanned_map_s": fanned[f"{job}_map_s"],
+                "fanned_rest_s": fanned[f"{job}_rest_s"],
+                "fanned_tasks": fanned[f"{job}_tasks"],
+                "predicted_s_16_workers": predicted[job],
+                "predicted_speedup_16_workers": alone[f"{job}_s"] / predicted[job],
+            }.items()
+        },
         "distributed_commit_60_files_s": commit_60,
         **s3,
         "commit_table": commits,

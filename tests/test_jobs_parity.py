@@ -73,6 +73,7 @@ NOT_IN_FLOW = {
     ("backfill", "progress"): "a progress bar on the terminal; a flow run has none",
     ("backfill", "runner"): RUNNER,
     ("promote silver", "runner"): RUNNER,
+    ("promote gold", "runner"): RUNNER,
     ("archive import", "runner"): RUNNER,
 }
 
@@ -82,6 +83,7 @@ NOT_IN_CLI = {
     ("backfill", "progress"): "shown whenever stderr is a terminal",
     ("backfill", "runner"): RUNNER,
     ("promote silver", "runner"): RUNNER,
+    ("promote gold", "runner"): RUNNER,
     ("archive import", "runner"): RUNNER,
 }
 

@@ -315,8 +315,8 @@ class GoldSettings(_Section):
 
 
 class ScaleSettings(_Section):
-    """Where the heavy jobs (promote silver, backfill) run their groups of (exchange, symbol,
-    day): ``none`` in this process as one job, ``local`` on a Dask LocalCluster of ``workers``
+    """Where the heavy jobs (promote silver and gold, backfill, archive import) run their groups
+    of (exchange, symbol, day): ``none`` in this process as one job, ``local`` on a Dask LocalCluster of ``workers``
     processes started for the job, or a running Dask scheduler's address (``tcp://host:8786``).
     Workers write data files; the job commits them once (docs/scaling.md)."""
 

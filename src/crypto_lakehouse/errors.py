@@ -18,9 +18,11 @@ from __future__ import annotations
 __all__ = [
     "CommitError",
     "ConfigError",
+    "FilesRewritten",
     "GapUnfillable",
     "InvalidArgument",
     "LakehouseError",
+    "TableBusy",
     "TableNotFound",
     "TagNotFound",
     "UnknownTable",
@@ -63,6 +65,16 @@ class TagNotFound(LakehouseError):
 
 class CommitError(LakehouseError):
     """An append that still failed after its retries."""
+
+
+class FilesRewritten(CommitError):
+    """A commit that would remove data files another commit (a compaction) has removed since the
+    snapshot it was planned on: nothing was committed; plan it again on the latest snapshot."""
+
+
+class TableBusy(LakehouseError):
+    """A table's lock for some purpose is held by another process or thread (and the caller
+    asked not to wait)."""
 
 
 class GapUnfillable(LakehouseError):

@@ -229,16 +229,17 @@ def test_bounded_ingest_flow_streams_into_bronze(harness, tmp_path: Path) -> Non
     assert rows == summary["bronze.trades"]["rows_committed"] > 100
 
 
-def test_promote_silver_flow_fans_out_as_prefect_tasks_on_a_dask_local_cluster(harness, tmp_path: Path) -> None:
+def test_silver_and_gold_flows_fan_out_as_prefect_tasks_on_a_dask_local_cluster(harness, tmp_path: Path) -> None:
     """scale.runner=local: the groups run as Prefect tasks on prefect-dask's DaskTaskRunner
-    (2 worker processes reporting to the same Prefect API), silver equals the flow's in-process
-    run and each silver table gets one commit."""
+    (2 worker processes reporting to the same Prefect API), silver and gold equal the flows'
+    in-process runs and each table gets one commit."""
     import shutil
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
     from prefect.settings import PREFECT_API_URL
 
+    from flows.gold import build_gold_flow
     from flows.silver import promote_silver_flow
 
     alone, fanned = tmp_path / "alone", tmp_path / "fanned"
@@ -249,8 +250,10 @@ def test_promote_silver_flow_fans_out_as_prefect_tasks_on_a_dask_local_cluster(h
     os.environ.update(env)
     try:
         expected = promote_silver_flow(root=str(alone))
+        expected_gold = build_gold_flow(root=str(alone))
         os.environ.update({"LAKEHOUSE_SCALE__RUNNER": "local", "LAKEHOUSE_SCALE__WORKERS": "2"})
         got = promote_silver_flow(root=str(fanned))
+        got_gold = build_gold_flow(root=str(fanned))
     finally:
         for k in [*env, "LAKEHOUSE_SCALE__RUNNER", "LAKEHOUSE_SCALE__WORKERS"]:
             os.environ.pop(k, None)
@@ -261,12 +264,15 @@ def test_promote_silver_flow_fans_out_as_prefect_tasks_on_a_dask_local_cluster(h
         assert b.sort(b.columns).equals(a.sort(a.columns)), table
     log = sorted((fanned / "silver" / "trades" / "_delta_log").glob("*.json"))
     assert len(log) == 2  # created, then the one commit of the job
+    assert got_gold == expected_gold and got_gold["bars_written"]
+    a, b = pl.read_delta(str(alone / "gold" / "ohlcv")), pl.read_delta(str(fanned / "gold" / "ohlcv"))
+    assert b.sort(b.columns).equals(a.sort(a.columns))
+    assert len(list((fanned / "gold" / "ohlcv" / "_delta_log").glob("*.json"))) == 2
 
     async def task_runs() -> list:
         async with get_client() as client:
-            return await client.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="stage_task"))
-            )
+            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="_task")))
 
     runs = asyncio.run(task_runs())
-    assert runs and all(r.state is not None and r.state.is_completed() for r in runs)
+    assert {r.name.rsplit("-", 1)[0] for r in runs} == {"stage_task", "bars_task"}  # (named <task>-<suffix>)
+    assert all(r.state is not None and r.state.is_completed() for r in runs)

@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptofeed.connection import connection_stats
 
+from crypto_lakehouse import jobs
 from crypto_lakehouse.ingest import BronzeWriter, stream_to_bronze
 from crypto_lakehouse.loopback import LoopbackExchange
 from crypto_lakehouse.loopback.replay import synthetic_target
@@ -107,3 +109,13 @@ def valid_bronze_fields(t0: datetime) -> dict[str, dict[str, Any]]:
             "closed": True,
         },
     }
+
+
+class CrashingRunner(jobs.InProcess):
+    """A fanned-out job's runner whose last task's worker dies after the others wrote their files."""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], /) -> list[Any]:
+        done = super().map(fn, items[:-1])
+        if len(items) > 1:
+            raise RuntimeError("worker lost")
+        return done

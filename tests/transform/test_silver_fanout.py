@@ -19,7 +19,7 @@ from crypto_lakehouse import jobs, load_settings
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.loopback import FaultPlan, MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
-from tests.transform.helpers import stream_into_bronze, write_bronze
+from tests.transform.helpers import CrashingRunner, stream_into_bronze, write_bronze
 
 DAY = datetime(2024, 3, 1, tzinfo=UTC)
 RUN_COLUMNS = {"detected_at", "run_id", "run_at", "updated_at"}  # when a run ran: differ between any two runs
@@ -160,23 +160,13 @@ def test_a_reprocessed_window_is_promoted_the_same_fanned_out(bronze: Path, tmp_
     assert days == [(DAY + timedelta(days=1)).date(), (DAY + timedelta(days=2)).date()]
 
 
-class _Crash(jobs.InProcess):
-    """A runner whose last task's worker dies after the others wrote their files."""
-
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], /) -> list[Any]:
-        done = super().map(fn, items[:-1])
-        if len(items) > 1:
-            raise RuntimeError("worker lost")
-        return done
-
-
 def test_a_crashed_worker_commits_nothing_and_the_rerun_equals_the_job_in_one_process(
     bronze: Path, tmp_path: Path
 ) -> None:
     alone, fanned = _copy(bronze, tmp_path / "alone"), _copy(bronze, tmp_path / "fanned")
     catalog = Catalog(tmp_path / "fanned")
     with pytest.raises(RuntimeError, match="worker lost"):
-        jobs.promote_silver(fanned, runner=_Crash(), tables=["trades"])
+        jobs.promote_silver(fanned, runner=CrashingRunner(), tables=["trades"])
     assert not catalog.exists("silver.trades") or catalog.frame("silver.trades").height == 0
     orphans = list((tmp_path / "fanned" / "silver" / "trades").rglob("*.parquet"))
     assert orphans  # the other tasks' files are on disk, referenced by no commit: vacuum's

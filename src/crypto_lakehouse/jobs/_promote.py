@@ -18,7 +18,7 @@ from crypto_lakehouse.ingest.sessions import recorded_rest_urls
 from crypto_lakehouse.jobs._fanout import Runner, runner_from_settings
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
-from crypto_lakehouse.transform.gold import GoldResult, build_gold
+from crypto_lakehouse.transform.gold import GoldResult, build_gold, build_gold_fanned
 from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
 
 __all__ = [
@@ -106,10 +106,18 @@ def promote_silver(
     return SilverResult(promotion=result, open_gaps=count_open_gaps(result.gaps))
 
 
-def promote_gold(settings: Settings) -> GoldResult:
+def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldResult:
     """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
-    silver rows added since the last run (nothing new: nothing written)."""
-    return build_gold(Catalog.from_settings(settings), intervals=settings.gold.intervals)
+    silver rows added since the last run (nothing new: nothing written).
+
+    ``runner`` (default: ``scale.runner``'s): where the trade bars of each group of (exchange,
+    symbol) are built, committed to gold.ohlcv once
+    (:func:`crypto_lakehouse.transform.gold.build_gold_fanned`); with none, in this process."""
+    catalog = Catalog.from_settings(settings)
+    with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
+        if fanout is None:
+            return build_gold(catalog, intervals=settings.gold.intervals)
+        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +14,7 @@ import polars as pl
 from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.durations import format_duration
-from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.errors import LakehouseError, TableBusy
 from crypto_lakehouse.schemas import table_spec
 from crypto_lakehouse.storage import TABLE_PROPERTIES, Catalog
 
@@ -95,28 +95,24 @@ def compact(
     )
 
 
-class CompactionBusy(LakehouseError):
+class CompactionBusy(TableBusy):
     """Another compaction of the table is running (``compact(wait=False)``)."""
 
 
 @contextmanager
 def _compaction_lock(catalog: Catalog, table: str, *, wait: bool) -> Iterator[None]:
-    """An exclusive lock per table, held while it is compacted. Beside the data for a local
-    root (every process using that root shares it); for an object store, in the host's temp
-    directory: compactions on different hosts are not serialised (docs/maintenance.md)."""
-    import fcntl
-
-    path = catalog.lock_file(table, purpose="compact")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
+    """The table's rewrite lock (:meth:`Catalog.lock`), held while it is compacted: shared with
+    the commits of fanned-out jobs that replace files. Beside the data for a local root (every
+    process using that root shares it); for an object store, in the host's temp directory:
+    compactions on different hosts are not serialised (docs/maintenance.md)."""
+    with ExitStack() as held:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise CompactionBusy(f"{table} is being compacted by another process or thread") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            held.enter_context(catalog.lock(table, purpose="rewrite", wait=wait))
+        except TableBusy:
+            raise CompactionBusy(
+                f"{table} is being compacted (or its files replaced) by another process or thread"
+            ) from None
+        yield
 
 
 def checkpoint(catalog: Catalog, table: str) -> MaintenanceReport:

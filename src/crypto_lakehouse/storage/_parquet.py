@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 __all__ = ["STRING_STATS_LIMIT", "Partition", "commit", "file_stats", "split", "write_partitions"]
 
@@ -217,13 +217,14 @@ def write_partitions(
 
 def commit(
     table: DeltaTable,
-    actions: Sequence[AddAction],
+    actions: Sequence[AddAction | RemoveAction],
     *,
     partition_by: Sequence[str],
     transactions: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """Commit ``actions`` (files already in ``table``'s directory) as one append, with the
-    application transactions ``transactions`` (app id, version) in the same commit.
+    """Commit ``actions`` (files already in ``table``'s directory, and ``remove`` actions of
+    files of ``table``) as one commit, with the application transactions ``transactions``
+    (app id, version) in the same commit.
 
     ``table`` is the snapshot the caller checked the schema of; delta-rs checks the commits made
     since for a conflict (appends never conflict with appends) and retries, then runs the

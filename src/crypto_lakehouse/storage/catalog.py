@@ -13,8 +13,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from datetime import date
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 from urllib.parse import unquote
@@ -26,12 +27,20 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 from pydantic import SecretStr
 
 import crypto_lakehouse.storage._parquet as _parquet
 from crypto_lakehouse.config import REDACTED, is_secret
-from crypto_lakehouse.errors import CommitError, InvalidArgument, LakehouseError, TableNotFound, VersionNotFound
+from crypto_lakehouse.errors import (
+    CommitError,
+    FilesRewritten,
+    InvalidArgument,
+    LakehouseError,
+    TableBusy,
+    TableNotFound,
+    VersionNotFound,
+)
 from crypto_lakehouse.schemas import TableSpec, table_spec
 from crypto_lakehouse.storage.frames import to_frame
 
@@ -237,6 +246,27 @@ class Catalog:
         digest = hashlib.sha256(self.uri(table).encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.{purpose}.lock"
 
+    @contextmanager
+    def lock(self, table: str, *, purpose: str, wait: bool = True) -> Iterator[None]:
+        """Hold the exclusive lock for ``purpose`` on ``table`` (:meth:`lock_file`) for the block;
+        :class:`TableBusy` at once if another process or thread holds it and ``wait`` is False.
+
+        ``purpose="rewrite"`` is the lock of whatever removes a table's data files: compaction,
+        and a distributed write's commit that replaces files (:meth:`commit_staged`)."""
+        import fcntl
+
+        path = self.lock_file(table, purpose=purpose)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise TableBusy(f"{table}: the {purpose} lock is held by another process or thread") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def stored_files(self, table: str) -> tuple[int, int]:
         """Data files of ``table`` and their bytes. On local disk every Parquet file under the
         table, referenced or not (what vacuum can free); on an object store, the latest
@@ -375,8 +405,8 @@ class Catalog:
         return [(path, values) for _, path, values in self._appends(table, range(after + 1, upto + 1)) if path]
 
     def _appends(self, table: str, versions: range) -> list[tuple[int, str, dict[str, str]]]:
-        """(version, added file, its partition values) of each plain append (WRITE, mode Append)
-        in ``versions`` (``""`` for an append that added no file), read from each commit's own log
+        """(version, added file, its partition values) of each plain append (WRITE, mode Append,
+        no file removed) in ``versions`` (``""`` for an append that added no file), read from each commit's own log
         file: ``DeltaTable.history()`` cannot be used, as deltalake 1.6.6 numbers the newest
         commits in storage from the *loaded* version, so commits landing while it runs shift every
         number (an append read as the OPTIMIZE before it)."""
@@ -387,7 +417,11 @@ class Catalog:
                 actions = [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]
             info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
             params: dict[str, Any] = info.get("operationParameters") or {}
-            if info.get("operation") != "WRITE" or "Append" not in str(params.get("mode", "")):
+            if (
+                info.get("operation") != "WRITE"
+                or "Append" not in str(params.get("mode", ""))
+                or any("remove" in a for a in actions)  # (a distributed replace: not rows added)
+            ):
                 continue
             adds = [a["add"] for a in actions if "add" in a]
             out += [
@@ -525,12 +559,47 @@ class Catalog:
         *,
         snapshot: DeltaTable,
         transactions: Sequence[tuple[str, int]] = (),
+        removes: Sequence[str] = (),
     ) -> None:
         """Commit ``files`` (from :meth:`stage`, by any number of workers) and the application
-        transactions ``transactions`` (app id, version) as **one** append of ``table``, made
+        transactions ``transactions`` (app id, version) as **one** commit of ``table``, made
         against ``snapshot``: :class:`deltalake.exceptions.CommitFailedError` if a commit since
-        it carried one of the same app ids (a racing job), in which case nothing is committed."""
-        _parquet.commit(snapshot, files, partition_by=table_spec(table).partition_by, transactions=transactions)
+        it carried one of the same app ids (a racing job), in which case nothing is committed.
+
+        ``removes``: data files of ``snapshot`` (paths relative to the table's root) the commit
+        removes (the rows ``files`` replace). :class:`FilesRewritten` (nothing committed) if one
+        of them is no longer in the table's latest version (a compaction rewrote it)."""
+        partition_by = table_spec(table).partition_by
+        if not removes:
+            _parquet.commit(snapshot, files, partition_by=partition_by, transactions=transactions)
+            return
+        known = {f["path"]: f for f in _file_list(snapshot)}
+        unknown = [p for p in removes if p not in known]
+        if unknown:
+            raise LakehouseError(f"{table}: {unknown[:3]} are not files of version {snapshot.version()}")
+        now_ms = int(time.time() * 1000)
+        gone = [
+            RemoveAction(
+                p,
+                data_change=True,
+                deletion_timestamp=now_ms,
+                size=known[p]["size"],
+                partition_values={k: known[p]["values"].get(k) for k in partition_by},
+            )
+            for p in removes
+        ]
+        # delta-rs 1.6 does not check a remove against a concurrent compaction that removed the
+        # same file (both commits land: the compacted copy's rows come back). Compaction takes
+        # this lock, so no file can go between this check of the latest version and the commit.
+        with self.lock(table, purpose="rewrite"):
+            active = {p for p, _ in self.active_files(table)}
+            missing = [p for p in removes if p not in active]
+            if missing:
+                raise FilesRewritten(
+                    f"{table}: {len(missing)} file(s) this commit replaces were rewritten since version "
+                    f"{snapshot.version()}; stage again"
+                )
+            _parquet.commit(snapshot, [*files, *gone], partition_by=partition_by, transactions=transactions)
 
     def read_files(self, table: str, files: Sequence[tuple[str, Mapping[str, str]]]) -> pa.Table:
         """The rows of data files of ``table`` (paths relative to its root, with their partition
@@ -557,15 +626,33 @@ class Catalog:
     def active_files(self, table: str, *, version: int | None = None) -> list[tuple[str, dict[str, str]]]:
         """The data files of ``table`` at ``version`` (default: the latest): (path relative to
         the table's root, partition values)."""
-        actions = pa.table(self.open(table, version=version).get_add_actions(flatten=False))
-        paths = cast(list[str], actions.column("path").to_pylist())
-        if "partition" not in actions.column_names:
-            return [(p, {}) for p in paths]
-        values = cast(list[dict[str, Any] | None], actions.column("partition").to_pylist())
-        return [
-            (p, {k: v.isoformat() if isinstance(v, date) else str(v) for k, v in (vals or {}).items() if v is not None})
-            for p, vals in zip(paths, values, strict=True)
-        ]
+        return [(f["path"], f["values"]) for f in _file_list(self.open(table, version=version))]
+
+    def files_overlapping(
+        self,
+        table: str,
+        *,
+        version: int,
+        column: str,
+        ranges: Sequence[tuple[Mapping[str, str], datetime, datetime]],
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The data files of ``table`` at ``version`` that may hold a row of one of ``ranges``: a
+        partition (its values as text) and ``[lo, hi)`` of ``column``, going by the files'
+        statistics (a file without them may hold any value); as :meth:`active_files`. Every
+        partition names the same columns."""
+        names = sorted({k for partition, _, _ in ranges for k in partition})
+        by_partition: dict[tuple[str | None, ...], list[tuple[datetime, datetime]]] = {}
+        for partition, lo, hi in ranges:
+            by_partition.setdefault(tuple(partition.get(k) for k in names), []).append((lo, hi))
+        out = []
+        for f in _file_list(self.open(table, version=version), column=column):
+            key = tuple(f["values"].get(k) for k in names)
+            spans = by_partition.get(key, [])
+            low, high = f["min"], f["max"]
+            # (delta-rs truncates a timestamp's maximum to the millisecond: widen it by one)
+            if spans and (low is None or high is None or any(low < hi and lo <= high + _MS for lo, hi in spans)):
+                out.append((f["path"], f["values"]))
+        return out
 
     def summary(self, table: str) -> TableSummary:
         """Rows, version, data files and location of a table (for demos and CLIs)."""
@@ -584,6 +671,37 @@ class Catalog:
             "files": actions.num_rows,
             "bytes": size,
         }
+
+
+_MS = timedelta(milliseconds=1)
+
+
+class _File(TypedDict):
+    path: str
+    size: int
+    values: dict[str, str]
+    min: Any
+    max: Any
+
+
+def _file_list(snapshot: DeltaTable, *, column: str | None = None) -> list[_File]:
+    """``snapshot``'s data files: path (relative to the table's root), size, partition values as
+    text, and the statistics' bounds of ``column`` (None where not recorded)."""
+    actions = pa.table(snapshot.get_add_actions(flatten=True))
+    wanted = {"path", "size_bytes", *(f"{b}.{column}" for b in ("min", "max") if column)}
+    actions = actions.select([c for c in actions.column_names if c in wanted or c.startswith("partition.")])
+    rows = actions.to_pylist()
+    out: list[_File] = []
+    for row in rows:
+        values = {
+            k.removeprefix("partition."): v.isoformat() if isinstance(v, date) else str(v)
+            for k, v in row.items()
+            if k.startswith("partition.") and v is not None
+        }
+        low = row.get(f"min.{column}") if column else None
+        high = row.get(f"max.{column}") if column else None
+        out.append({"path": row["path"], "size": row["size_bytes"], "values": values, "min": low, "max": high})
+    return out
 
 
 def _plain_columns(snapshot: DeltaTable, spec: TableSpec) -> list[str] | None:

@@ -11,17 +11,23 @@ predicate covering only those windows). Rerunning with nothing new writes nothin
 from __future__ import annotations
 
 import logging
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import polars as pl
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import AddAction
 
+import crypto_lakehouse.transform._fanout as _fanout
 from crypto_lakehouse.durations import CandleInterval, candle_interval, format_duration
+from crypto_lakehouse.errors import FilesRewritten, LakehouseError
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
 
-__all__ = ["GoldResult", "build_gold", "ohlcv", "rollup"]
+__all__ = ["GoldResult", "build_gold", "build_gold_fanned", "ohlcv", "rollup"]
 
 LOG = logging.getLogger(__name__)
 _UTC = pl.Datetime("us", "UTC")
@@ -148,10 +154,6 @@ def _predicate(source: str, interval: str, clusters: pl.DataFrame, column: str =
     ]
 
 
-def _silver_scan(catalog: Catalog, table: str) -> pl.LazyFrame:
-    return catalog.scan(table)
-
-
 def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame | None, int | None, int]:
     """Rows appended to ``table`` since gold last consumed it (None: nothing new)."""
     upto = catalog.open(table).version()
@@ -183,72 +185,89 @@ def _in_clusters(clusters: pl.DataFrame, column: str) -> pl.Expr:
     return cond
 
 
-def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: GoldResult) -> None:
-    """The finest interval is computed from trades; every multiple of it is rolled up from those
-    bars (the fresh ones plus those gold already holds), so a late trade in a day costs one
-    fine bar and a roll-up, not a re-read of the day's trades. Intervals that are not multiples
-    of the finest are computed from trades."""
-    # the interval set is part of the progress id: a changed set rebuilds every bar from silver,
-    # so roll-ups never run on finer bars gold never computed
-    app_id = "gold:silver.trades:" + ",".join(format_duration(s) for s in sorted(set(intervals)))
-    new, after, upto = _new_rows(catalog, "silver.trades", app_id)
-    result.silver_versions["silver.trades"] = (after, upto)
-    if new is None or new.is_empty() or not intervals:
-        if new is not None and catalog.exists("gold.ohlcv"):
-            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
-        return
-    steps = sorted(set(intervals))
+@dataclass(frozen=True, slots=True)
+class _Bars:
+    """Bars of one interval, and the windows they replace per (exchange, symbol) (``lo``, ``hi``
+    runs; None: a first build, nothing to replace)."""
+
+    every: str
+    bars: pl.DataFrame
+    clusters: pl.DataFrame | None
+
+
+def _trade_bars(
+    new: pl.DataFrame, steps: list[timedelta], *, silver: pl.LazyFrame, gold: pl.LazyFrame | None
+) -> list[_Bars]:
+    """The bars of every interval of ``steps`` (sorted) that the trades ``new`` touch. The finest
+    is computed from trades (``silver``'s, in each touched window); every multiple of it is
+    rolled up from those bars (the fresh ones plus those ``gold`` already holds), so a late trade
+    in a day costs one fine bar and a roll-up, not a re-read of the day's trades. Intervals that
+    are not multiples of the finest are computed from trades. ``gold`` None: a first build, from
+    ``new`` alone (all of silver)."""
     base = steps[0]
     rolled = [s for s in steps[1:] if s % base == timedelta(0)]
     direct = [base, *(s for s in steps[1:] if s % base != timedelta(0))]
-    first_build = not catalog.exists("gold.ohlcv")
-    silver = _silver_scan(catalog, "silver.trades")
-    frames: list[pl.DataFrame] = []
-    predicates: list[str] = []
-    touched_base: pl.DataFrame | None = None
+    out: list[_Bars] = []
     for step in direct:
         every = format_duration(step)
-        if first_build:
-            bars = ohlcv(new.lazy(), every)
-            clusters = None
-        else:
-            touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
-            clusters = _clusters(touched, step)
-            lo, hi = clusters["lo"].min(), clusters["hi"].max()
-            assert isinstance(lo, datetime) and isinstance(hi, datetime)  # (min/max are typed as any scalar)
-            dates = (lo.date(), hi.date())
-            source = silver.filter(pl.col("date").is_between(*dates) & _in_clusters(clusters, "ts"))
-            bars = ohlcv(source, every)
-            predicates += _predicate("trades", every, clusters)
-        frames.append(bars)
-        result.bars_written[every] = bars.height
-        if step == base:
-            touched_base = bars
-    assert touched_base is not None  # base is direct[0]
-    base_every = format_duration(base)
+        if gold is None:
+            out.append(_Bars(every, ohlcv(new.lazy(), every), None))
+            continue
+        touched = new.select("exchange", "symbol", pl.col("ts").dt.truncate(every).alias("window_start")).unique()
+        clusters = _clusters(touched, step)
+        lo, hi = clusters["lo"].min(), clusters["hi"].max()
+        assert isinstance(lo, datetime) and isinstance(hi, datetime)  # (min/max are typed as any scalar)
+        source = silver.filter(pl.col("date").is_between(lo.date(), hi.date()) & _in_clusters(clusters, "ts"))
+        out.append(_Bars(every, ohlcv(source, every), clusters))
+    touched_base, base_every = out[0].bars, out[0].every
     for step in rolled:
         every = format_duration(step)
-        if first_build:
-            fine = touched_base.lazy()
-        else:
-            touched = touched_base.select("exchange", "symbol", pl.col("window_start").dt.truncate(every)).unique()
-            clusters = _clusters(touched, step)
-            kept = (
-                _silver_scan(catalog, "gold.ohlcv")
-                .filter(
-                    (pl.col("source") == "trades")
-                    & (pl.col("interval") == base_every)
-                    & _in_clusters(clusters, "window_start")
-                )
-                .collect()
-                .join(touched_base, on=["exchange", "symbol", "window_start"], how="anti")
+        if gold is None:
+            out.append(_Bars(every, rollup(touched_base.lazy(), every).collect(), None))
+            continue
+        touched = touched_base.select("exchange", "symbol", pl.col("window_start").dt.truncate(every)).unique()
+        clusters = _clusters(touched, step)
+        kept = (
+            gold.filter(
+                (pl.col("source") == "trades")
+                & (pl.col("interval") == base_every)
+                & _in_clusters(clusters, "window_start")
             )
-            fine = pl.concat([kept, touched_base]).lazy()
-            predicates += _predicate("trades", every, clusters)
-        bars = rollup(fine, every).collect()
-        frames.append(bars)
-        result.bars_written[every] = bars.height
-    _replace(catalog, "gold.ohlcv", pl.concat(frames), predicates, (app_id, upto))
+            .collect()
+            .join(touched_base, on=["exchange", "symbol", "window_start"], how="anti")
+        )
+        fine = pl.concat([kept, touched_base]).lazy()
+        out.append(_Bars(every, rollup(fine, every).collect(), clusters))
+    return out
+
+
+def _trades_app(steps: list[timedelta]) -> str:
+    # the interval set is part of the progress id: a changed set rebuilds every bar from silver,
+    # so roll-ups never run on finer bars gold never computed
+    return "gold:silver.trades:" + ",".join(format_duration(s) for s in steps)
+
+
+def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: GoldResult) -> None:
+    """Bars of ``intervals`` for the silver trades appended since the last run (:func:`_trade_bars`),
+    replacing those gold holds for the same windows in one commit."""
+    steps = sorted(set(intervals))
+    app_id = _trades_app(steps)
+    new, after, upto = _new_rows(catalog, "silver.trades", app_id)
+    result.silver_versions["silver.trades"] = (after, upto)
+    if new is None or new.is_empty() or not steps:
+        if new is not None and catalog.exists("gold.ohlcv"):
+            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+        return
+    first_build = not catalog.exists("gold.ohlcv")
+    out = _trade_bars(
+        new,
+        steps,
+        silver=catalog.scan("silver.trades", version=upto),
+        gold=None if first_build else catalog.scan("gold.ohlcv"),
+    )
+    predicates = [p for b in out if b.clusters is not None for p in _predicate("trades", b.every, b.clusters)]
+    result.bars_written.update({b.every: b.bars.height for b in out})
+    _replace(catalog, "gold.ohlcv", pl.concat([b.bars for b in out]), predicates, (app_id, upto))
 
 
 def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
@@ -367,3 +386,131 @@ def build_gold(catalog: Catalog, *, intervals: list[timedelta]) -> GoldResult:
     if catalog.exists("silver.funding"):
         _build_funding(catalog, result)
     return result
+
+
+# ---- fanned out: groups of (exchange, symbol) on a runner, one commit of gold.ohlcv -------------
+
+_ATTEMPTS = 5  # a fanned-out build restaged this often (lost to a racing job or a compaction)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """One task of a fanned-out gold build: the silver.trades files holding the new rows of
+    whole (exchange, symbol)s (gold's partitions are per symbol: no two tasks replace one file)."""
+
+    where: _fanout.Where
+    files: tuple[tuple[str, dict[str, str]], ...]
+    steps: tuple[timedelta, ...]
+    silver_version: int
+    gold_version: int | None  # None: a first build (gold holds no trade bars)
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """What a task wrote (uncommitted files), the gold files they replace, and bars per interval."""
+
+    files: list[AddAction]
+    removes: list[str]
+    bars: dict[str, int]
+
+
+def _bars_task(task: _Task) -> _Staged:
+    """A worker's part of :func:`build_gold_fanned`: the bars its new trades touch
+    (:func:`_trade_bars`, as in one process), plus the other rows of the gold files holding the
+    windows they replace, written as gold.ohlcv files (uncommitted)."""
+    catalog = task.where.catalog()
+    new = to_frame(catalog.read_files("silver.trades", task.files))
+    if new.is_empty():
+        return _Staged([], [], {})
+    gold = None if task.gold_version is None else catalog.scan("gold.ohlcv", version=task.gold_version)
+    out = _trade_bars(
+        new, list(task.steps), silver=catalog.scan("silver.trades", version=task.silver_version), gold=gold
+    )
+    frames = [b.bars for b in out]
+    removes: list[str] = []
+    if task.gold_version is not None:
+        replaced = pl.lit(False)
+        ranges: list[tuple[dict[str, str], datetime, datetime]] = []
+        for b in out:
+            assert b.clusters is not None  # (not a first build)
+            replaced = replaced | ((pl.col("interval") == b.every) & _in_clusters(b.clusters, "window_start"))
+            ranges += [
+                ({"source": "trades", "interval": b.every, "exchange": e, "symbol": sym}, lo, hi)
+                for e, sym, lo, hi in b.clusters.iter_rows()
+            ]
+        old = catalog.files_overlapping("gold.ohlcv", version=task.gold_version, column="window_start", ranges=ranges)
+        if old:
+            frames.append(to_frame(catalog.read_files("gold.ohlcv", old)).filter(~replaced))
+            removes = [path for path, _ in old]
+    spec = GOLD["gold.ohlcv"]
+    data = pl.concat([f.select(spec.schema.names) for f in frames]).to_arrow().cast(spec.schema)
+    return _Staged(catalog.stage("gold.ohlcv", data), removes, {b.every: b.bars.height for b in out})
+
+
+def build_gold_fanned(catalog: Catalog, fanout: _fanout.Fanout, *, intervals: list[timedelta]) -> GoldResult:
+    """:func:`build_gold` with the trade bars built by groups of (exchange, symbol) that
+    ``fanout`` runs anywhere: each task computes its symbols' bars from the silver and gold
+    snapshots this process read and writes data files, with the rest of each gold file it
+    replaces; this process commits them **once**, removing the replaced files, with the silver
+    version consumed as the commit's application transaction (a racing job or a compaction of
+    the same files since makes it stage again; a job done already writes nothing). The same
+    bars as :func:`build_gold`. Exchange candles and funding (small) are built in this process."""
+    result = GoldResult()
+    if catalog.exists("silver.trades"):
+        _fan_trade_bars(catalog, fanout, intervals, result)
+    if catalog.exists("silver.candles"):
+        _build_exchange_candles(catalog, result)
+    if catalog.exists("silver.funding"):
+        _build_funding(catalog, result)
+    return result
+
+
+def _fan_trade_bars(catalog: Catalog, fanout: _fanout.Fanout, intervals: list[timedelta], result: GoldResult) -> None:
+    steps = sorted(set(intervals))
+    app_id = _trades_app(steps)
+    where = _fanout.Where.of(catalog)
+    for attempt in range(_ATTEMPTS):
+        upto = catalog.open("silver.trades").version()
+        after = catalog.transaction_version("gold.ohlcv", app_id)
+        result.silver_versions["silver.trades"] = (after, upto)
+        if after is not None and after >= upto:
+            return
+        if after is None:
+            files = catalog.active_files("silver.trades", version=upto)
+        else:
+            files = catalog.appended_files("silver.trades", after=after, upto=upto)
+        if not files or not steps:  # nothing to build: record the progress (as in one process)
+            if catalog.exists("gold.ohlcv"):
+                _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+            return
+        catalog.create("gold.ohlcv")
+        gold = catalog.open("gold.ohlcv")
+        if (gold.transaction_version(app_id) or -1) >= upto:
+            return
+        first = after is None and not any(
+            v.get("source") == "trades" for _, v in catalog.active_files("gold.ohlcv", version=gold.version())
+        )
+        tasks = [
+            _Task(where, group, tuple(steps), upto, None if first else gold.version())
+            for group in _fanout.tasks_of(files, by=("exchange", "symbol"))
+        ]
+        staged: list[_Staged] = fanout(_bars_task, tasks)
+        try:
+            catalog.commit_staged(
+                "gold.ohlcv",
+                [f for s in staged for f in s.files],
+                snapshot=gold,
+                transactions=[(app_id, upto)],
+                removes=[p for s in staged for p in s.removes],
+            )
+        except (CommitFailedError, FilesRewritten) as exc:
+            LOG.info(
+                "gold.ohlcv: lost a race since version %d (%s); staging again (%d)", gold.version(), exc, attempt + 1
+            )
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            continue
+        for s in staged:
+            for every, n in s.bars.items():
+                result.bars_written[every] = result.bars_written.get(every, 0) + n
+        return
+    raise LakehouseError(f"gold.ohlcv: the build lost {_ATTEMPTS} times in a row to concurrent commits; run it again")

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
+import crypto_lakehouse.transform._fanout as _fanout
 from crypto_lakehouse.errors import LakehouseError, UnknownTable
 from crypto_lakehouse.schemas import BRONZE, SILVER, TIME_COLUMN, TableSpec, table_spec
 from crypto_lakehouse.storage import Catalog
@@ -535,26 +536,7 @@ def backfill(
 
 # ---- fanned out: groups of (exchange, symbol, day) on a runner, one commit per table ---------------
 
-Fanout = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
-"""Runs a function on each item (anywhere: this process, Dask workers) and returns the results
-in order: ``jobs.Runner.map``."""
-
-_MAX_TASKS = 64  # groups are packed into at most this many tasks (Prefect costs ~0.6 s a task)
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Where a worker finds the tables (a :class:`Catalog` travels as its root and options)."""
-
-    root: str
-    storage_options: dict[str, str] | None
-
-    @classmethod
-    def of(cls, catalog: Catalog) -> _Where:
-        return cls(catalog.root, catalog.storage_options)
-
-    def catalog(self) -> Catalog:
-        return Catalog(self.root, storage_options=self.storage_options)
+Fanout = _fanout.Fanout
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,7 +545,7 @@ class _Task:
     partitions, deduplicated against silver (and silver.quarantine) as of the versions the
     coordinator read."""
 
-    where: _Where
+    where: _fanout.Where
     table: str  # the silver table
     files: tuple[tuple[str, dict[str, str]], ...]
     silver_version: int
@@ -701,19 +683,6 @@ def _summed(
     return [(t, ex, sym, m, v, d) for (t, ex, sym, m, d), v in totals.items() if v]
 
 
-def _tasks_of(
-    files: Sequence[tuple[str, dict[str, str]]], *, by: Sequence[str]
-) -> list[tuple[tuple[str, dict[str, str]], ...]]:
-    """``files`` in groups of equal partition values ``by`` (a group's files never split), packed
-    in order into at most :data:`_MAX_TASKS` tasks of about as many groups each."""
-    groups: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
-    for path, values in files:
-        groups.setdefault(tuple(values.get(k, "") for k in by), []).append((path, values))
-    ordered = [groups[k] for k in sorted(groups)]
-    per_task = -(-len(ordered) // _MAX_TASKS) if ordered else 1
-    return [tuple(f for group in ordered[i : i + per_task] for f in group) for i in range(0, len(ordered), per_task)]
-
-
 def promote_silver_fanned(
     catalog: Catalog,
     fanout: Fanout,
@@ -736,7 +705,7 @@ def promote_silver_fanned(
     now = now or datetime.now(UTC)
     result = PromoteResult(run_id=uuid.uuid4().hex[:12])
     report = QualityReport(result.run_id, now)
-    where = _Where.of(catalog)
+    where = _fanout.Where.of(catalog)
     reprocess = start is not None or end is not None
     for plan, app_id, after, upto in _pending(catalog, tables, reprocess=reprocess, result=result):
         name = plan.silver
@@ -752,7 +721,7 @@ def promote_silver_fanned(
         else:
             files = catalog.appended_files(plan.bronze, after=after, upto=upto)
         by = ("exchange", "symbol") if plan.silver == "silver.candles" else ("exchange", "symbol", "date")
-        groups = _tasks_of(files, by=by)
+        groups = _fanout.tasks_of(files, by=by)
 
         def make(
             silver: DeltaTable, quarantine: DeltaTable | None, name: str = name, groups: list[Any] = groups
@@ -772,7 +741,7 @@ def promote_silver_fanned(
 class _Fetch:
     """One task of a fanned-out backfill: a window of one symbol's trades."""
 
-    where: _Where
+    where: _fanout.Where
     history: Callable[[], VenueHistory]  # made in the worker (ccxt clients do not travel)
     exchange: str
     symbol: str
@@ -829,7 +798,7 @@ def backfill_fanned(
     opts = options or SilverOptions()
     now = datetime.now(UTC)
     report = QualityReport(uuid.uuid4().hex[:12], now)
-    where = _Where.of(catalog)
+    where = _fanout.Where.of(catalog)
     name = exchange.upper()
 
     def make(silver: DeltaTable, quarantine: DeltaTable | None) -> list[_Staged]:
