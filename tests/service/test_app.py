@@ -87,6 +87,12 @@ def test_sql_in_each_format_holds_the_same_rows(client: TestClient, keys: dict[s
     for fmt, frame in frames.items():
         assert frame["symbol"].to_list() == list(SYMBOLS), fmt
         assert frame["n"].to_list() == expected["n"].to_list() == [TRADES_PER_SYMBOL] * 2, fmt
+    bars = client.post(
+        "/query/sql",
+        json={"sql": "SELECT count(*) AS n FROM gold.bars WHERE interval = '1m'"},
+        headers=auth(keys["reader"]),
+    )
+    assert bars.json() == [{"n": 20}]  # the view over gold.ohlcv: 10 minutes x 2 symbols
     empty = client.post(
         "/query/sql", json={"sql": "SELECT * FROM silver.trades WHERE false"}, headers=auth(keys["reader"])
     )

@@ -70,3 +70,14 @@ def test_no_key_or_sql_text_reaches_the_logs(
     text = caplog.text
     assert "LITERAL-IN-SQL" not in text and keys["reader"].split("_", 2)[2] not in text
     assert keys["reader"].split("_")[1] in text  # the key id is what logs name
+
+
+def test_a_wrong_secret_for_a_real_id_stays_refused_and_the_right_key_still_works(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    key_id, key = create_key(catalog, role="reader")
+    wrong = f"lhk_{key_id}_{'A' * 43}"
+    store = KeyStore(catalog)
+    assert store.verify(wrong) is None and store.verify(wrong) is None  # the second from memory
+    assert store.verify(key) is not None and store.verify(wrong) is None
+    for malformed in ("", "lhk_", "Bearer x", key.replace("lhk_", "xyz_"), key + "\n", key.upper()):
+        assert store.verify(malformed) is None, malformed

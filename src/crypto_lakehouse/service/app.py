@@ -238,7 +238,6 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
         version="1",
         description=__doc__ or "",
         lifespan=lifespan,
-        responses={422: {"model": Problem, "description": "a malformed request"}},
     )
     app.state.service = service
 

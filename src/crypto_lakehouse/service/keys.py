@@ -41,6 +41,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 _TABLE = "meta.api_keys"
 _PREFIX = "lhk"
 _HASHER = PasswordHasher()
+_MAX_REFUSED = 10_000
 _RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 
 
@@ -111,9 +112,12 @@ class KeyStore:
     table has a new version (local disk: one stat per request; an object store: at most every
     ``refresh_s``), so a revocation takes effect at once.
 
-    Argon2 is slow by design (tens of ms): a key that verified once is remembered by its SHA-256
-    (in memory only, never stored) with the hash it matched, so later requests cost one fast hash
-    and a dictionary lookup; the memory is dropped on every re-read of the table."""
+    Argon2 is slow by design (0.1-1 s of CPU here): a key that verified once is remembered by
+    its SHA-256 (in memory only, never stored) with the id and role it matched, so later
+    requests cost one fast hash and a dictionary lookup; a key that failed is remembered too
+    (up to 10,000), so a client retrying a wrong key costs nothing either. At most one argon2
+    verification runs at a time: a flood of made-up keys queues up instead of taking every
+    core. Both memories are dropped on every re-read of the table."""
 
     def __init__(self, catalog: Catalog, *, refresh_s: float = 5.0) -> None:
         self._catalog = catalog
@@ -123,6 +127,8 @@ class KeyStore:
         self._checked_at = 0.0
         self._keys: dict[str, tuple[str, str, bool]] = {}  # id -> (role, hash, revoked)
         self._verified: dict[bytes, ApiKey] = {}
+        self._refused: set[bytes] = set()
+        self._slow = threading.Lock()  # one argon2 verification at a time
 
     def verify(self, key: str | None) -> ApiKey | None:
         """The key's id and role, or None for a missing, malformed, unknown or revoked key."""
@@ -135,20 +141,24 @@ class KeyStore:
             self._refresh()
             digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
             known = self._verified.get(digest)
-            if known is not None:
+            if known is not None or digest in self._refused:
                 return known
             entry = self._keys.get(parts[1])
         if entry is None or entry[2]:
             return None
         role, hashed, _ = entry
         try:
-            _HASHER.verify(hashed, key)
+            with self._slow:
+                _HASHER.verify(hashed, key)
+            found: ApiKey | None = ApiKey(parts[1], _check_role(role))
         except (VerificationError, InvalidHashError):
-            return None
-        found = ApiKey(parts[1], _check_role(role))
+            found = None
         with self._lock:
             if self._keys.get(parts[1]) == entry:  # not revoked meanwhile
-                self._verified[digest] = found
+                if found is not None:
+                    self._verified[digest] = found
+                elif len(self._refused) < _MAX_REFUSED:
+                    self._refused.add(digest)
         return found
 
     def _refresh(self) -> None:
@@ -161,7 +171,7 @@ class KeyStore:
                 return
         self._checked_at = now
         if not self._catalog.exists(_TABLE):
-            self._keys, self._verified = {}, {}
+            self._keys, self._verified, self._refused = {}, {}, set()
             return
         try:
             dt = self._catalog.open(_TABLE)
@@ -172,5 +182,5 @@ class KeyStore:
             return
         rows = self._catalog.frame(_TABLE, version=version)
         self._keys = {r["id"]: (r["role"], r["hash"], r["revoked_at"] is not None) for r in rows.iter_rows(named=True)}
-        self._verified = {}
+        self._verified, self._refused = {}, set()
         self._version = version
