@@ -7,6 +7,9 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,3 +73,43 @@ def test_a_limit_met_after_streaming_began_cuts_the_response(lake_root: Path, ke
         with pytest.raises(urllib.error.HTTPError) as refused:
             _post(base, keys["reader"], {"sql": "SELECT repeat('x', 3000000) AS s"})
         assert refused.value.code == 413
+
+
+def _slot_comes_back(base: str, key: str, *, within: float) -> float:
+    """Seconds until a query gets a slot again (429 until then)."""
+    started = time.monotonic()
+    while True:
+        try:
+            with _post(base, key, {"sql": "SELECT 1 AS x"}) as response:
+                assert json.load(response) == [{"x": 1}]
+                return time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 429 and time.monotonic() - started < within, exc.code
+            time.sleep(0.1)
+
+
+def test_a_client_that_goes_away_or_stops_reading_gives_its_slot_back(lake_root: Path, keys: dict[str, str]) -> None:
+    big = json.dumps({"sql": f"SELECT range AS i FROM range({50 * ROWS})", "format": "arrow"})
+    headers = {**auth(keys["reader"]), "Content-Type": "application/json"}
+    with Running(settings_for(lake_root, max_concurrent=1, timeout_s=2)) as base:
+        host, port = base.removeprefix("http://").split(":")
+        # goes away after the first 100 kB: the slot is back at once
+        gone = http.client.HTTPConnection(host, int(port))
+        gone.request("POST", "/query/sql", body=big, headers=headers)
+        response = gone.getresponse()
+        assert response.status == 200
+        response.read(100_000)
+        response.close()
+        gone.close()
+        assert _slot_comes_back(base, keys["reader"], within=1.5) < 1.5
+        # stops reading and keeps the connection open: the slot is back after timeout_s (+1 s)
+        stalled = socket.create_connection((host, int(port)))
+        body = big.encode()
+        head = f"POST /query/sql HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        stalled.sendall(head.encode() + body)
+        time.sleep(0.5)
+        try:
+            assert 1.0 < _slot_comes_back(base, keys["reader"], within=5) < 5
+        finally:
+            stalled.close()

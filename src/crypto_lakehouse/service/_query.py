@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,7 +78,7 @@ class QueryResult:
 
     media_type: str
     head: list[bytes]
-    rest: Iterator[bytes] | None
+    rest: Generator[bytes] | None
     rows: int = 0
     bytes: int = 0
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -199,7 +199,7 @@ def _count(result: QueryResult, data: bytes, limits: ApiLimits) -> None:
         )
 
 
-def _closing(stream: Iterator[bytes], result: QueryResult) -> Iterator[bytes]:
+def _closing(stream: Iterator[bytes], result: QueryResult) -> Generator[bytes]:
     """``stream``, closing ``result`` when it ends, fails or is abandoned."""
     try:
         yield from stream

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, Security, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -46,6 +47,7 @@ from crypto_lakehouse.service.sandbox import HIDDEN, MAX_SQL_CHARS, sql_hash
 __all__ = ["create_app"]
 
 LOG = logging.getLogger(__name__)
+_GRACE_S = 1.0  # past api.limits.timeout_s, what a response may take to reach the client
 
 
 # ---------------------------------------------------------------------------------- models
@@ -275,11 +277,16 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
             return Response(b"".join(result.head), media_type=result.media_type)
         rest = result.rest
 
-        def body_chunks() -> Any:
-            yield from result.head
-            yield from rest
+        def body_chunks() -> Iterator[bytes]:
+            try:
+                yield from result.head
+                yield from rest
+            finally:  # closed before the end (the client went away): close the rest, free the slot
+                rest.close()
+                result.close()
 
-        return StreamingResponse(body_chunks(), media_type=result.media_type)
+        body = request.state.stream = body_chunks()  # closed by _Observed when the response ends
+        return StreamingResponse(body, media_type=result.media_type)
 
     # ------------------------------------------------------------------ tables
     @app.get("/tables", tags=["tables"], responses=_ERRORS)
@@ -427,13 +434,22 @@ class _Observed:
                 sent["bytes"] += len(message.get("body", b""))
             await send(message)
 
+        # a query's response, streaming included, is bounded in time like the query itself: a
+        # client that stops reading (or went away unnoticed) cannot hold a slot for ever
+        limit = self.service.settings.api.limits.timeout_s + _GRACE_S if scope["path"] == "/query/sql" else None
         try:
-            await self.app(scope, receive, observed)
+            with anyio.fail_after(limit):
+                await self.app(scope, receive, observed)
         except _query.QueryFailed as exc:  # a limit met while streaming: the response is cut
             sent["status"] = exc.status
             self.service.metrics.rejected.labels(exc.reason).inc()
             raise
+        except TimeoutError:
+            sent["status"] = 408
+            self.service.metrics.rejected.labels("timeout").inc()
+            raise
         finally:
+            _close_stream(scope)
             self._observe(scope, sent, started, at)
 
     def _observe(self, scope: MutableMapping[str, Any], sent: dict[str, int], started: float, at: datetime) -> None:
@@ -466,3 +482,17 @@ class _Observed:
             "client": client[0] if client else None,
         }
         self.service.audit.record(row)
+
+
+def _close_stream(scope: MutableMapping[str, Any]) -> None:
+    """Close a streamed query's body once its response is over, whether it was sent to the end,
+    failed, or the client went away (then Starlette stops pulling it and, without this, the
+    query's connection and concurrency slot would wait for the garbage collector). No thread
+    is inside the generator by then: Starlette's threadpool calls are not abandoned on cancel."""
+    stream = (scope.get("state") or {}).get("stream")
+    if stream is None:
+        return
+    try:
+        stream.close()
+    except ValueError:  # "generator already executing": it finishes, and closes, by itself
+        LOG.warning("a query stream was still running when its response ended")
