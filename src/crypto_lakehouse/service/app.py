@@ -285,8 +285,8 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
                 rest.close()
                 result.close()
 
-        body = request.state.stream = body_chunks()  # closed by _Observed when the response ends
-        return StreamingResponse(body, media_type=result.media_type)
+        chunks = request.state.stream = body_chunks()  # closed by _Observed when the response ends
+        return StreamingResponse(chunks, media_type=result.media_type)
 
     # ------------------------------------------------------------------ tables
     @app.get("/tables", tags=["tables"], responses=_ERRORS)
