@@ -55,6 +55,7 @@ __all__ = [
     "GoldSettings",
     "LoopbackSettings",
     "MaintenanceSettings",
+    "QualitySettings",
     "ScaleSettings",
     "Settings",
     "SilverSettings",
@@ -314,6 +315,19 @@ class GoldSettings(_Section):
     )
 
 
+class QualitySettings(_Section):
+    """Cross-venue and anomaly checks of gold.anomalies (docs/quality.md): thresholds on 1 m bars."""
+
+    divergence_bps: float = Field(
+        50.0, gt=0, description="a 1 m close this far (bps) from the cross-venue median is recorded"
+    )
+    min_venues: int = Field(2, ge=2, description="venues an asset needs in a minute for the divergence check")
+    spike_deviations: float = Field(
+        8.0, gt=0, description="a return or volume this many robust deviations (1.4826 * MAD) out is a spike"
+    )
+    spike_window: int = Field(60, ge=5, le=1440, description="the preceding 1 m bars the median and MAD are of")
+
+
 class ScaleSettings(_Section):
     """Where the heavy jobs (promote silver and gold, backfill, archive import) run their groups
     of (exchange, symbol, day): ``none`` in this process as one job, ``local`` on a Dask LocalCluster of ``workers``
@@ -356,6 +370,7 @@ class Settings(BaseSettings):
     gold: GoldSettings = Field(default_factory=GoldSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @classmethod
     def settings_customise_sources(

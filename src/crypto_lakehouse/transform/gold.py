@@ -39,6 +39,7 @@ class GoldResult:
     bars_written: dict[str, int] = field(default_factory=dict)  # interval -> bars (re)written
     exchange_candles: int = 0
     funding_rows: int = 0
+    anomalies: int = 0  # gold.anomalies rows (re)written (jobs.promote_gold)
     silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
 
 
