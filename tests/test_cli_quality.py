@@ -43,7 +43,7 @@ def test_quality_prints_the_ledger_and_names_what_exists(tmp_path: Path) -> None
     table = _run("quality", "--root", str(root))
     assert table.returncode == 0, table.stderr
     lines = [line for line in table.stdout.splitlines() if "BTC-USDT" in line]
-    assert len(lines) == 2 and "2026-11-20" in lines[0] and "complete" in lines[0]
+    assert len(lines) == 2 and "2026-11-20" in lines[0] and "1.0000" in lines[0]  # (no session: not proven complete)
     assert "2026-11-21" in lines[1] and "2/4" in lines[1] and "complete" not in lines[1]  # ids present/expected
 
     js = _run("quality", "--root", str(root), "--json", "--day", "2026-11-21", "--exchange", "binance")

@@ -554,7 +554,12 @@ GOLD: dict[str, TableSpec] = {
                     _f("gaps_filled", pa.int64(), False),
                     _f("gaps_unfillable", pa.int64(), False, "gaps no venue REST can fill"),
                     _f("score", _F, False, "DQ score in [0, 1] (docs/quality.md): 1 only for a complete day"),
-                    _f("complete", pa.bool_(), False, "score = 1 and the day is over"),
+                    _f(
+                        "complete",
+                        pa.bool_(),
+                        False,
+                        "score = 1, the day is over and its time known covered (covered_seconds)",
+                    ),
                     _f("updated_at", UTC_US, False, "when this row was computed"),
                 ]
             ),

@@ -130,18 +130,26 @@ def _one_trade_day(catalog: Catalog, ids: list[int]) -> None:
 
 def test_a_day_with_an_unfilled_gap_never_scores_complete(tmp_path: Path) -> None:
     later = T0 + timedelta(days=2)  # the day is over
-    whole = Catalog(tmp_path / "whole")
-    _one_trade_day(whole, [1, 2, 3])
-    promote_silver(whole, options=SilverOptions(backfill=False), now=later)
-    (row,) = whole.frame("gold.completeness").iter_rows(named=True)
-    assert (row["score"], row["complete"], row["covered_seconds"]) == (1.0, True, None)  # no session: unknown
 
-    holed = Catalog(tmp_path / "holed")
-    _one_trade_day(holed, [1, 2, 3, 100_000])  # 99,996 ids missing, backfill off: the gap stays open
-    promote_silver(holed, options=SilverOptions(backfill=False), now=later)
-    (row,) = holed.frame("gold.completeness").iter_rows(named=True)
-    assert row["gaps_open"] == 1 and row["complete"] is False and row["score"] < 1
-    assert row["score"] == pytest.approx((4 / 100_000) / 2)
+    def ledger(name: str, ids: list[int], *, streamed: bool) -> dict:
+        catalog = Catalog(tmp_path / name)
+        _one_trade_day(catalog, ids)
+        if streamed:  # a session streamed the whole day
+            day = (("start", T0), ("alive", T0 + timedelta(hours=12)), ("end", T0 + timedelta(days=1)))
+            _session(catalog, *day, symbols=["BTC-USDT"], channels=["trades"])
+        promote_silver(catalog, options=SilverOptions(backfill=False), now=later)
+        (row,) = catalog.frame("gold.completeness").filter(date=D, channel="trades").iter_rows(named=True)
+        return row
+
+    whole = ledger("whole", [1, 2, 3], streamed=True)
+    assert (whole["score"], whole["complete"], whole["covered_seconds"]) == (1.0, True, 86_400.0)
+    # nothing known missing, but nothing vouches for the day's time either
+    unknown = ledger("unknown", [1, 2, 3], streamed=False)
+    assert (unknown["score"], unknown["complete"], unknown["covered_seconds"]) == (1.0, False, None)
+
+    holed = ledger("holed", [1, 2, 3, 100_000], streamed=True)  # 99,996 ids missing, backfill off: open
+    assert holed["gaps_open"] == 1 and holed["complete"] is False and holed["score"] < 1
+    assert holed["score"] == pytest.approx((4 / 100_000) / 2)
 
 
 def test_the_ledger_is_incremental_and_idempotent(tmp_path: Path) -> None:
@@ -162,4 +170,4 @@ def test_the_ledger_is_incremental_and_idempotent(tmp_path: Path) -> None:
     ledger = catalog.frame("gold.completeness").sort("date")
     assert ledger["date"].to_list() == [D, D + timedelta(days=1)]
     assert ledger.row(0, named=True) == first.row(0, named=True)  # recomputed the same
-    assert ledger.row(1, named=True)["ids_expected"] == 1 and ledger["complete"].all()
+    assert ledger.row(1, named=True)["ids_expected"] == 1 and (ledger["score"] == 1).all()

@@ -28,7 +28,7 @@ def ledger_table(ledger: pl.DataFrame) -> Table:
     table.add_column("breaks", justify="right")
     table.add_column("score", justify="right")
     for r in ledger.iter_rows(named=True):
-        covered = "-" if r["covered_seconds"] is None else f"{r['covered_seconds'] / max(r['day_seconds'], 1e-9):.1%}"
+        covered = "-" if r["covered_seconds"] is None else f"{r['covered_seconds'] / max(r['day_seconds'], 1e-9):.2%}"
         ids = "-" if r["ids_expected"] is None else f"{_count(r['ids_present'])}/{_count(r['ids_expected'])}"
         gaps = f"{r['gaps_open']}/{r['gaps_filled']}/{r['gaps_unfillable']}"
         mark = "[green]complete[/]" if r["complete"] else f"{r['score']:.4f}"

@@ -6,7 +6,8 @@ some writer session streamed the channel (``bronze.sessions``), a backfill fille
 imported, trade ids expected vs present where the venue's ids are contiguous, book sequence
 breaks, and the gaps (``silver.gaps``) overlapping the day by status. The score multiplies the
 share of time covered, of ids present and of rows valid, and divides by one plus the unfilled
-gaps (open or unfillable): a day with an unfilled gap never scores 1 and is never ``complete``.
+gaps (open or unfillable): a day with an unfilled gap never scores 1 and is never ``complete``
+(which also needs the day over and its whole time covered, not merely unknown).
 
 Built at the end of every promote-silver run (after its gaps are filled): the ledger's inputs are
 silver's tables, ``silver.gaps`` (written only by that step) and the sessions, none of which gold
@@ -410,7 +411,8 @@ def ledger_rows(
         .alias("covered_seconds")
     )
     out = out.with_columns(score().alias("score")).with_columns(
-        ((pl.col("score") == 1.0) & pl.col("over")).alias("complete"),
+        # complete needs proof the whole day was covered, not only nothing known missing
+        ((pl.col("score") == 1.0) & pl.col("over") & pl.col("covered_seconds").is_not_null()).alias("complete"),
         pl.lit(now).cast(_UTC).alias("updated_at"),
     )
     return out.select(GOLD[LEDGER].schema.names).sort(_KEY)
