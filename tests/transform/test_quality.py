@@ -171,3 +171,23 @@ def test_the_ledger_is_incremental_and_idempotent(tmp_path: Path) -> None:
     assert ledger["date"].to_list() == [D, D + timedelta(days=1)]
     assert ledger.row(0, named=True) == first.row(0, named=True)  # recomputed the same
     assert ledger.row(1, named=True)["ids_expected"] == 1 and (ledger["score"] == 1).all()
+
+
+def test_new_heartbeats_of_a_session_recompute_the_days_its_coverage_grew_into(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    opts = SilverOptions(backfill=False)
+    _one_trade_day(catalog, [1, 2, 3])
+    beat = T0 + timedelta(hours=12)
+    _session(catalog, ("start", T0 + timedelta(hours=6)), ("alive", beat), symbols=["BTC-USDT"], channels=["trades"])
+    first = promote_silver(catalog, options=opts, now=beat + timedelta(seconds=30)).completeness
+    assert first is not None and first["covered_seconds"].to_list() == [6 * 3600.0 + 30]  # alive: up to now
+
+    # the same session beats again after midnight: its coverage grew over the rest of D and into D+1
+    late = T0 + timedelta(days=1, minutes=10)
+    _session(catalog, ("alive", late), symbols=["BTC-USDT"], channels=["trades"])
+    again = build_completeness(catalog, options=opts, now=late + timedelta(seconds=30))
+    assert again.select("date", "rows", "covered_seconds").rows() == [
+        (D, 3, 18 * 3600.0),
+        (D + timedelta(days=1), 0, 630.0),
+    ]
+    assert catalog.frame("gold.completeness").sort("date").equals(again.sort("date"))

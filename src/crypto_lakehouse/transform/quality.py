@@ -69,12 +69,12 @@ def _ledger_schema() -> pl.Schema:
 def session_spans(sessions: pl.DataFrame, *, now: datetime, grace: timedelta = SESSION_GRACE) -> pl.DataFrame:
     """What each streaming session in ``sessions`` (``bronze.sessions`` events) covered, per
     (exchange, symbol, channel of :data:`CHANNELS`): columns exchange, symbol, channel, start,
-    end. As :func:`crypto_lakehouse.transform.gaps.coverage_gaps` reads them: a session covers
+    end, session_id. As :func:`crypto_lakehouse.transform.gaps.coverage_gaps` reads them: a session covers
     [its start, its last event], or up to ``now`` while it is alive (no ``end``, last event
     within ``grace``, no newer session of its writer)."""
     schema = pl.Schema({"exchange": pl.String(), "symbol": pl.String(), "channel": pl.String()})
     if sessions.is_empty():
-        return pl.DataFrame(schema={**schema, "start": _UTC, "end": _UTC})
+        return pl.DataFrame(schema={**schema, "start": _UTC, "end": _UTC, "session_id": pl.String()})
     return (
         sessions.group_by("session_id", "exchange")
         .agg(
@@ -100,6 +100,7 @@ def session_spans(sessions: pl.DataFrame, *, now: datetime, grace: timedelta = S
             pl.col("channels").replace_strict(_FEED, return_dtype=pl.String).alias("channel"),
             "start",
             "end",
+            "session_id",
         )
         .unique()
     )
@@ -142,10 +143,10 @@ def _covered(keys: pl.DataFrame, spans: pl.DataFrame, *, now: datetime) -> pl.Da
 # ---- gaps and quarantine by day ----------------------------------------------------------------
 
 
-def _trade_days(catalog: Catalog, pairs: pl.DataFrame) -> pl.DataFrame:
-    """Per (exchange, symbol) of ``pairs`` and day of silver.trades: rows, whether an archive
-    filled it, lowest, highest and distinct ids, and ``prev_max``: the highest id of the days
-    before (null on its first day)."""
+def _trade_days(catalog: Catalog, pairs: pl.DataFrame, *, until: date | None = None) -> pl.DataFrame:
+    """Per (exchange, symbol) of ``pairs`` and day of silver.trades (up to ``until``): rows,
+    whether an archive filled it, lowest, highest and distinct ids, and ``prev_max``: the
+    highest id of the days before (null on its first day)."""
     schema = {"exchange": pl.String(), "symbol": pl.String(), "date": pl.Date()}
     if pairs.is_empty() or not catalog.exists("silver.trades"):
         return pl.DataFrame(
@@ -157,6 +158,7 @@ def _trade_days(catalog: Catalog, pairs: pl.DataFrame) -> pl.DataFrame:
             pl.col("exchange").is_in(pairs["exchange"].unique().to_list())
             & pl.col("symbol").is_in(pairs["symbol"].unique().to_list())
         )
+        .filter(pl.lit(True) if until is None else pl.col("date") <= until)
         .join(pairs.lazy().select("exchange", "symbol").unique(), on=["exchange", "symbol"], how="semi")
         .group_by("exchange", "symbol", "date")
         .agg(
@@ -258,16 +260,32 @@ def _touched(catalog: Catalog, table: str, after: int | None, upto: int, now: da
     if table == SESSIONS.name:
         events = catalog.frame(table, version=upto)
         new = to_frame(catalog.changes(table, after=after, upto=upto)) if after is not None else events
-        sessions = events.join(new.select("session_id").unique(), on="session_id", how="semi")
-        spans = session_spans(sessions, now=now)
+        # a session's new events move its covered time on from its last event before them
+        first_new = new.group_by("session_id").agg(pl.col("at").min().alias("first_new"))
+        since = (
+            events.join(first_new, on="session_id")
+            .group_by("session_id")
+            .agg(
+                pl.col("at").filter(pl.col("at") < pl.col("first_new")).max().alias("before"),
+                pl.col("first_new").first(),
+            )
+            .select("session_id", pl.coalesce("before", "first_new").alias("since"))
+        )
+        spans = session_spans(events.join(first_new, on="session_id", how="semi"), now=now).join(since, on="session_id")
         return (
-            spans.with_columns(pl.date_ranges(pl.col("start").dt.date(), pl.col("end").dt.date()).alias("date"))
+            spans.with_columns(
+                pl.date_ranges(pl.max_horizontal("start", "since").dt.date(), pl.col("end").dt.date()).alias("date")
+            )
             .explode("date")
+            .drop_nulls("date")
             .select(_KEY)
         )
-    new = to_frame(catalog.changes(table, after=after, upto=upto))
     if table == "silver.quarantine":
-        return _quarantine_days(new)
+        return _quarantine_days(to_frame(catalog.changes(table, after=after, upto=upto)))
+    if after is None:  # a first build: every day of the table (its partition values)
+        new = catalog.scan(table, version=upto).select("exchange", "symbol", "date").unique().collect()
+    else:
+        new = to_frame(catalog.changes(table, after=after, upto=upto))
     channel = table.removeprefix("silver.")
     keys = new.select("exchange", "symbol", pl.lit(channel).alias("channel"), "date").unique()
     if channel == "trades":  # a day's ids expected start after the highest id of the days before
@@ -421,7 +439,9 @@ def ledger_rows(
 def _compute(catalog: Catalog, keys: pl.DataFrame, *, options: SilverOptions, now: datetime) -> pl.DataFrame:
     """The ledger's rows for ``keys`` (every day of every stream in them), from the inputs as they are."""
     trade_pairs = keys.filter(pl.col("channel") == "trades").select("exchange", "symbol").unique()
-    trade_days = _trade_days(catalog, trade_pairs)
+    last = keys["date"].max()
+    assert isinstance(last, date)  # (Series.max() is typed as any scalar)
+    trade_days = _trade_days(catalog, trade_pairs, until=last)  # (and the days before it: prev_max)
     gaps = catalog.frame("silver.gaps") if catalog.exists("silver.gaps") else None
     gap_days = (
         _gap_days(gaps, _trade_days(catalog, gaps.select("exchange", "symbol").unique()))
@@ -438,7 +458,7 @@ def _compute(catalog: Catalog, keys: pl.DataFrame, *, options: SilverOptions, no
         else _empty_keys()
     )
     spans = (
-        session_spans(catalog.frame(SESSIONS.name), now=now)
+        session_spans(catalog.frame(SESSIONS.name), now=now).drop("session_id")
         if catalog.exists(SESSIONS.name)
         else pl.DataFrame(schema={**_KEY_SCHEMA, "start": _UTC, "end": _UTC}).drop("date")
     )
