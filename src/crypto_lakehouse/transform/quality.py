@@ -20,6 +20,7 @@ the first to the last) and replaces them in **one** commit. Nothing new: nothing
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
@@ -33,6 +34,7 @@ from crypto_lakehouse.transform.plans import SilverOptions
 
 __all__ = ["CHANNELS", "LEDGER", "build_completeness", "ledger_rows", "score", "session_spans"]
 
+LOG = logging.getLogger(__name__)
 LEDGER = "gold.completeness"
 # ledger channel (the silver table's kind) -> the cryptofeed channels a session streams it by
 CHANNELS: dict[str, tuple[str, ...]] = {
@@ -248,7 +250,14 @@ def _touched(catalog: Catalog, table: str, after: int | None, upto: int, now: da
     """The ledger keys whose rows may have changed with ``table``'s commits ``after`` < v <= ``upto``."""
     if table == "silver.gaps":
         current = catalog.frame(table, version=upto)
-        old = catalog.frame(table, version=after) if after is not None else current.clear()
+        old = current.clear()
+        if after is not None:
+            try:
+                old = catalog.frame(table, version=after)
+            except Exception as exc:  # noqa: BLE001 - that version's log or files are gone: every gap counts as changed
+                LOG.warning(
+                    "reading silver.gaps at version %d failed (%s); recomputing the days of every gap", after, exc
+                )
         common = [c for c in current.columns if c in old.columns]
         changed = pl.concat(
             [
