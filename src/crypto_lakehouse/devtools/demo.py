@@ -109,7 +109,9 @@ async def _demo(
             backfiller=Backfiller({ex1.venue.exchange: ex1.rest_url, "OKX": ex2.rest_url}),
             options=SilverOptions.from_settings(settings.silver),
         )
-    gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
+    gold = await asyncio.to_thread(
+        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars
+    )
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")

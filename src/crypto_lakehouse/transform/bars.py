@@ -1,0 +1,233 @@
+"""silver.trades -> gold.info_bars: information-driven bars (tick, volume and dollar bars) per
+(exchange, symbol), beside the time bars of gold.ohlcv.
+
+The rule a user relies on:
+
+- **Trade order.** A (exchange, symbol)'s trades are taken in ``(ts, id, trade_key)`` order
+  (exchange time, ties broken by the trade id; a trade without an integer id by its
+  ``trade_key``; then price, amount and side, so that the order is total whatever order silver
+  returns the rows in).
+- **Closing.** A bar accumulates trades until its measure *reaches* the threshold (``>=``):
+  ``tick`` counts trades, ``volume`` adds base amounts, ``dollar`` adds ``price * amount``
+  (float64, added in trade order from the bar's first trade). The trade that reaches it belongs
+  to the closing bar and the next trade opens a new bar from zero: trades are never split, so a
+  bar may overshoot its threshold, and one trade larger than several thresholds makes **one**
+  bar (no empty bars are made for the rest).
+- **Anchor.** Bars restart at each UTC midnight: a day's first trade opens bar 0 of that day
+  (``date``, ``bar``). A day's last bar that has not reached the threshold is emitted with
+  ``complete`` false; while the day goes on it is replaced as trades come (a later run rebuilds
+  the day); once the day is over it stays the day's short remainder.
+- **Thresholds** come from ``gold.bars`` in the settings (:class:`crypto_lakehouse.config.BarSettings`):
+  per kind, ``default``, ``SYMBOL`` or ``EXCHANGE:SYMBOL``; a kind with no threshold for a symbol
+  is not built for it.
+
+Incremental and idempotent like gold.ohlcv: each commit carries the application transaction
+``("gold:silver.trades:info_bars:<thresholds>", <silver version>)``. A run reads only the silver
+rows appended since that version, rebuilds every (exchange, symbol, UTC day) they touch from all
+of silver (a late trade rebuilds its day's bars and no other day's), and replaces those days'
+bars in **one** commit (an overwrite whose predicate names those days' partitions). Nothing new:
+nothing written. The thresholds are part of the id: a changed ``gold.bars`` rebuilds the whole
+table from silver on the next run. The fanned-out gold build (``build_gold_fanned``) builds these
+bars in its own process, as :func:`build_gold` does (a day's bars are small next to its trades).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Literal, get_args
+
+import polars as pl
+
+from crypto_lakehouse.config import BarSettings
+from crypto_lakehouse.schemas import GOLD
+from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
+
+__all__ = ["BAR_KINDS", "BarKind", "build_info_bars", "info_bars", "info_bars_app"]
+
+BarKind = Literal["tick", "volume", "dollar"]
+BAR_KINDS: tuple[BarKind, ...] = get_args(BarKind)
+
+_TABLE = "gold.info_bars"
+_SOURCE = "silver.trades"
+# the total order of a (exchange, symbol)'s trades (module doc)
+_ORDER = ["ts", "id", "trade_key", "price", "amount", "side"]
+_DAY = ["exchange", "symbol", "date"]
+
+
+def _closing_rows(values: list[float], threshold: float) -> list[int]:
+    """Positions of the values that close a bar: where the running sum (float64, added in order
+    from the bar's first value) reaches ``threshold``; the sum restarts from zero after each."""
+    closes: list[int] = []
+    run = 0.0
+    for i, v in enumerate(values):
+        run += v
+        if run >= threshold:
+            closes.append(i)
+            run = 0.0
+    return closes
+
+
+def _numbered(day: pl.DataFrame, kind: BarKind, threshold: float) -> pl.DataFrame:
+    """One (exchange, symbol, day)'s trades, in trade order, with the number of their bar."""
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    if kind == "tick":
+        return day.with_columns((position // int(threshold)).alias("bar"))
+    measure = day["amount"] if kind == "volume" else day["price"] * day["amount"]
+    closes = pl.Series("closes", _closing_rows(measure.to_list(), threshold), dtype=pl.Int64)
+    # a trade's bar = the bars closed before it (the closing trade belongs to the bar it closes)
+    bar = closes.search_sorted(pl.int_range(day.height, dtype=pl.Int64, eager=True), side="left")
+    return day.with_columns(bar.cast(pl.Int64).alias("bar"))
+
+
+def _in_order(column: str) -> pl.Expr:
+    """The sum of ``column`` over a bar, added in trade order (the running sum the rule uses)."""
+    return pl.col(column).cum_sum().last().alias(column)
+
+
+def info_bars(trades: pl.DataFrame | pl.LazyFrame, *, kind: BarKind, threshold: float) -> pl.DataFrame:
+    """The ``kind`` bars closing at ``threshold`` of silver-shaped ``trades`` (any exchanges,
+    symbols and days, any row order), in gold.info_bars' columns, by the rule of the module doc."""
+    if kind not in BAR_KINDS:
+        raise ValueError(f"unknown bar kind {kind!r}; known: {', '.join(BAR_KINDS)}")
+    df = trades.collect() if isinstance(trades, pl.LazyFrame) else trades
+    ordered = (
+        df.filter(pl.col("ts").is_not_null())
+        .with_columns(pl.col("ts").dt.date().alias("date"))
+        .sort([*_DAY, *_ORDER], nulls_last=True)
+    )
+    days = [_numbered(day, kind, threshold) for day in ordered.partition_by(_DAY, maintain_order=True)]
+    spec = GOLD[_TABLE]
+    if not days:
+        return to_frame(spec.schema.empty_table())
+    buy = pl.col("side") == "buy"
+    bars = (
+        pl.concat(days)
+        .with_columns(
+            (pl.col("price") * pl.col("amount")).alias("quote_volume"),
+            pl.when(buy).then(pl.col("amount")).otherwise(0.0).alias("buy_volume"),
+            pl.when(buy).then(0.0).otherwise(pl.col("amount")).alias("sell_volume"),
+        )
+        .group_by([*_DAY, "bar"], maintain_order=True)
+        .agg(
+            pl.col("ts").first().alias("first_trade_ts"),
+            pl.col("ts").last().alias("last_trade_ts"),
+            pl.col("id").first().alias("first_trade_id"),
+            pl.col("id").last().alias("last_trade_id"),
+            pl.col("price").first().alias("open"),
+            pl.col("price").max().alias("high"),
+            pl.col("price").min().alias("low"),
+            pl.col("price").last().alias("close"),
+            *(_in_order(c) for c in ("amount", "quote_volume", "buy_volume", "sell_volume")),
+            pl.len().cast(pl.Int64).alias("trades"),
+        )
+        .rename({"amount": "volume"})
+    )
+    reached = {"tick": pl.col("trades"), "volume": pl.col("volume"), "dollar": pl.col("quote_volume")}[kind]
+    return bars.with_columns(
+        pl.lit(kind).alias("kind"),
+        pl.lit(float(threshold)).alias("threshold"),
+        (reached >= threshold).alias("complete"),
+        (pl.col("quote_volume") / pl.col("volume")).alias("vwap"),
+    ).select(spec.schema.names)
+
+
+def info_bars_app(thresholds: BarSettings) -> str:
+    """The application transaction id of a build with ``thresholds``: they are part of it, so a
+    changed ``gold.bars`` rebuilds every bar from silver."""
+    return "gold:silver.trades:info_bars:" + json.dumps(thresholds.model_dump(), sort_keys=True, separators=(",", ":"))
+
+
+def _bars_of(trades: pl.DataFrame, thresholds: BarSettings) -> pl.DataFrame:
+    """Every configured kind's bars of ``trades``, each (exchange, symbol) at its own threshold."""
+    out = []
+    for (exchange, symbol), part in trades.partition_by("exchange", "symbol", as_dict=True).items():
+        for kind in BAR_KINDS:
+            threshold = thresholds.threshold(kind, str(exchange), str(symbol))
+            if threshold is not None:
+                out.append(info_bars(part, kind=kind, threshold=threshold))
+    return pl.concat(out) if out else to_frame(GOLD[_TABLE].schema.empty_table())
+
+
+def _lit(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _days_predicate(touched: pl.DataFrame) -> str:
+    """A delta-rs predicate naming the partitions of the (exchange, symbol, date)s ``touched``."""
+    clauses = []
+    for (exchange, symbol), part in touched.partition_by("exchange", "symbol", as_dict=True).items():
+        days = ", ".join(_lit(d) for d in sorted(part["date"].to_list()))
+        clauses.append(f"(exchange = {_lit(exchange)} AND symbol = {_lit(symbol)} AND date IN ({days}))")
+    return " OR ".join(clauses) if clauses else "false"
+
+
+def _write(catalog: Catalog, bars: pl.DataFrame, *, predicate: str | None, app: tuple[str, int]) -> None:
+    spec = GOLD[_TABLE]
+    catalog.replace(
+        _TABLE,
+        bars.select(spec.schema.names).to_arrow().cast(spec.schema),
+        predicate=predicate,
+        app_id=app[0],
+        version=app[1],
+    )
+
+
+def _configured(trades: pl.DataFrame, thresholds: BarSettings) -> pl.Expr:
+    """Rows of the (exchange, symbol)s of ``trades`` with some kind configured."""
+    pairs = trades.select("exchange", "symbol").unique()
+    keep = [(e, s) for e, s in pairs.iter_rows() if any(thresholds.threshold(k, e, s) is not None for k in BAR_KINDS)]
+    cond = pl.lit(False)
+    for e, s in keep:
+        cond = cond | ((pl.col("exchange") == e) & (pl.col("symbol") == s))
+    return cond
+
+
+def build_info_bars(catalog: Catalog, *, thresholds: BarSettings | None) -> dict[str, int]:
+    """Bring gold.info_bars up to date with silver.trades (module doc); returns the bars
+    (re)written per kind. No threshold configured (``thresholds`` None or empty): nothing done."""
+    if thresholds is None or not thresholds.enabled() or not catalog.exists(_SOURCE):
+        return {}
+    app_id = info_bars_app(thresholds)
+    upto = catalog.open(_SOURCE).version()
+    after = catalog.transaction_version(_TABLE, app_id)
+    if after is not None and after >= upto:
+        return {}
+    if after is None:  # a first build (or new thresholds): all of silver, the whole table replaced
+        new = catalog.frame(_SOURCE, version=upto)
+        bars = _bars_of(new.filter(_configured(new, thresholds)), thresholds)
+        if bars.height or catalog.exists(_TABLE):
+            _write(catalog, bars, predicate=None, app=(app_id, upto))
+        return _counts(bars)
+    new = to_frame(catalog.changes(_SOURCE, after=after, upto=upto))
+    touched = (
+        new.filter(pl.col("ts").is_not_null() & _configured(new, thresholds))
+        .select("exchange", "symbol", pl.col("ts").dt.date().alias("date"))
+        .unique()
+    )
+    if touched.is_empty():  # silver moved without trades to build from: record the progress only
+        _write(catalog, _bars_of(touched, thresholds), predicate="false", app=(app_id, upto))
+        return {}
+    source = (
+        catalog.scan(_SOURCE, version=upto)
+        .filter(_touched_days(touched, "date"))  # (the partition column: prunes files)
+        .filter(_touched_days(touched, pl.col("ts").dt.date()))
+        .collect()
+    )
+    bars = _bars_of(source, thresholds)
+    _write(catalog, bars, predicate=_days_predicate(touched), app=(app_id, upto))
+    return _counts(bars)
+
+
+def _touched_days(touched: pl.DataFrame, day: str | pl.Expr) -> pl.Expr:
+    column = pl.col(day) if isinstance(day, str) else day
+    cond = pl.lit(False)
+    for (exchange, symbol), part in touched.partition_by("exchange", "symbol", as_dict=True).items():
+        days: list[date] = part["date"].to_list()
+        cond = cond | ((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol) & column.is_in(days))
+    return cond
+
+
+def _counts(bars: pl.DataFrame) -> dict[str, int]:
+    return {str(kind): n for kind, n in bars.group_by("kind").len().sort("kind").iter_rows()}
