@@ -141,8 +141,9 @@ def _frame(trades: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def _random_trades(seed: int, n: int = 1_500) -> list[dict[str, Any]]:
-    """Two symbols on two exchanges over three UTC days; a third of the trades share the
-    previous one's microsecond; one symbol has no integer ids (ties by trade_key)."""
+    """Three (exchange, symbol)s over three UTC days; a third of the trades share the symbol's
+    previous trade's microsecond; one has no integer ids (ties by trade_key, or without one by
+    price, amount and side)."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     clocks = dict.fromkeys(
@@ -166,6 +167,8 @@ def _random_trades(seed: int, n: int = 1_500) -> list[dict[str, Any]]:
                 symbol=symbol,
             )
         )
+        if no_id and rng.random() < 0.2:  # a row written before trade_key: ties by price, amount, side
+            out[-1]["trade_key"] = None
     return out
 
 

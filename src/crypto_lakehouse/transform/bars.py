@@ -56,29 +56,54 @@ _ORDER = ["ts", "id", "trade_key", "price", "amount", "side"]
 _DAY = ["exchange", "symbol", "date"]
 
 
-def _closing_rows(values: list[float], threshold: float) -> list[int]:
-    """Positions of the values that close a bar: where the running sum (float64, added in order
-    from the bar's first value) reaches ``threshold``; the sum restarts from zero after each."""
-    closes: list[int] = []
-    run = 0.0
-    for i, v in enumerate(values):
-        run += v
-        if run >= threshold:
-            closes.append(i)
-            run = 0.0
-    return closes
+def _bar_starts(values: list[float], days: list[int], threshold: float) -> list[int]:
+    """Positions where a bar opens: each day's first value (``days``: their positions, in order)
+    and the value after each one at which the bar's running sum (float64, added in order from the
+    bar's first value) reaches ``threshold``."""
+    starts: list[int] = []
+    for first, end in zip(days, [*days[1:], len(values)], strict=True):
+        starts.append(first)
+        run = 0.0
+        for i, v in enumerate(values[first:end], first):
+            run += v
+            if run >= threshold:
+                if i + 1 < end:
+                    starts.append(i + 1)
+                run = 0.0
+    return starts
 
 
-def _numbered(day: pl.DataFrame, kind: BarKind, threshold: float) -> pl.DataFrame:
-    """One (exchange, symbol, day)'s trades, in trade order, with the number of their bar."""
-    position = pl.int_range(pl.len(), dtype=pl.Int64)
+def _in_trade_order(trades: pl.DataFrame) -> pl.DataFrame:
+    """``trades`` sorted by (exchange, symbol) and the trade order of the module doc (days follow
+    ``ts``). One (exchange, symbol)'s trades with distinct integer ids are sorted by (ts, id)
+    alone, which is that order, and not at all when already so (silver is written in time
+    order); the full sort (strings among its keys) only where ties need it."""
+    df = trades.filter(pl.col("ts").is_not_null()).with_columns(pl.col("ts").dt.date().alias("date"))
+    d_ts, d_id = pl.col("ts").diff(), pl.col("id").diff()
+    increasing = ((d_ts > 0) | ((d_ts == 0) & (d_id > 0))).fill_null(True).all()
+    one_pair = (pl.col("exchange").n_unique() == 1) & (pl.col("symbol").n_unique() == 1)
+    simple, ordered = df.select(one_pair & pl.col("id").is_not_null().all(), increasing).row(0)
+    if simple and not ordered:
+        df = df.sort("ts", "id")
+        ordered = df.select(increasing).item()  # (false: two trades share (ts, id))
+    if simple and ordered:
+        return df
+    # (price, amount, side only break ties of rows without a trade_key, silver's dedup key)
+    keys = _ORDER if df.get_column("trade_key").has_nulls() else _ORDER[:3]
+    return df.sort(["exchange", "symbol", *keys], nulls_last=True)
+
+
+def _segments(ordered: pl.DataFrame, kind: BarKind, threshold: float) -> pl.Series:
+    """For trades in trade order by day, the number of each one's bar (from 0, over the frame)."""
+    day = pl.struct(_DAY)
     if kind == "tick":
-        return day.with_columns((position // int(threshold)).alias("bar"))
-    measure = day["amount"] if kind == "volume" else day["price"] * day["amount"]
-    closes = pl.Series("closes", _closing_rows(measure.to_list(), threshold), dtype=pl.Int64)
-    # a trade's bar = the bars closed before it (the closing trade belongs to the bar it closes)
-    bar = closes.search_sorted(pl.int_range(day.height, dtype=pl.Int64, eager=True), side="left")
-    return day.with_columns(bar.cast(pl.Int64).alias("bar"))
+        in_day = pl.int_range(pl.len(), dtype=pl.Int64).over(_DAY) // int(threshold)
+        return ordered.select(pl.struct(day, in_day).rle_id().cast(pl.Int64))[:, 0]
+    days = ordered.select(day.is_first_distinct().arg_true())[:, 0].to_list()
+    measure = ordered["amount"] if kind == "volume" else ordered["price"] * ordered["amount"]
+    starts = pl.Series("starts", _bar_starts(measure.to_list(), days, threshold), dtype=pl.Int64)
+    positions = pl.int_range(ordered.height, dtype=pl.Int64, eager=True)
+    return (starts.search_sorted(positions, side="right").cast(pl.Int64) - 1).alias("segment")
 
 
 def _in_order(column: str) -> pl.Expr:
@@ -91,26 +116,21 @@ def info_bars(trades: pl.DataFrame | pl.LazyFrame, *, kind: BarKind, threshold: 
     symbols and days, any row order), in gold.info_bars' columns, by the rule of the module doc."""
     if kind not in BAR_KINDS:
         raise ValueError(f"unknown bar kind {kind!r}; known: {', '.join(BAR_KINDS)}")
-    df = trades.collect() if isinstance(trades, pl.LazyFrame) else trades
-    ordered = (
-        df.filter(pl.col("ts").is_not_null())
-        .with_columns(pl.col("ts").dt.date().alias("date"))
-        .sort([*_DAY, *_ORDER], nulls_last=True)
-    )
-    days = [_numbered(day, kind, threshold) for day in ordered.partition_by(_DAY, maintain_order=True)]
+    ordered = _in_trade_order(trades.collect() if isinstance(trades, pl.LazyFrame) else trades)
     spec = GOLD[_TABLE]
-    if not days:
+    if ordered.is_empty():
         return to_frame(spec.schema.empty_table())
     buy = pl.col("side") == "buy"
     bars = (
-        pl.concat(days)
-        .with_columns(
+        ordered.with_columns(
+            _segments(ordered, kind, threshold).alias("segment"),
             (pl.col("price") * pl.col("amount")).alias("quote_volume"),
             pl.when(buy).then(pl.col("amount")).otherwise(0.0).alias("buy_volume"),
             pl.when(buy).then(0.0).otherwise(pl.col("amount")).alias("sell_volume"),
         )
-        .group_by([*_DAY, "bar"], maintain_order=True)
+        .group_by("segment", maintain_order=True)
         .agg(
+            *(pl.col(c).first() for c in _DAY),
             pl.col("ts").first().alias("first_trade_ts"),
             pl.col("ts").last().alias("last_trade_ts"),
             pl.col("id").first().alias("first_trade_id"),
@@ -128,6 +148,7 @@ def info_bars(trades: pl.DataFrame | pl.LazyFrame, *, kind: BarKind, threshold: 
     return bars.with_columns(
         pl.lit(kind).alias("kind"),
         pl.lit(float(threshold)).alias("threshold"),
+        pl.int_range(pl.len(), dtype=pl.Int64).over(_DAY).alias("bar"),
         (reached >= threshold).alias("complete"),
         (pl.col("quote_volume") / pl.col("volume")).alias("vwap"),
     ).select(spec.schema.names)
