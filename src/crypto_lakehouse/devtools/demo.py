@@ -52,6 +52,7 @@ _PER_VENUE = (
     "silver.trades",
     "silver.book",
     "gold.ohlcv",
+    "gold.info_bars",
 )
 
 
@@ -115,6 +116,8 @@ async def _demo(
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
+    if gold.info_bars:
+        console.print(f"   gold.info_bars bars (re)written per kind (gold.bars): {gold.info_bars}")
     console.print(_per_venue(writer.catalog))
 
     listing = Table(title=f"tables under {settings.root}")
