@@ -16,6 +16,7 @@ import pytest
 
 from crypto_lakehouse import jobs, load_settings
 from crypto_lakehouse.config import BarSettings, Settings
+from crypto_lakehouse.errors import InvalidArgument
 from crypto_lakehouse.schemas import GOLD, SILVER
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform.bars import BarKind, build_info_bars, info_bars
@@ -242,6 +243,12 @@ def test_bars_restart_at_utc_midnight_and_ties_go_by_trade_id() -> None:
         1,
         2,
     )
+
+
+@pytest.mark.parametrize(("kind", "threshold"), [("tick", 2.5), ("tick", 0), ("volume", -1.0), ("renko", 5.0)])
+def test_a_bad_kind_or_threshold_is_refused(kind: Any, threshold: float) -> None:
+    with pytest.raises(InvalidArgument, match="bar"):
+        info_bars(_frame([_trade(T0, 100.0, 1.0, id=1)]), kind=kind, threshold=threshold)
 
 
 # ---- incremental: one commit per run, only the touched days rebuilt --------------------------

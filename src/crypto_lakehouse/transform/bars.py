@@ -40,6 +40,7 @@ from typing import Literal, get_args
 import polars as pl
 
 from crypto_lakehouse.config import BarSettings
+from crypto_lakehouse.errors import InvalidArgument
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
@@ -115,7 +116,10 @@ def info_bars(trades: pl.DataFrame | pl.LazyFrame, *, kind: BarKind, threshold: 
     """The ``kind`` bars closing at ``threshold`` of silver-shaped ``trades`` (any exchanges,
     symbols and days, any row order), in gold.info_bars' columns, by the rule of the module doc."""
     if kind not in BAR_KINDS:
-        raise ValueError(f"unknown bar kind {kind!r}; known: {', '.join(BAR_KINDS)}")
+        raise InvalidArgument(f"unknown bar kind {kind!r}; known: {', '.join(BAR_KINDS)}")
+    if not threshold > 0 or (kind == "tick" and threshold != int(threshold)):
+        what = "whole number of trades" if kind == "tick" else "number"
+        raise InvalidArgument(f"a {kind} bar's threshold is a positive {what}, not {threshold!r}")
     ordered = _in_trade_order(trades.collect() if isinstance(trades, pl.LazyFrame) else trades)
     spec = GOLD[_TABLE]
     if ordered.is_empty():
@@ -160,27 +164,42 @@ def info_bars_app(thresholds: BarSettings) -> str:
     return "gold:silver.trades:info_bars:" + json.dumps(thresholds.model_dump(), sort_keys=True, separators=(",", ":"))
 
 
-def _bars_of(trades: pl.DataFrame, thresholds: BarSettings) -> pl.DataFrame:
-    """Every configured kind's bars of ``trades``, each (exchange, symbol) at its own threshold."""
-    out = []
-    for (exchange, symbol), part in trades.partition_by("exchange", "symbol", as_dict=True).items():
+# (exchange, symbol) -> the UTC days to build (None: every day silver holds)
+_Days = dict[tuple[str, str], list[date] | None]
+
+
+def _bars_of(silver: pl.LazyFrame, days: _Days, thresholds: BarSettings) -> pl.DataFrame:
+    """Every configured kind's bars of each (exchange, symbol) of ``days`` on its days, each at
+    its own threshold, from ``silver``'s trades (read one (exchange, symbol) at a time)."""
+    out = [to_frame(GOLD[_TABLE].schema.empty_table())]
+    for (exchange, symbol), on in days.items():
+        where = (pl.col("exchange") == exchange) & (pl.col("symbol") == symbol)
+        if on is not None:
+            where = where & pl.col("date").is_in(on)  # (the partition column = the UTC day of ts: prunes files)
+        trades = silver.filter(where).collect()
         for kind in BAR_KINDS:
-            threshold = thresholds.threshold(kind, str(exchange), str(symbol))
+            threshold = thresholds.threshold(kind, exchange, symbol)
             if threshold is not None:
-                out.append(info_bars(part, kind=kind, threshold=threshold))
-    return pl.concat(out) if out else to_frame(GOLD[_TABLE].schema.empty_table())
+                out.append(info_bars(trades, kind=kind, threshold=threshold))
+    return pl.concat(out)
+
+
+def _configured(pairs: pl.DataFrame, thresholds: BarSettings) -> pl.DataFrame:
+    """The rows of ``pairs`` whose (exchange, symbol) has some kind of bar configured."""
+    keep = [any(thresholds.threshold(k, e, s) is not None for k in BAR_KINDS) for e, s in pairs.select(_DAY[:2]).rows()]
+    return pairs.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def _lit(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _days_predicate(touched: pl.DataFrame) -> str:
-    """A delta-rs predicate naming the partitions of the (exchange, symbol, date)s ``touched``."""
-    clauses = []
-    for (exchange, symbol), part in touched.partition_by("exchange", "symbol", as_dict=True).items():
-        days = ", ".join(_lit(d) for d in sorted(part["date"].to_list()))
-        clauses.append(f"(exchange = {_lit(exchange)} AND symbol = {_lit(symbol)} AND date IN ({days}))")
+def _days_predicate(days: _Days) -> str:
+    """A delta-rs predicate naming the partitions of ``days`` (each list given)."""
+    clauses = [
+        f"(exchange = {_lit(e)} AND symbol = {_lit(s)} AND date IN ({', '.join(_lit(d) for d in on or [])}))"
+        for (e, s), on in days.items()
+    ]
     return " OR ".join(clauses) if clauses else "false"
 
 
@@ -195,16 +214,6 @@ def _write(catalog: Catalog, bars: pl.DataFrame, *, predicate: str | None, app: 
     )
 
 
-def _configured(trades: pl.DataFrame, thresholds: BarSettings) -> pl.Expr:
-    """Rows of the (exchange, symbol)s of ``trades`` with some kind configured."""
-    pairs = trades.select("exchange", "symbol").unique()
-    keep = [(e, s) for e, s in pairs.iter_rows() if any(thresholds.threshold(k, e, s) is not None for k in BAR_KINDS)]
-    cond = pl.lit(False)
-    for e, s in keep:
-        cond = cond | ((pl.col("exchange") == e) & (pl.col("symbol") == s))
-    return cond
-
-
 def build_info_bars(catalog: Catalog, *, thresholds: BarSettings | None) -> dict[str, int]:
     """Bring gold.info_bars up to date with silver.trades (module doc); returns the bars
     (re)written per kind. No threshold configured (``thresholds`` None or empty): nothing done."""
@@ -215,39 +224,20 @@ def build_info_bars(catalog: Catalog, *, thresholds: BarSettings | None) -> dict
     after = catalog.transaction_version(_TABLE, app_id)
     if after is not None and after >= upto:
         return {}
+    silver = catalog.scan(_SOURCE, version=upto)
     if after is None:  # a first build (or new thresholds): all of silver, the whole table replaced
-        new = catalog.frame(_SOURCE, version=upto)
-        bars = _bars_of(new.filter(_configured(new, thresholds)), thresholds)
+        pairs = _configured(silver.select("exchange", "symbol").unique().collect(), thresholds)
+        bars = _bars_of(silver, {(e, s): None for e, s in pairs.sort(_DAY[:2]).rows()}, thresholds)
         if bars.height or catalog.exists(_TABLE):
             _write(catalog, bars, predicate=None, app=(app_id, upto))
         return _counts(bars)
-    new = to_frame(catalog.changes(_SOURCE, after=after, upto=upto))
-    touched = (
-        new.filter(pl.col("ts").is_not_null() & _configured(new, thresholds))
-        .select("exchange", "symbol", pl.col("ts").dt.date().alias("date"))
-        .unique()
-    )
-    if touched.is_empty():  # silver moved without trades to build from: record the progress only
-        _write(catalog, _bars_of(touched, thresholds), predicate="false", app=(app_id, upto))
-        return {}
-    source = (
-        catalog.scan(_SOURCE, version=upto)
-        .filter(_touched_days(touched, "date"))  # (the partition column: prunes files)
-        .filter(_touched_days(touched, pl.col("ts").dt.date()))
-        .collect()
-    )
-    bars = _bars_of(source, thresholds)
-    _write(catalog, bars, predicate=_days_predicate(touched), app=(app_id, upto))
+    new = to_frame(catalog.changes(_SOURCE, after=after, upto=upto)).filter(pl.col("ts").is_not_null())
+    touched = _configured(new.select("exchange", "symbol", pl.col("ts").dt.date().alias("date")).unique(), thresholds)
+    days: _Days = {(e, s): sorted(on) for e, s, on in touched.group_by(_DAY[:2]).agg("date").sort(_DAY[:2]).rows()}
+    # (nothing to build, silver having moved: an empty commit records the progress)
+    bars = _bars_of(silver, days, thresholds)
+    _write(catalog, bars, predicate=_days_predicate(days), app=(app_id, upto))
     return _counts(bars)
-
-
-def _touched_days(touched: pl.DataFrame, day: str | pl.Expr) -> pl.Expr:
-    column = pl.col(day) if isinstance(day, str) else day
-    cond = pl.lit(False)
-    for (exchange, symbol), part in touched.partition_by("exchange", "symbol", as_dict=True).items():
-        days: list[date] = part["date"].to_list()
-        cond = cond | ((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol) & column.is_in(days))
-    return cond
 
 
 def _counts(bars: pl.DataFrame) -> dict[str, int]:
