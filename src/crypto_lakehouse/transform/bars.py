@@ -120,7 +120,13 @@ def info_bars(trades: pl.DataFrame | pl.LazyFrame, *, kind: BarKind, threshold: 
     if not threshold > 0 or (kind == "tick" and threshold != int(threshold)):
         what = "whole number of trades" if kind == "tick" else "number"
         raise InvalidArgument(f"a {kind} bar's threshold is a positive {what}, not {threshold!r}")
-    ordered = _in_trade_order(trades.collect() if isinstance(trades, pl.LazyFrame) else trades)
+    return _bars_in_order(
+        _in_trade_order(trades.collect() if isinstance(trades, pl.LazyFrame) else trades), kind, threshold
+    )
+
+
+def _bars_in_order(ordered: pl.DataFrame, kind: BarKind, threshold: float) -> pl.DataFrame:
+    """:func:`info_bars` of trades :func:`_in_trade_order` has ordered."""
     spec = GOLD[_TABLE]
     if ordered.is_empty():
         return to_frame(spec.schema.empty_table())
@@ -176,11 +182,11 @@ def _bars_of(silver: pl.LazyFrame, days: _Days, thresholds: BarSettings) -> pl.D
         where = (pl.col("exchange") == exchange) & (pl.col("symbol") == symbol)
         if on is not None:
             where = where & pl.col("date").is_in(on)  # (the partition column = the UTC day of ts: prunes files)
-        trades = silver.filter(where).collect()
+        trades = _in_trade_order(silver.filter(where).collect())  # (once for every kind)
         for kind in BAR_KINDS:
             threshold = thresholds.threshold(kind, exchange, symbol)
             if threshold is not None:
-                out.append(info_bars(trades, kind=kind, threshold=threshold))
+                out.append(_bars_in_order(trades, kind, threshold))
     return pl.concat(out)
 
 
