@@ -52,6 +52,7 @@ _PER_VENUE = (
     "silver.trades",
     "silver.book",
     "gold.ohlcv",
+    "gold.info_bars",
 )
 
 
@@ -109,10 +110,14 @@ async def _demo(
             backfiller=Backfiller({ex1.venue.exchange: ex1.rest_url, "OKX": ex2.rest_url}),
             options=SilverOptions.from_settings(settings.silver),
         )
-    gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
+    gold = await asyncio.to_thread(
+        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars
+    )
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
+    if gold.info_bars:
+        console.print(f"   gold.info_bars bars (re)written per kind (gold.bars): {gold.info_bars}")
     console.print(_per_venue(writer.catalog))
 
     listing = Table(title=f"tables under {settings.root}")

@@ -107,8 +107,9 @@ def promote_silver(
 
 
 def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldResult:
-    """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
-    silver rows added since the last run (nothing new: nothing written).
+    """silver -> gold: bars at every ``gold.intervals``, exchange candles, funding and the
+    tick/volume/dollar bars of ``gold.bars`` (gold.info_bars), for the silver rows added since
+    the last run (nothing new: nothing written).
 
     ``runner`` (default: ``scale.runner``'s): where the trade bars of each group of (exchange,
     symbol) are built, committed to gold.ohlcv once
@@ -116,8 +117,8 @@ def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldRes
     catalog = Catalog.from_settings(settings)
     with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
-            return build_gold(catalog, intervals=settings.gold.intervals)
-        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals)
+            return build_gold(catalog, intervals=settings.gold.intervals, bars=settings.gold.bars)
+        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals, bars=settings.gold.bars)
 
 
 @dataclass(frozen=True, slots=True)
