@@ -51,6 +51,7 @@ from crypto_lakehouse.errors import ConfigError
 
 __all__ = [
     "REDACTED",
+    "BarSettings",
     "Duration",
     "GoldSettings",
     "LoopbackSettings",
@@ -307,12 +308,38 @@ class MaintenanceSettings(_Section):
         return self.data_retention.get(table.split(".")[0])
 
 
+class BarSettings(_Section):
+    """Thresholds of the information-driven bars (gold.info_bars, docs/gold.md), per kind: a map
+    of ``default``, ``SYMBOL`` (on any exchange) or ``EXCHANGE:SYMBOL`` to the threshold, the
+    most specific key winning; a null threshold turns the kind off for that key. A kind whose map
+    is empty (the default) is off. ``tick``: trades per bar; ``volume``: base volume per bar;
+    ``dollar``: quote volume (sum of price * amount) per bar."""
+
+    tick: dict[str, Annotated[int, Field(gt=0)] | None] = Field(default_factory=dict)
+    volume: dict[str, Annotated[float, Field(gt=0)] | None] = Field(default_factory=dict)
+    dollar: dict[str, Annotated[float, Field(gt=0)] | None] = Field(default_factory=dict)
+
+    def threshold(self, kind: str, exchange: str, symbol: str) -> float | None:
+        """The threshold of ``kind`` bars for (``exchange``, ``symbol``); None: that kind is off."""
+        table: dict[str, Any] = getattr(self, kind)
+        for key in (f"{exchange}:{symbol}", symbol, "default"):
+            if key in table:
+                value = table[key]
+                return None if value is None else float(value)
+        return None
+
+    def enabled(self) -> bool:
+        """Whether any kind has a threshold for any symbol."""
+        return any(v is not None for table in (self.tick, self.volume, self.dollar) for v in table.values())
+
+
 class GoldSettings(_Section):
-    """Gold OHLCV intervals: any fixed Polars-style duration."""
+    """Gold OHLCV intervals (any fixed Polars-style duration) and information-driven bars."""
 
     intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=lambda: [parse_duration(d) for d in ("1s", "1m", "5m", "15m", "1h", "4h", "1d")]
     )
+    bars: BarSettings = Field(default_factory=BarSettings)
 
 
 class QualitySettings(_Section):

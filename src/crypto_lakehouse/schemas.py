@@ -64,6 +64,7 @@ TableName = Literal[
     "silver.dq_report",
     "gold.ohlcv",
     "gold.funding",
+    "gold.info_bars",
     "gold.completeness",
     "gold.anomalies",
     "meta.archive_manifest",
@@ -530,6 +531,46 @@ GOLD: dict[str, TableSpec] = {
             description="funding per settlement with rolling averages",
         ),
         TableSpec(
+            name="gold.info_bars",
+            schema=pa.schema(
+                [
+                    _f("kind", _S, False, "tick (N trades), volume (base volume) or dollar (quote volume)"),
+                    _f("threshold", _F, False, "what closes a bar: trades, base or quote volume (gold.bars settings)"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC day of the bar's trades: bars restart at 00:00 UTC"),
+                    _f("bar", pa.int64(), False, "the bar's number in its day, from 0"),
+                    _f(
+                        "complete",
+                        pa.bool_(),
+                        False,
+                        "true: it reached the threshold; false: the day's last bar, short of it "
+                        "(replaced as trades come; a past day's stays so)",
+                    ),
+                    _f("first_trade_ts", UTC_US, False, "exchange time of its first trade (bar open)"),
+                    _f("last_trade_ts", UTC_US, False, "exchange time of its last trade (bar close)"),
+                    _f("first_trade_id", pa.int64(), True, "silver id of its first trade (null: none)"),
+                    _f("last_trade_id", pa.int64(), True, "silver id of its last trade (null: none)"),
+                    _f("open", _F, False, "first trade by (ts, id)"),
+                    _f("high", _F, False),
+                    _f("low", _F, False),
+                    _f("close", _F, False, "last trade by (ts, id)"),
+                    _f("volume", _F, False, "base volume, added in trade order"),
+                    _f("quote_volume", _F, False, "sum(price * amount), added in trade order"),
+                    _f("vwap", _F, False, "quote_volume / volume"),
+                    _f("buy_volume", _F, False, "taker-buy base volume"),
+                    _f("sell_volume", _F, False, "taker-sell base volume"),
+                    _f("trades", pa.int64(), False, "number of trades"),
+                ]
+            ),
+            partition_by=("kind", "exchange", "symbol", "date"),
+            key=("kind", "exchange", "symbol", "date", "bar"),
+            description=(
+                "tick, volume and dollar bars per (exchange, symbol) from silver.trades, restarting at each "
+                "UTC midnight; a bar closes at the trade that reaches its threshold (docs/gold.md)"
+            ),
+        ),
+        TableSpec(
             name="gold.completeness",
             schema=pa.schema(
                 [
@@ -636,6 +677,7 @@ TIME_COLUMN: dict[str, str] = {
     "silver.dq_report": "run_at",
     "gold.ohlcv": "window_start",
     "gold.funding": "funding_time",
+    "gold.info_bars": "last_trade_ts",  # a bar is known when its last trade is
     "gold.completeness": "updated_at",
     "gold.anomalies": "ts",
     "meta.tags": "created_at",

@@ -54,6 +54,7 @@ _PER_VENUE = (
     "silver.trades",
     "silver.book",
     "gold.ohlcv",
+    "gold.info_bars",
 )
 
 
@@ -111,13 +112,17 @@ async def _demo(
             backfiller=Backfiller({ex1.venue.exchange: ex1.rest_url, "OKX": ex2.rest_url}),
             options=SilverOptions.from_settings(settings.silver),
         )
-    gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
+    gold = await asyncio.to_thread(
+        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars
+    )
     flagged = await asyncio.to_thread(
         build_anomalies, writer.catalog, options=AnomalyOptions.from_settings(settings.quality)
     )
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
+    if gold.info_bars:
+        console.print(f"   gold.info_bars bars (re)written per kind (gold.bars): {gold.info_bars}")
     ledger = silver.completeness if silver.completeness is not None else pl.DataFrame({"complete": []})
     console.print(
         f"   gold.completeness: {ledger.height} stream-days, {ledger['complete'].sum()} complete "

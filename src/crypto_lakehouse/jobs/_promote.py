@@ -108,9 +108,10 @@ def promote_silver(
 
 
 def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldResult:
-    """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
-    silver rows added since the last run (nothing new: nothing written); then the cross-venue
-    and spike checks of gold.anomalies (``quality`` thresholds) for the days those rows touch.
+    """silver -> gold: bars at every ``gold.intervals``, exchange candles, funding and the
+    tick/volume/dollar bars of ``gold.bars`` (gold.info_bars), for the silver rows added since
+    the last run (nothing new: nothing written); then the cross-venue and spike checks of
+    gold.anomalies (``quality`` thresholds) for the days those rows touch.
 
     ``runner`` (default: ``scale.runner``'s): where the trade bars of each group of (exchange,
     symbol) are built, committed to gold.ohlcv once
@@ -118,9 +119,9 @@ def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldRes
     catalog = Catalog.from_settings(settings)
     with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
-            result = build_gold(catalog, intervals=settings.gold.intervals)
+            result = build_gold(catalog, intervals=settings.gold.intervals, bars=settings.gold.bars)
         else:
-            result = build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals)
+            result = build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals, bars=settings.gold.bars)
     result.anomalies = build_anomalies(catalog, options=AnomalyOptions.from_settings(settings.quality))
     return result
 
