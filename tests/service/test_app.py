@@ -206,3 +206,24 @@ def test_openapi_documents_every_route_with_its_models(client: TestClient) -> No
     ].endswith("TableInfo")
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     assert client.get("/docs").status_code == 200
+
+
+def test_quality_summarises_the_completeness_ledger_with_filters(client: TestClient, keys: dict[str, str]) -> None:
+    assert client.get("/quality").status_code == 401
+    r = client.get("/quality", headers=auth(keys["reader"]))
+    assert r.status_code == 200
+    body = r.json()
+    trades = [row for row in body["rows"] if row["channel"] == "trades"]
+    assert {row["symbol"] for row in trades} == set(SYMBOLS)
+    assert all(row["rows"] == TRADES_PER_SYMBOL and row["date"] == "2026-11-20" for row in trades)
+    assert body["days"] == len(body["rows"]) and body["gaps_open"] == sum(row["gaps_open"] for row in body["rows"])
+    assert body["min_score"] == min(row["score"] for row in body["rows"])
+    one = client.get(
+        "/quality", params={"symbol": "btc-usdt-perp", "day": "2026-11-20", "exchange": "binance_futures"},
+        headers=auth(keys["reader"]),
+    ).json()  # fmt: skip
+    assert one["days"] >= 1 and {row["symbol"] for row in one["rows"]} == {"BTC-USDT-PERP"}
+    r = client.get("/quality", params={"day": "2026-11-21"}, headers=auth(keys["reader"]))
+    assert r.status_code == 400 and "2026-11-20" in r.json()["detail"]  # names the days it has
+    assert client.get("/quality", params={"day": "Monday"}, headers=auth(keys["reader"])).status_code == 400
+    assert "QualitySummary" in client.get("/openapi.json").text

@@ -168,6 +168,14 @@ class Lakehouse:
             },
         )
 
+    def version(self, table: TableName) -> int | None:
+        """The latest Delta version of ``table`` (None: not created yet). Cheap to ask again:
+        the loaded table is brought up to date incrementally (on local disk, one stat when
+        nothing was committed)."""
+        if (table, None) not in self._tables and not self.catalog.exists(table):
+            return None
+        return self._open(table).version()
+
     def _open(self, table: str, version: int | None = None) -> DeltaTable:
         """The Delta table (at ``version``), loaded once and reused: the latest is brought up to
         date incrementally (only new log entries are read), a pinned version never changes."""

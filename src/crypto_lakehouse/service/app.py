@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, Security, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +28,9 @@ import crypto_lakehouse.jobs as jobs
 import crypto_lakehouse.service._encode as _encode
 import crypto_lakehouse.service._query as _query
 import crypto_lakehouse.service._status as _status
+import crypto_lakehouse.service._stream as _stream
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.durations import parse_time
 from crypto_lakehouse.errors import (
     InvalidArgument,
     LakehouseError,
@@ -135,6 +137,39 @@ class Health(BaseModel):
     venues: list[VenueHealth]
 
 
+class CompletenessDay(BaseModel):
+    """One row of the completeness ledger (gold.completeness, docs/quality.md)."""
+
+    exchange: str
+    symbol: str
+    channel: str
+    date: date
+    rows: int
+    quarantined: int
+    day_seconds: float
+    covered_seconds: float | None
+    ids_expected: int | None
+    ids_present: int | None
+    sequence_breaks: int
+    gaps_open: int
+    gaps_filled: int
+    gaps_unfillable: int
+    score: float
+    complete: bool
+    updated_at: datetime
+
+
+class QualitySummary(BaseModel):
+    """The completeness ledger's rows asked for, and what they add up to."""
+
+    days: int = Field(description="ledger rows (stream x UTC day)")
+    complete: int = Field(description="of them, complete days (score 1, over, covered)")
+    mean_score: float | None = Field(description="mean DQ score; null: no row")
+    min_score: float | None
+    gaps_open: int = Field(description="gaps not filled yet, summed over the rows")
+    rows: list[CompletenessDay]
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, unknown or revoked API key"},
     403: {"model": Problem, "description": "the key's role may not do this"},
@@ -152,6 +187,20 @@ _QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "the result is past api.limits.max_rows or max_bytes, or the memory limit"},
     429: {"model": Problem, "description": "api.limits.max_concurrent queries are running; retry later"},
 }
+
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    200: {
+        "description": "server-sent events: `id:` <receipt_us>.<digest>, `data:` one row as JSON with its table; "
+        "`: heartbeat` comments while nothing arrives",
+        "content": {"text/event-stream": {}},
+    },
+    400: {"model": Problem, "description": "a table that cannot be streamed, a bad since or Last-Event-ID"},
+    413: {"model": Problem, "description": "the catch-up is past api.limits.max_rows: give a later since"},
+    429: {"model": Problem, "description": "too many streams are open; retry later"},
+}
+_STREAMABLE = ", ".join(_stream.STREAMABLE)
+_POLL_S = 0.05  # how often a stream asks the writers and Delta for new rows
 
 _STATUS: list[tuple[type[LakehouseError], int, str]] = [
     (UnknownTable, 404, "not_found"),
@@ -173,6 +222,7 @@ class _Service:
         self.catalog = self.lakehouse.catalog
         self.keys = KeyStore(self.catalog)
         self.slots = _query.Slots(settings.api.limits.max_concurrent)
+        self.streams = _query.Slots(_stream.MAX_STREAMS)
         self.attach_lock = threading.Lock()
         self.metrics = Metrics()
         api = settings.api
@@ -288,6 +338,69 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
         chunks = request.state.stream = body_chunks()  # closed by _Observed when the response ends
         return StreamingResponse(chunks, media_type=result.media_type)
 
+    @app.get("/query/stream", tags=["query"], responses=_STREAM_RESPONSES, response_class=StreamingResponse)
+    async def query_stream(
+        request: Request,
+        key: Reader,
+        tables: Annotated[
+            list[str] | None, Query(description=f"tables to stream (default bronze.trades): {_STREAMABLE}")
+        ] = None,
+        exchange: Annotated[str | None, Query(max_length=100)] = None,
+        symbols: Annotated[list[str] | None, Query(description="symbols (all when none)")] = None,
+        since: Annotated[
+            str | None,
+            Query(max_length=100, description="catch up from this exchange time (RFC 3339 or -5m); default now"),
+        ] = None,
+        heartbeat_s: Annotated[float, Query(ge=0.5, le=60, description="a comment after this long without rows")] = 5.0,
+        last_event_id: Annotated[
+            str | None, Header(max_length=200, description="resume after this event (sent by EventSource)")
+        ] = None,
+    ) -> StreamingResponse:
+        """Live ticks of bronze tables as server-sent events: first every row since ``since``
+        (Delta and the writers' live buffers), then each row as a writer receives it; no gap and
+        no duplicate across the seam and across commits (rows are deduplicated by the table's
+        key). Resume with ``Last-Event-ID``."""
+        ticks = _stream.Ticks(
+            settings,
+            tables=_stream.stream_tables(tables or ["bronze.trades"]),
+            exchange=exchange,
+            symbols=symbols,
+            since=datetime.now(UTC) if since is None else parse_time(since, name="since"),
+            after=None if last_event_id is None else _stream.parse_cursor(last_event_id),
+            max_rows=settings.api.limits.max_rows,
+        )
+        if not service.streams.take():
+            raise _query.QueryFailed(429, f"{service.streams.size} streams are open; retry later", reason="busy")
+        try:
+            first = await anyio.to_thread.run_sync(ticks.catch_up)
+        except BaseException:
+            service.streams.give()
+            raise
+        LOG.info("key %s stream of %s", key.id, ",".join(ticks.tables))
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                yield _stream.sse(first) or ": caught up\n\n"
+                quiet_since = time.monotonic()
+                while True:
+                    await anyio.sleep(_POLL_S)
+                    try:
+                        batch = await anyio.to_thread.run_sync(ticks.poll)
+                    except (LakehouseError, OSError) as exc:  # storage hiccup: the next poll reads it again
+                        LOG.warning("stream poll failed (%s); retrying", type(exc).__name__)
+                        batch = []
+                    if batch:
+                        yield _stream.sse(batch)
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since >= heartbeat_s:
+                        yield ": heartbeat\n\n"
+                        quiet_since = time.monotonic()
+            finally:
+                service.streams.give()
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
     # ------------------------------------------------------------------ tables
     @app.get("/tables", tags=["tables"], responses=_ERRORS)
     def tables(key: Reader) -> list[TableInfo]:
@@ -350,6 +463,29 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
         jobs.delete_tag(settings, name=name)
         LOG.info("key %s deleted tag %s", key.id, name)
         return Response(status_code=204)
+
+    # ------------------------------------------------------------------ quality
+    @app.get("/quality", tags=["quality"], responses={**_ERRORS, **_NOT_FOUND, 400: {"model": Problem}})
+    def quality(
+        key: Reader,
+        day: Annotated[str | None, Query(max_length=40, description="a UTC day, YYYY-MM-DD")] = None,
+        exchange: Annotated[str | None, Query(max_length=100)] = None,
+        symbol: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> QualitySummary:
+        """The completeness ledger (docs/quality.md): one row per stream (exchange, symbol,
+        channel) and UTC day, only ``day``, ``exchange`` and ``symbol`` when given, with their
+        totals. 404 before promote-silver first ran; 400 for a day, exchange or symbol the
+        ledger has no row of (the message lists those it has)."""
+        ledger = jobs.quality(settings, day=day, exchange=exchange, symbol=symbol)
+        scores = ledger.get_column("score")
+        return QualitySummary(
+            days=ledger.height,
+            complete=int(ledger.get_column("complete").sum()),
+            mean_score=scores.mean() if ledger.height else None,  # type: ignore[arg-type]  # a float column's mean
+            min_score=scores.min() if ledger.height else None,  # type: ignore[arg-type]  # a float column's min
+            gaps_open=int(ledger.get_column("gaps_open").sum()),
+            rows=[CompletenessDay(**row) for row in ledger.iter_rows(named=True)],
+        )
 
     # ------------------------------------------------------------------ operations
     @app.get("/health", tags=["operations"], responses={503: {"model": Health}})
