@@ -55,14 +55,18 @@ def _bronze_trades() -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="package")
-def lake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lake")
+def build_lake(root: Path) -> Path:
+    """Two symbols' ten minutes of trades in bronze under ``root``, promoted to silver and gold."""
     settings = settings_for(root)
     write_bronze(Catalog(root), "bronze.trades", _bronze_trades())
     jobs.promote_silver(settings)
     jobs.promote_gold(settings)
     return root
+
+
+@pytest.fixture(scope="package")
+def lake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_lake(tmp_path_factory.mktemp("lake"))
 
 
 @pytest.fixture(scope="package")
