@@ -23,10 +23,11 @@ from crypto_lakehouse.config import Settings
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.loopback.server import LoopbackExchange
-from crypto_lakehouse.service._stream import Cursor, parse_cursor
+from crypto_lakehouse.service._stream import MAX_STREAMS, Cursor, parse_cursor
 from crypto_lakehouse.service.keys import create_key
 from crypto_lakehouse.storage import Catalog
 from tests.service.conftest import Running, auth
+from tests.transform.helpers import write_bronze
 
 TRADES = 1_500
 
@@ -153,6 +154,34 @@ def test_stream_refuses_what_it_cannot_stream(tmp_path: Path) -> None:
         assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
         r = client.get("/query/stream", params={"since": "not a time"}, headers=auth(key))
         assert r.status_code == 400
+
+
+def test_a_catch_up_past_max_rows_is_413_and_closed_streams_give_their_slot_back(tmp_path: Path) -> None:
+    settings = load_settings(root=str(tmp_path / "lake"), writer={"spool_dir": str(tmp_path / "spool")})
+    key = create_key(Catalog(settings.root), role="reader")[1]
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    rows = [
+        {"exchange": "BINANCE", "symbol": "BTC-USDT", "ts": t0, "receipt_ts": t0, "id": str(i), "side": "buy",
+         "price": "1", "amount": "1"}
+        for i in range(5)
+    ]  # fmt: skip
+    write_bronze(Catalog(settings.root), "bronze.trades", rows)
+    limited = settings.model_copy(
+        update={
+            "api": settings.api.model_copy(update={"limits": settings.api.limits.model_copy(update={"max_rows": 4})})
+        }
+    )
+    with Running(limited) as base:
+        params = {"since": "-1m"}
+        r = httpx.get(f"{base}/query/stream", params=params, headers=auth(key))
+        assert r.status_code == 413 and "max_rows" in r.json()["detail"]
+        for _ in range(MAX_STREAMS + 8):  # more streams than may be open at once, one after another
+            with httpx.stream("GET", f"{base}/query/stream", params={"since": "-10s"}, headers=auth(key)) as s:
+                assert s.status_code == 200
+                assert next(s.iter_lines()) == ": caught up"
+        time.sleep(0.5)
+        with httpx.stream("GET", f"{base}/query/stream", params={"since": "-10s"}, headers=auth(key)) as s:
+            assert s.status_code == 200  # every earlier stream gave its slot back
 
 
 @pytest.mark.parametrize("text", ["1700000000000000.0a1b2c", " 5.ff "])
