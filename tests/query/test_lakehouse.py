@@ -385,3 +385,13 @@ def test_gold_bars_is_one_row_per_window_where_gold_ohlcv_also_holds_the_exchang
     assert "source" not in bars.columns and bars.height == 20
     joined = lake.sql("select count(*) as n from gold.bars b join silver.trades t on t.symbol = b.symbol limit 1")
     assert joined["n"][0] > 0  # a view and a table in one query
+
+
+def test_version_is_the_latest_commit_and_none_before_the_table_exists(tmp_path: Path) -> None:
+    lh = Lakehouse(tmp_path)
+    assert lh.version("silver.trades") is None
+    _append(lh.catalog, _trades(1, 10, T0))
+    first = lh.version("silver.trades")
+    assert first is not None and lh.history("silver.trades")["version"][0] == first
+    _append(Catalog(tmp_path), _trades(11, 10, T0))  # committed by another writer: seen on the next ask
+    assert lh.version("silver.trades") == first + 1
