@@ -77,6 +77,7 @@ bench: setup
 	$(BIN)/python benchmarks/silver.py
 	$(BIN)/python benchmarks/gold.py
 	$(BIN)/python benchmarks/query.py
+	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/archive.py
 	$(BIN)/python benchmarks/maintenance.py
 	$(BIN)/python benchmarks/commits.py
