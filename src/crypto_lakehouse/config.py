@@ -52,6 +52,7 @@ from crypto_lakehouse.errors import ConfigError
 __all__ = [
     "REDACTED",
     "Duration",
+    "BookSettings",
     "GoldSettings",
     "LoopbackSettings",
     "MaintenanceSettings",
@@ -306,12 +307,30 @@ class MaintenanceSettings(_Section):
         return self.data_retention.get(table.split(".")[0])
 
 
+class BookSettings(_Section):
+    """gold.book_snapshots and gold.quotes (docs/gold.md): the top ``depth`` levels of each book
+    at the end of every ``interval`` (a duration that divides a day: 100ms, 1s, 1m, ...), emitted
+    where the book changed within the depth, or every interval with ``forward_fill``."""
+
+    depth: int = Field(10, ge=1, le=1000, description="levels per side in each snapshot")
+    interval: Duration = Field(parse_duration("1s"), description="snapshot and quote interval; divides a day")
+    forward_fill: bool = Field(False, description="emit every interval, not only those where the book changed")
+
+    @field_validator("interval")
+    @classmethod
+    def _divides_a_day(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or timedelta(days=1) % value:
+            raise ValueError(f"book interval {format_duration(value)}: give a duration that divides a day (1s, 1m)")
+        return value
+
+
 class GoldSettings(_Section):
-    """Gold OHLCV intervals: any fixed Polars-style duration."""
+    """Gold OHLCV intervals: any fixed Polars-style duration; the book tables' :class:`BookSettings`."""
 
     intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=lambda: [parse_duration(d) for d in ("1s", "1m", "5m", "15m", "1h", "4h", "1d")]
     )
+    book: BookSettings = Field(default_factory=BookSettings)
 
 
 class ScaleSettings(_Section):

@@ -64,6 +64,8 @@ TableName = Literal[
     "silver.dq_report",
     "gold.ohlcv",
     "gold.funding",
+    "gold.book_snapshots",
+    "gold.quotes",
     "meta.archive_manifest",
     "meta.tags",
 ]
@@ -527,6 +529,64 @@ GOLD: dict[str, TableSpec] = {
             key=("exchange", "symbol", "funding_time"),
             description="funding per settlement with rolling averages",
         ),
+        TableSpec(
+            name="gold.book_snapshots",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "snapshot interval, e.g. 1s"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC date of window_start"),
+                    _f("window_start", UTC_US, False, "the book as it stood at window_start + interval (exclusive)"),
+                    _f("ts", UTC_US, False, "time of the last update applied (the book's as-of time)"),
+                    _f("sequence", pa.int64(), True, "exchange sequence of that update"),
+                    _f("updates", pa.int64(), False, "book updates applied in the window (0: forward-filled)"),
+                    _f("valid", pa.bool_(), False, "false: the book cannot be trusted (see reason)"),
+                    _f(
+                        "reason",
+                        _S,
+                        True,
+                        "why not valid: no_snapshot, sequence_break, unsequenced or crossed (null when valid)",
+                    ),
+                    _f("bid_price", pa.list_(_F), False, "best first; up to depth levels"),
+                    _f("bid_size", pa.list_(_F), False, "size at each bid_price"),
+                    _f("ask_price", pa.list_(_F), False, "best first; up to depth levels"),
+                    _f("ask_size", pa.list_(_F), False, "size at each ask_price"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "exchange", "symbol", "window_start"),
+            description=(
+                "top-N L2 book at the end of each interval, rebuilt from silver.book; "
+                "only intervals where the book changed within the depth unless forward-filled"
+            ),
+        ),
+        TableSpec(
+            name="gold.quotes",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "tick: every change of the best levels; else the interval, e.g. 1s"),
+                    _f("source", _S, False, "book (rebuilt from silver.book) or ticker (silver.ticker)"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC date of ts"),
+                    _f("ts", UTC_US, False, "tick: time of the change; interval rows: window start"),
+                    _f("as_of", UTC_US, False, "time of the update the quote comes from"),
+                    _f("sequence", pa.int64(), True, "exchange sequence of that update"),
+                    _f("bid", _F, True, "best bid (null: that side is empty)"),
+                    _f("bid_size", _F, True),
+                    _f("ask", _F, True, "best ask (null: that side is empty)"),
+                    _f("ask_size", _F, True),
+                    _f("mid", _F, True, "(bid + ask) / 2"),
+                    _f("spread_bps", _F, True, "(ask - bid) / mid * 10^4"),
+                    _f("micro_price", _F, True, "(bid * ask_size + ask * bid_size) / (bid_size + ask_size)"),
+                    _f("valid", pa.bool_(), False, "false: from a book that cannot be trusted (gold.book_snapshots)"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "source", "exchange", "symbol", "ts", "sequence"),
+            description="best bid/ask at every change and at each interval, with mid, spread and micro-price",
+        ),
     )
 }
 
@@ -576,6 +636,8 @@ TIME_COLUMN: dict[str, str] = {
     "silver.dq_report": "run_at",
     "gold.ohlcv": "window_start",
     "gold.funding": "funding_time",
+    "gold.book_snapshots": "window_start",
+    "gold.quotes": "ts",
     "meta.tags": "created_at",
     "meta.archive_manifest": "imported_at",
 }

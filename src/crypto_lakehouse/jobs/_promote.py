@@ -116,8 +116,8 @@ def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldRes
     catalog = Catalog.from_settings(settings)
     with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
-            return build_gold(catalog, intervals=settings.gold.intervals)
-        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals)
+            return build_gold(catalog, intervals=settings.gold.intervals, book=settings.gold.book)
+        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals, book=settings.gold.book)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
 import crypto_lakehouse.transform._fanout as _fanout
+import crypto_lakehouse.transform.book as _book
+from crypto_lakehouse.config import BookSettings
 from crypto_lakehouse.durations import CandleInterval, candle_interval, format_duration
 from crypto_lakehouse.errors import FilesRewritten, LakehouseError
 from crypto_lakehouse.schemas import GOLD
@@ -40,6 +42,7 @@ class GoldResult:
     exchange_candles: int = 0
     funding_rows: int = 0
     silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    book: _book.BookBuild | None = None  # gold.book_snapshots and gold.quotes (transform/book.py)
 
 
 _KEYS = ["exchange", "symbol", "window_start"]
@@ -385,9 +388,9 @@ def _build_funding(catalog: Catalog, result: GoldResult) -> None:
     result.funding_rows = out.height
 
 
-def build_gold(catalog: Catalog, *, intervals: list[timedelta]) -> GoldResult:
-    """Bring gold up to date with silver (see module doc)."""
-    result = GoldResult()
+def build_gold(catalog: Catalog, *, intervals: list[timedelta], book: BookSettings | None = None) -> GoldResult:
+    """Bring gold up to date with silver (see module doc); ``book``: the book tables' settings."""
+    result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
         _build_trade_bars(catalog, intervals, result)
     if catalog.exists("silver.candles"):
@@ -456,15 +459,17 @@ def _bars_task(task: _Task) -> _Staged:
     return _Staged(catalog.stage("gold.ohlcv", data), removes, {b.every: b.bars.height for b in out})
 
 
-def build_gold_fanned(catalog: Catalog, fanout: _fanout.Fanout, *, intervals: list[timedelta]) -> GoldResult:
+def build_gold_fanned(
+    catalog: Catalog, fanout: _fanout.Fanout, *, intervals: list[timedelta], book: BookSettings | None = None
+) -> GoldResult:
     """:func:`build_gold` with the trade bars built by groups of (exchange, symbol) that
     ``fanout`` runs anywhere: each task computes its symbols' bars from the silver and gold
     snapshots this process read and writes data files, with the rest of each gold file it
     replaces; this process commits them **once**, removing the replaced files, with the silver
     version consumed as the commit's application transaction (a racing job or a compaction of
     the same files since makes it stage again; a job done already writes nothing). The same
-    bars as :func:`build_gold`. Exchange candles and funding (small) are built in this process."""
-    result = GoldResult()
+    bars as :func:`build_gold`. Exchange candles, funding and the book tables are built in this process."""
+    result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
         _fan_trade_bars(catalog, fanout, intervals, result)
     if catalog.exists("silver.candles"):

@@ -1,0 +1,582 @@
+"""silver.book -> gold: validated top-N book snapshots at a fixed interval (``gold.book_snapshots``)
+and best bid/ask quotes at every change and at each interval (``gold.quotes``).
+
+The book of each (exchange, symbol) is rebuilt **per UTC day** from silver.book's snapshot and
+delta rows, taken in sequence order (by receipt time where the venue sends no sequence): a
+snapshot replaces the book, a delta sets the size of each of its levels, size 0 removes one. A
+day starts empty: intervals before the day's first snapshot are ``valid = false`` with reason
+``no_snapshot`` (the rebuild reads the touched day alone, never the day before). Validity
+(``valid``, ``reason``), set on the book as it stands after every update and kept until the next
+snapshot resyncs it:
+
+* ``sequence_break``: the venue's sequence rule (``venues`` registry, ``book_sequence``) shows
+  updates lost: ``per_update`` (Bybit, Kraken Futures) a delta whose sequence is not the previous
+  one + 1; ``per_range`` (Binance, Deribit) a snapshot at a sequence above the previous update's
+  (updates folded into the resync, i.e. lost before it). The book just before a break is invalid
+  too (the lost updates happened after it, inside its interval or the next ones).
+* ``unsequenced``: an update without a sequence (OKX, Coinbase, ...): silver keys book rows by
+  sequence, so such updates can neither be ordered nor told apart when they repeat a level.
+* ``crossed``: the best bid at or above the best ask at an interval's end.
+* ``no_snapshot``: no snapshot yet that day.
+
+Snapshots are the book at the **end** of each interval (after the last update whose time, the
+running maximum of exchange time falling back to receipt time, is inside it), emitted only where
+its top ``depth`` levels (prices, sizes) or its validity changed, or every interval from the
+day's first update to its last with ``forward_fill``. The rebuild is columnar: rows are ordered
+and reduced to the last size of each level per interval in Polars, then one pass over the
+**intervals** (not the updates) applies each interval's levels to a dense price-indexed array
+and reads the top levels from the best price down.
+
+Incremental like gold.ohlcv: each commit carries ``(app_id, silver.book version)``; a run reads the
+silver rows appended since, recomputes every (exchange, symbol, day) they touch from all of that
+day's silver rows and replaces those days in one commit per table; nothing new, nothing written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from crypto_lakehouse.config import BookSettings
+from crypto_lakehouse.durations import format_duration
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.schemas import GOLD
+from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.storage.frames import to_frame
+from crypto_lakehouse.venues.registry import venue
+
+__all__ = ["TICK", "BookBuild", "book_quotes", "book_snapshots", "build_book", "quote_columns", "ticker_quotes"]
+
+LOG = logging.getLogger(__name__)
+TICK = "tick"
+"""gold.quotes' ``interval`` of the rows at every change of the best levels."""
+
+_UTC = pl.Datetime("us", "UTC")
+_DAY = ["exchange", "symbol", "date"]
+_LEVELS = ("bid_price", "bid_size", "ask_price", "ask_size")
+
+
+@dataclass(frozen=True, slots=True)
+class BookBuild:
+    """What one :func:`build_book` run wrote: rows (re)written per table and the silver versions
+    consumed ``(after, upto)`` per source table."""
+
+    snapshots: int = 0
+    quotes: int = 0
+    silver_versions: dict[str, tuple[int | None, int]] | None = None
+
+
+def _sequence_kind(exchange: str) -> str:
+    try:
+        return venue(exchange).book_sequence
+    except LakehouseError:  # not a venue of the registry: no rule to check
+        return "none"
+
+
+# ---- the rebuild of one (exchange, symbol, day) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """The book at the end of each window that had updates (one row per window, in time order)."""
+
+    frame: pl.DataFrame  # window, ts, sequence, updates, reason (before crossing), epoch
+    prices: np.ndarray  # the day's distinct prices, ascending
+    bid_idx: np.ndarray  # (windows, depth) price indices best first, -1 past the last level
+    bid_size: np.ndarray
+    ask_idx: np.ndarray
+    ask_size: np.ndarray
+
+
+def _ordered(part: pl.DataFrame) -> pl.DataFrame:
+    """One day of one book's rows in update order with ``u`` (the update's ordinal)."""
+    sequenced = part.get_column("sequence").null_count() == 0
+    order = ["sequence", "receipt_ts", "_delta"] if sequenced else ["receipt_ts", "_delta", "sequence"]
+    rows = part.with_columns((~pl.col("snapshot")).alias("_delta")).sort(order, nulls_last=True)
+    new = (
+        pl.col("sequence").ne_missing(pl.col("sequence").shift(1))
+        | (pl.col("receipt_ts") != pl.col("receipt_ts").shift(1))
+        | (pl.col("snapshot") != pl.col("snapshot").shift(1))
+    ).fill_null(True)
+    return rows.with_columns((new.cum_sum() - 1).cast(pl.Int64).alias("u"), new.alias("_first"))
+
+
+def _validity(updates: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """``reason`` per update (null: valid so far), crossing aside (known only from the book)."""
+    seq, prev, snap = pl.col("sequence"), pl.col("sequence").shift(1), pl.col("snapshot")
+    if kind == "per_update":
+        lost = seq > prev + 1
+        broken = lost & ~snap
+    elif kind == "per_range":
+        lost = snap & (seq > prev)
+        broken = pl.lit(False)
+    else:
+        lost = broken = pl.lit(False)
+    trigger = (
+        pl.when(seq.is_null()).then(pl.lit("unsequenced")).when(broken.fill_null(False)).then(pl.lit("sequence_break"))
+    )
+    return (
+        updates.with_columns(snap.cast(pl.Int64).cum_sum().alias("epoch"), trigger.alias("_trigger"))
+        .with_columns(pl.col("_trigger").forward_fill().over("epoch").alias("_sticky"))
+        .with_columns(
+            pl.when(pl.col("epoch") == 0)
+            .then(pl.lit("no_snapshot"))
+            .when(pl.col("_sticky").is_not_null())
+            .then(pl.col("_sticky"))
+            .when(lost.shift(-1).fill_null(False))
+            .then(pl.lit("sequence_break"))
+            .alias("reason")
+        )
+        .drop("_trigger", "_sticky")
+    )
+
+
+def _rebuild(part: pl.DataFrame, *, every: timedelta | None, depth: int, kind: str) -> _Windows:
+    """The book at the end of every window of ``every`` (None: after every update) that had
+    updates, from one day of one book's silver rows."""
+    rows = _ordered(part)
+    updates = _validity(
+        rows.filter(pl.col("_first")).select(
+            "u", "sequence", "snapshot", pl.coalesce("ts", "receipt_ts").cum_max().alias("ts")
+        ),
+        kind,
+    )
+    window = pl.col("u") if every is None else pl.col("ts").dt.truncate(format_duration(every))
+    updates = updates.with_columns(window.alias("window"))
+    windows = updates.group_by("window", maintain_order=True).agg(
+        pl.col("ts").last(),
+        pl.col("sequence").last(),
+        pl.len().cast(pl.Int64).alias("updates"),
+        pl.col("reason").last(),
+        pl.col("epoch").last(),
+        pl.col("u").filter(pl.col("snapshot")).max().fill_null(-1).alias("_reset"),
+    )
+    win_of_update = updates.select(pl.col("window").rle_id()).to_series().to_numpy()
+    u = rows.get_column("u").to_numpy()
+    reset_of_window = windows.get_column("_reset").to_numpy()
+    rw = win_of_update[u]
+    keep = u >= reset_of_window[rw]  # the levels after the window's last snapshot (which replaces the book)
+    levels = (
+        rows.select("side", "price", "size")
+        .with_columns(pl.Series("w", rw, dtype=pl.Int64))
+        .filter(pl.Series(keep))
+        .unique(subset=["w", "side", "price"], keep="last", maintain_order=True)
+        .sort("w", maintain_order=True)
+    )
+    prices = np.unique(levels.get_column("price").to_numpy())
+    n_prices = len(prices)
+    price = levels.get_column("price").to_numpy()
+    size = levels.get_column("size").to_numpy().astype(np.float64)
+    ask = (levels.get_column("side") == "ask").to_numpy()
+    idx = np.searchsorted(prices, price)
+    pos = idx + ask * n_prices
+    w = levels.get_column("w").to_numpy()
+    n_win = windows.height
+    offsets = np.searchsorted(w, np.arange(n_win + 1))
+    live = size > 0
+    bid_top = np.full(n_win, 0, dtype=np.int64)  # per window: 1 + highest bid index it sets alive
+    np.maximum.at(bid_top, w[live & ~ask], idx[live & ~ask] + 1)
+    ask_bottom = np.full(n_win, n_prices, dtype=np.int64)  # lowest ask index it sets alive
+    np.minimum.at(ask_bottom, w[live & ask], idx[live & ask])
+    out = _sweep(
+        pos,
+        size,
+        offsets,
+        reset=reset_of_window >= 0,
+        bid_top=bid_top,
+        ask_bottom=ask_bottom,
+        n_prices=n_prices,
+        depth=depth,
+    )
+    return _Windows(windows.drop("_reset"), prices, *out)
+
+
+def _sweep(
+    pos: np.ndarray,
+    size: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    reset: np.ndarray,
+    bid_top: np.ndarray,
+    ask_bottom: np.ndarray,
+    n_prices: int,
+    depth: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the windows: apply each window's levels (``pos``: price index, + n_prices
+    for asks) to a dense book and read its top ``depth`` levels per side from the best on."""
+    n_win = len(offsets) - 1
+    book = np.zeros(2 * n_prices, dtype=np.float64)
+    bid_idx = np.full((n_win, depth), -1, dtype=np.int64)
+    ask_idx = np.full((n_win, depth), -1, dtype=np.int64)
+    bid_size = np.zeros((n_win, depth), dtype=np.float64)
+    ask_size = np.zeros((n_win, depth), dtype=np.float64)
+    bids, asks = book[:n_prices], book[n_prices:]
+    hi, lo = 0, n_prices  # every live bid index is < hi; every live ask index is >= lo
+    first = 4 * depth
+    for k in range(n_win):
+        if reset[k]:
+            book[:] = 0.0
+            hi, lo = 0, n_prices
+        s, e = offsets[k], offsets[k + 1]
+        if e > s:
+            book[pos[s:e]] = size[s:e]
+            hi = max(hi, int(bid_top[k]))
+            lo = min(lo, int(ask_bottom[k]))
+        row, n, top, chunk = bid_idx[k], 0, hi, first
+        while n < depth and top > 0:
+            start = max(0, top - chunk)
+            found = np.flatnonzero(bids[start:top])[::-1][: depth - n] + start
+            row[n : n + len(found)] = found
+            n, top, chunk = n + len(found), start, chunk * 2
+        bid_size[k, :n] = bids[row[:n]]
+        hi = int(row[0]) + 1 if n else 0
+        row, n, bottom, chunk = ask_idx[k], 0, lo, first
+        while n < depth and bottom < n_prices:
+            stop = min(n_prices, bottom + chunk)
+            found = np.flatnonzero(asks[bottom:stop])[: depth - n] + bottom
+            row[n : n + len(found)] = found
+            n, bottom, chunk = n + len(found), stop, chunk * 2
+        ask_size[k, :n] = asks[row[:n]]
+        lo = int(row[0]) if n else n_prices
+    return bid_idx, bid_size, ask_idx, ask_size
+
+
+def _lists(idx: np.ndarray, values: np.ndarray) -> pl.Series:
+    """Rows of a (windows, depth) array as variable-length lists: the entries where ``idx`` >= 0
+    (filled from the left)."""
+    present = idx >= 0
+    offsets = pa.array(np.concatenate([[0], np.cumsum(present.sum(axis=1))]), pa.int32())
+    array = pa.ListArray.from_arrays(offsets, pa.array(values[present], pa.float64()))
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)  # (from_arrow of an array is a Series)
+    return series
+
+
+def _judged(win: _Windows) -> pl.DataFrame:
+    """The windows with their levels as lists, ``valid``/``reason`` (crossing included: sticky
+    until the next snapshot) and ``_changed``: the levels or the validity differ from the window
+    before (the first window: True)."""
+    b0, a0 = win.bid_idx[:, 0], win.ask_idx[:, 0]
+    crossed = (b0 >= 0) & (a0 >= 0) & (b0 >= a0)
+    moved = np.ones(len(b0), dtype=bool)
+    if len(b0) > 1:
+        moved[1:] = (
+            (win.bid_idx[1:] != win.bid_idx[:-1]).any(axis=1)
+            | (win.ask_idx[1:] != win.ask_idx[:-1]).any(axis=1)
+            | (win.bid_size[1:] != win.bid_size[:-1]).any(axis=1)
+            | (win.ask_size[1:] != win.ask_size[:-1]).any(axis=1)
+        )
+    prices = win.prices
+    bid_px = np.where(win.bid_idx >= 0, prices[np.maximum(win.bid_idx, 0)], 0.0)
+    ask_px = np.where(win.ask_idx >= 0, prices[np.maximum(win.ask_idx, 0)], 0.0)
+    reason = pl.coalesce(
+        "reason", pl.when((pl.col("_crossed").cast(pl.Int64).cum_sum().over("epoch")) > 0).then(pl.lit("crossed"))
+    )
+    return (
+        win.frame.with_columns(
+            pl.Series("_crossed", crossed),
+            _lists(win.bid_idx, bid_px).alias("bid_price"),
+            _lists(win.bid_idx, win.bid_size).alias("bid_size"),
+            _lists(win.ask_idx, ask_px).alias("ask_price"),
+            _lists(win.ask_idx, win.ask_size).alias("ask_size"),
+        )
+        .with_columns(reason.alias("reason"))
+        .with_columns(
+            pl.col("reason").is_null().alias("valid"),
+            (pl.Series(moved) | pl.col("reason").ne_missing(pl.col("reason").shift(1)))
+            .fill_null(True)
+            .alias("_changed"),
+        )
+    )
+
+
+def _days(book: pl.DataFrame | pl.LazyFrame) -> dict[tuple[str, str, date], pl.DataFrame]:
+    """Silver-shaped book rows per (exchange, symbol, UTC day of exchange time, else receipt time)."""
+    df = book.collect() if isinstance(book, pl.LazyFrame) else book
+    df = df.select(
+        "exchange",
+        "symbol",
+        pl.coalesce("ts", "receipt_ts").dt.date().alias("date"),
+        "ts",
+        "receipt_ts",
+        "sequence",
+        "snapshot",
+        "side",
+        "price",
+        pl.col("size").cast(pl.Float64),
+    )
+    parts = df.partition_by(_DAY, as_dict=True)
+    return {(str(k[0]), str(k[1]), k[2]): v for k, v in sorted(parts.items())}
+
+
+def _forward_filled(frame: pl.DataFrame, every: timedelta, *, by: list[str]) -> pl.DataFrame:
+    """``frame`` (sorted by ``window`` within ``by``) with a row for every window of ``every``
+    from each group's first to its last, each repeating the row before (``_filled``: True)."""
+    if frame.is_empty():
+        return frame.with_columns(pl.lit(False).alias("_filled"))
+    grid = (
+        frame.group_by(by)
+        .agg(pl.datetime_ranges(pl.col("window").min(), pl.col("window").max(), every, time_unit="us", time_zone="UTC"))
+        .explode("window")
+        .sort(*by, "window")
+    )
+    return (
+        grid.join_asof(
+            frame.with_columns(pl.col("window").alias("_at")).sort(*by, "window"),
+            on="window",
+            by=by,
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .with_columns((pl.col("window") != pl.col("_at")).alias("_filled"))
+        .drop("_at")
+    )
+
+
+def _empty(table: str) -> pl.DataFrame:
+    return to_frame(GOLD[table].schema.empty_table())
+
+
+def book_snapshots(
+    book: pl.DataFrame | pl.LazyFrame,
+    *,
+    every: timedelta,
+    depth: int,
+    forward_fill: bool = False,
+    kinds: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """gold.book_snapshots rows of every (exchange, symbol, UTC day) of silver-shaped ``book``:
+    the top ``depth`` levels at the end of each interval of ``every`` (see the module doc).
+    ``kinds``: exchange -> sequence rule (``per_update``, ``per_range``, ``none``); by default
+    the venue registry's."""
+    frames = []
+    for (exchange, symbol, day), part in _days(book).items():
+        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
+        f = _judged(_rebuild(part, every=every, depth=depth, kind=kind))
+        f = f.with_columns(pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"))
+        if forward_fill:
+            f = _forward_filled(f, every, by=["exchange", "symbol"]).with_columns(
+                pl.when(pl.col("_filled")).then(0).otherwise(pl.col("updates")).alias("updates")
+            )
+        else:
+            f = f.filter(pl.col("_changed"))
+        frames.append(
+            f.with_columns(
+                pl.lit(format_duration(every)).alias("interval"),
+                pl.lit(day).alias("date"),
+                pl.col("window").alias("window_start"),
+            )
+        )
+    spec = GOLD["gold.book_snapshots"]
+    if not frames:
+        return _empty(spec.name)
+    return pl.concat([f.select(spec.schema.names) for f in frames]).cast(dict(_empty(spec.name).schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+
+
+def quote_columns() -> list[pl.Expr]:
+    """mid, spread_bps and micro_price of columns bid, bid_size, ask, ask_size (null where a side
+    is missing): mid = (bid + ask) / 2; spread_bps = (ask - bid) / mid * 10^4; micro_price =
+    (bid * ask_size + ask * bid_size) / (bid_size + ask_size), the size-weighted mid that leans
+    towards the side with less size (Stoikov 2018)."""
+    bid, ask, bq, aq = pl.col("bid"), pl.col("ask"), pl.col("bid_size"), pl.col("ask_size")
+    mid = (bid + ask) / 2
+    return [
+        mid.alias("mid"),
+        ((ask - bid) / mid * 10_000).alias("spread_bps"),
+        ((bid * aq + ask * bq) / (bq + aq)).alias("micro_price"),
+    ]
+
+
+def _first_level(f: pl.DataFrame) -> pl.DataFrame:
+    return f.with_columns(
+        pl.col("bid_price").list.first().alias("bid"),
+        pl.col("bid_size").list.first().alias("bid_size"),
+        pl.col("ask_price").list.first().alias("ask"),
+        pl.col("ask_size").list.first().alias("ask_size"),
+    )
+
+
+def _quote_rows(f: pl.DataFrame, *, interval: str, source: str) -> pl.DataFrame:
+    """gold.quotes rows from columns window (-> ts), ts (-> as_of), date, exchange, symbol,
+    sequence, bid, bid_size, ask, ask_size, valid."""
+    spec = GOLD["gold.quotes"]
+    return (
+        f.with_columns(pl.col("ts").alias("as_of"))
+        .with_columns(
+            pl.col("window").alias("ts") if interval != TICK else pl.col("ts"),
+            pl.lit(interval).alias("interval"),
+            pl.lit(source).alias("source"),
+        )
+        .with_columns(quote_columns())
+        .select(spec.schema.names)
+        .cast(dict(_empty(spec.name).schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+    )
+
+
+def book_quotes(
+    book: pl.DataFrame | pl.LazyFrame, *, every: timedelta, kinds: Mapping[str, str] | None = None
+) -> pl.DataFrame:
+    """gold.quotes rows (source ``book``) of silver-shaped ``book``: the best levels after every
+    update that changed them or their validity (interval ``tick``), and at the end of every
+    interval of ``every`` from each day's first update to its last (interval ``every``)."""
+    frames = []
+    for (exchange, symbol, day), part in _days(book).items():
+        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
+        named = [pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"), pl.lit(day).alias("date")]
+        ticks = _first_level(_judged(_rebuild(part, every=None, depth=1, kind=kind))).with_columns(named)
+        changed = pl.any_horizontal(
+            pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
+        ) | (pl.int_range(pl.len()) == 0)
+        frames.append(_quote_rows(ticks.filter(changed), interval=TICK, source="book"))
+        timed = _first_level(_judged(_rebuild(part, every=every, depth=1, kind=kind))).with_columns(named)
+        filled = _forward_filled(timed, every, by=["exchange", "symbol"])
+        frames.append(_quote_rows(filled, interval=format_duration(every), source="book"))
+    return pl.concat(frames) if frames else _empty("gold.quotes")
+
+
+def ticker_quotes(ticker: pl.DataFrame | pl.LazyFrame, *, every: timedelta) -> pl.DataFrame:
+    """gold.quotes rows (source ``ticker``) of silver-shaped ``ticker`` rows: every change of the
+    best bid/ask (interval ``tick``) and the last quote at the end of every interval of ``every``
+    from each (exchange, symbol, day)'s first quote to its last."""
+    df = ticker.collect() if isinstance(ticker, pl.LazyFrame) else ticker
+    by = ["exchange", "symbol", "date"]
+    t = (
+        df.select(
+            "exchange",
+            "symbol",
+            pl.coalesce("ts", "receipt_ts").alias("ts"),
+            "sequence",
+            "bid",
+            "bid_size",
+            "ask",
+            "ask_size",
+        )
+        .with_columns(pl.col("ts").dt.date().alias("date"), pl.lit(True).alias("valid"))
+        .sort(*by, "ts", "sequence", nulls_last=True)
+    )
+    changed = pl.any_horizontal(
+        pl.col(c).ne_missing(pl.col(c).shift(1)).over(by) for c in ("bid", "bid_size", "ask", "ask_size")
+    ) | (pl.int_range(pl.len()).over(by) == 0)
+    ticks = _quote_rows(t.filter(changed).with_columns(pl.col("ts").alias("window")), interval=TICK, source="ticker")
+    last = (
+        t.with_columns(pl.col("ts").dt.truncate(format_duration(every)).alias("window"))
+        .group_by(*by, "window", maintain_order=True)
+        .agg(pl.all().last())
+    )
+    timed = _quote_rows(_forward_filled(last, every, by=by), interval=format_duration(every), source="ticker")
+    return pl.concat([ticks, timed])
+
+
+# ---- incremental build: touched (exchange, symbol, day)s, one commit per table -------------------
+
+
+def _lit(v: object) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _day_predicates(days: pl.DataFrame, head: str) -> list[str]:
+    return [
+        f"({head} AND exchange = {_lit(e)} AND symbol = {_lit(s)} AND date = {_lit(d.isoformat())})"
+        for e, s, d in days.select(_DAY).iter_rows()
+    ]
+
+
+def _read_days(catalog: Catalog, table: str, days: pl.DataFrame, version: int) -> pl.DataFrame:
+    """``table``'s rows (as of ``version``) of the (exchange, symbol, date)s of ``days``: whole
+    partitions, read only there."""
+    where = (
+        pl.col("date").is_in(days.get_column("date").unique().implode())
+        & pl.col("exchange").is_in(days.get_column("exchange").unique().implode())
+        & pl.col("symbol").is_in(days.get_column("symbol").unique().implode())
+    )
+    return catalog.scan(table, version=version).filter(where).join(days.lazy(), on=_DAY, how="semi").collect()
+
+
+def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
+    spec = GOLD[table]
+    catalog.replace(
+        table,
+        data.select(spec.schema.names).to_arrow().cast(spec.schema),
+        predicate=" OR ".join(predicates) if predicates else "false",
+        app_id=app[0],
+        version=app[1],
+    )
+
+
+def _touched(new: pl.DataFrame) -> pl.DataFrame:
+    return new.select("exchange", "symbol", pl.coalesce("ts", "receipt_ts").dt.date().alias("date")).unique().sort(_DAY)
+
+
+def _from_book(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]]) -> tuple[int, int]:
+    every = format_duration(s.interval)
+    apps = {
+        "gold.book_snapshots": f"gold:silver.book:{every}:depth={s.depth}:{'filled' if s.forward_fill else 'changes'}",
+        "gold.quotes": f"gold:silver.book:quotes:{every}",
+    }
+    upto = catalog.open("silver.book").version()
+    done = {t: catalog.transaction_version(t, app) for t, app in apps.items()}
+    due = [t for t, v in done.items() if v is None or v < upto]
+    after = None if any(v is None for v in done.values()) else min(v for v in done.values() if v is not None)
+    versions["silver.book"] = (after, upto)
+    if not due:
+        return 0, 0
+    days = _touched(to_frame(catalog.changes("silver.book", after=after, upto=upto)))
+    silver = _read_days(catalog, "silver.book", days, upto) if days.height else None
+    written = {"gold.book_snapshots": 0, "gold.quotes": 0}
+    for table in due:
+        if silver is None:
+            data, predicates = _empty(table), []
+        elif table == "gold.book_snapshots":
+            data = book_snapshots(silver, every=s.interval, depth=s.depth, forward_fill=s.forward_fill)
+            predicates = _day_predicates(days, f'"interval" = {_lit(every)}')
+        else:  # (every source: a day with a book has no ticker quotes)
+            data = book_quotes(silver, every=s.interval)
+            predicates = _day_predicates(days, f'"interval" IN ({_lit(TICK)}, {_lit(every)})')
+        _replace(catalog, table, data, predicates, (apps[table], upto))
+        written[table] = data.height
+    return written["gold.book_snapshots"], written["gold.quotes"]
+
+
+def _from_ticker(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]]) -> int:
+    every = format_duration(s.interval)
+    app = f"gold:silver.ticker:quotes:{every}"
+    upto = catalog.open("silver.ticker").version()
+    after = catalog.transaction_version("gold.quotes", app)
+    versions["silver.ticker"] = (after, upto)
+    if after is not None and after >= upto:
+        return 0
+    days = _touched(to_frame(catalog.changes("silver.ticker", after=after, upto=upto)))
+    if days.height and catalog.exists("silver.book"):  # days with a book quote from it (_from_book)
+        booked = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version())
+        days = days.join(_touched(booked), on=_DAY, how="anti")
+    data = ticker_quotes(_read_days(catalog, "silver.ticker", days, upto), every=s.interval) if days.height else None
+    head = f'"interval" IN ({_lit(TICK)}, {_lit(every)}) AND source = {_lit("ticker")}'
+    _replace(
+        catalog,
+        "gold.quotes",
+        _empty("gold.quotes") if data is None else data,
+        _day_predicates(days, head) if data is not None else [],
+        (app, upto),
+    )
+    return 0 if data is None else data.height
+
+
+def build_book(catalog: Catalog, settings: BookSettings | None = None) -> BookBuild:
+    """Bring gold.book_snapshots and gold.quotes up to date with silver.book and silver.ticker
+    (see the module doc): the (exchange, symbol, day)s the silver rows appended since the last
+    run touch are rebuilt from all of silver and replaced, one commit per table (its progress
+    transaction in it); nothing new: nothing written."""
+    s = settings or BookSettings()
+    versions: dict[str, tuple[int | None, int]] = {}
+    snapshots = quotes = 0
+    if catalog.exists("silver.book"):
+        snapshots, quotes = _from_book(catalog, s, versions)
+    if catalog.exists("silver.ticker"):
+        quotes += _from_ticker(catalog, s, versions)
+    return BookBuild(snapshots, quotes, versions)

@@ -1,0 +1,315 @@
+"""gold.book_snapshots and gold.quotes (transform/book.py): hand-made books checked level by
+level, validity (no snapshot, sequence breaks and resyncs, unsequenced updates, crossed books),
+the forward-fill option, quotes' mid/spread/micro-price by hand, and the incremental build."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from crypto_lakehouse.config import BookSettings
+from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.transform.book import book_quotes, book_snapshots, build_book, ticker_quotes
+from crypto_lakehouse.transform.gold import build_gold
+from crypto_lakehouse.transform.silver import promote_silver
+from tests.transform.helpers import write_bronze
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+SEC = timedelta(seconds=1)
+
+
+def at(ms: int) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def snap(ms: int, seq: int | None, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> list[dict]:
+    return [_row(ms, seq, True, "bid", p, q) for p, q in bids] + [_row(ms, seq, True, "ask", p, q) for p, q in asks]
+
+
+def delta(ms: int, seq: int | None, *levels: tuple[str, float, float]) -> list[dict]:
+    return [_row(ms, seq, False, side, p, q) for side, p, q in levels]
+
+
+def _row(ms: int, seq: int | None, snapshot: bool, side: str, price: float, size: float) -> dict[str, Any]:
+    return {
+        "exchange": "X",
+        "symbol": "BTC-USDT",
+        "ts": at(ms),
+        "receipt_ts": at(ms + 3),
+        "sequence": seq,
+        "snapshot": snapshot,
+        "side": side,
+        "price": price,
+        "size": size,
+    }
+
+
+def frame(*updates: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [r for u in updates for r in u],
+        schema={
+            "exchange": pl.String,
+            "symbol": pl.String,
+            "ts": pl.Datetime("us", "UTC"),
+            "receipt_ts": pl.Datetime("us", "UTC"),
+            "sequence": pl.Int64,
+            "snapshot": pl.Boolean,
+            "side": pl.String,
+            "price": pl.Float64,
+            "size": pl.Float64,
+        },
+    )
+
+
+def levels(row: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    return list(zip(row["bid_price"], row["bid_size"], strict=True)), list(
+        zip(row["ask_price"], row["ask_size"], strict=True)
+    )
+
+
+BOOK = snap(100, 10, [(99.0, 1.0), (98.0, 2.0), (97.0, 3.0)], [(101.0, 4.0), (102.0, 5.0), (103.0, 6.0)])
+
+
+def snapshots(df: pl.DataFrame, *, kind: str = "per_update", **kw: Any) -> list[dict[str, Any]]:
+    return book_snapshots(df, every=kw.pop("every", SEC), depth=kw.pop("depth", 2), kinds={"X": kind}, **kw).to_dicts()
+
+
+def test_top_levels_at_each_interval_end_after_removals_and_only_where_the_depth_changed() -> None:
+    rows = snapshots(
+        frame(
+            BOOK,
+            delta(400, 11, ("bid", 99.5, 7.0)),  # a better bid
+            delta(900, 12, ("ask", 101.0, 0.0)),  # the best ask removed
+            delta(1_500, 13, ("bid", 97.0, 9.0)),  # below the depth of 2: nothing emitted
+            delta(2_200, 14, ("bid", 99.5, 0.0), ("ask", 100.5, 1.5)),  # best bid removed, a better ask
+            delta(2_700, 15, ("bid", 96.0, 1.0)),
+        )
+    )
+    assert [r["window_start"] for r in rows] == [T0, T0 + 2 * SEC]
+    assert levels(rows[0]) == ([(99.5, 7.0), (99.0, 1.0)], [(102.0, 5.0), (103.0, 6.0)])
+    assert levels(rows[1]) == ([(99.0, 1.0), (98.0, 2.0)], [(100.5, 1.5), (102.0, 5.0)])
+    assert [(r["sequence"], r["updates"], r["ts"], r["valid"]) for r in rows] == [
+        (12, 3, at(900), True),
+        (15, 2, at(2_700), True),
+    ]
+
+
+def test_a_snapshot_replaces_the_book_even_inside_an_interval() -> None:
+    rows = snapshots(
+        frame(
+            BOOK,
+            delta(1_100, 11, ("bid", 99.5, 7.0)),
+            snap(1_600, 20, [(90.0, 1.0)], [(95.0, 2.0)]),  # levels not in it are gone
+            delta(1_800, 21, ("ask", 94.0, 3.0)),
+        )
+    )
+    assert levels(rows[-1]) == ([(90.0, 1.0)], [(94.0, 3.0), (95.0, 2.0)])
+    assert rows[-1]["valid"]
+
+
+def test_before_the_first_snapshot_the_book_is_invalid() -> None:
+    rows = snapshots(frame(delta(100, 9, ("bid", 99.0, 1.0)), snap(1_200, 10, [(98.0, 1.0)], [(99.0, 1.0)])))
+    assert [(r["valid"], r["reason"]) for r in rows] == [(False, "no_snapshot"), (True, None)]
+
+
+def test_a_sequence_break_is_invalid_until_the_next_snapshot_and_so_is_the_book_before_it() -> None:
+    rows = snapshots(
+        frame(
+            BOOK,
+            delta(1_100, 11, ("bid", 99.5, 7.0)),
+            delta(2_100, 13, ("bid", 99.6, 1.0)),  # 12 never arrived (+1 per update)
+            delta(3_100, 14, ("bid", 99.7, 1.0)),
+            snap(4_100, 30, [(99.0, 1.0)], [(101.0, 1.0)]),  # resync
+            delta(5_100, 31, ("bid", 99.1, 1.0)),
+        )
+    )
+    assert [(r["window_start"], r["valid"], r["reason"]) for r in rows] == [
+        (T0, True, None),
+        (T0 + SEC, False, "sequence_break"),  # the book just before the break: the lost update came after it
+        (T0 + 2 * SEC, False, "sequence_break"),
+        (T0 + 3 * SEC, False, "sequence_break"),
+        (T0 + 4 * SEC, True, None),
+        (T0 + 5 * SEC, True, None),
+    ]
+
+
+def test_a_per_range_resync_marks_the_book_before_it_invalid() -> None:
+    rows = snapshots(
+        frame(
+            BOOK,
+            delta(1_100, 15, ("bid", 99.5, 7.0)),  # ranges: jumps between deltas are normal
+            delta(2_100, 19, ("bid", 99.6, 1.0)),
+            snap(3_100, 40, [(99.0, 1.0)], [(101.0, 1.0)]),  # 20..40 arrived only folded into it
+        ),
+        kind="per_range",
+    )
+    assert [(r["valid"], r["reason"]) for r in rows] == [
+        (True, None),
+        (True, None),
+        (False, "sequence_break"),
+        (True, None),
+    ]
+
+
+def test_updates_without_a_sequence_are_invalid() -> None:
+    rows = snapshots(frame(snap(100, None, [(99.0, 1.0)], [(101.0, 1.0)])), kind="none")
+    assert [(r["valid"], r["reason"]) for r in rows] == [(False, "unsequenced")]
+
+
+def test_a_crossed_book_is_invalid_until_the_next_snapshot() -> None:
+    rows = snapshots(
+        frame(
+            BOOK,
+            delta(1_100, 11, ("bid", 101.5, 1.0)),  # bid above the best ask
+            delta(2_100, 12, ("bid", 101.5, 0.0)),  # uncrossed again, still not trusted
+            snap(3_100, 13, [(99.0, 1.0)], [(101.0, 1.0)]),
+        )
+    )
+    assert [(r["valid"], r["reason"]) for r in rows] == [
+        (True, None),
+        (False, "crossed"),
+        (False, "crossed"),
+        (True, None),
+    ]
+
+
+def test_forward_fill_emits_every_interval_from_the_first_update_to_the_last() -> None:
+    df = frame(BOOK, delta(3_500, 11, ("bid", 99.5, 7.0)))
+    rows = snapshots(df, forward_fill=True)
+    assert [(r["window_start"], r["updates"]) for r in rows] == [(T0 + i * SEC, n) for i, n in enumerate([1, 0, 0, 1])]
+    assert levels(rows[1]) == levels(rows[0]) == levels(rows[2])
+    assert len(snapshots(df)) == 2
+
+
+def test_an_interval_of_100ms_and_a_deeper_depth() -> None:
+    rows = snapshots(frame(BOOK, delta(150, 11, ("ask", 100.0, 1.0))), every=timedelta(milliseconds=100), depth=5)
+    assert [r["window_start"] for r in rows] == [at(100)]
+    assert levels(rows[0]) == (
+        [(99.0, 1.0), (98.0, 2.0), (97.0, 3.0)],
+        [(100.0, 1.0), (101.0, 4.0), (102.0, 5.0), (103.0, 6.0)],
+    )
+
+
+def test_quotes_mid_spread_and_micro_price_by_hand() -> None:
+    df = frame(
+        snap(100, 10, [(99.0, 1.0), (98.0, 1.0)], [(101.0, 3.0)]),
+        delta(300, 11, ("bid", 98.0, 5.0)),  # not the best level: no tick quote
+        delta(600, 12, ("bid", 100.0, 3.0)),
+        delta(1_200, 13, ("ask", 101.0, 1.0)),
+    )
+    q = book_quotes(df, every=SEC, kinds={"X": "per_update"}).sort("interval", "ts")
+    ticks = q.filter(pl.col("interval") == "tick")
+    assert ticks.select("sequence", "bid", "bid_size", "ask", "ask_size").rows() == [
+        (10, 99.0, 1.0, 101.0, 3.0),
+        (12, 100.0, 3.0, 101.0, 3.0),
+        (13, 100.0, 3.0, 101.0, 1.0),
+    ]
+    first = ticks.row(0, named=True)
+    assert first["mid"] == 100.0
+    assert first["spread_bps"] == pytest.approx(200.0)  # 2 / 100 * 10^4
+    assert first["micro_price"] == pytest.approx((99.0 * 3.0 + 101.0 * 1.0) / 4.0)  # 99.5
+    last = ticks.row(2, named=True)
+    assert last["micro_price"] == pytest.approx((100.0 * 1.0 + 101.0 * 3.0) / 4.0)  # 100.75
+    timed = q.filter(pl.col("interval") == "1s")
+    assert timed.select("ts", "as_of", "sequence").rows() == [(T0, at(600), 12), (T0 + SEC, at(1_200), 13)]
+    assert q.get_column("source").unique().to_list() == ["book"]
+
+
+def test_quotes_from_a_ticker() -> None:
+    t = pl.DataFrame(
+        {
+            "exchange": ["X"] * 4,
+            "symbol": ["ETH-USDT"] * 4,
+            "ts": [at(100), at(200), at(2_500), at(2_600)],
+            "receipt_ts": [at(101), at(201), at(2_501), at(2_601)],
+            "sequence": [1, 2, 3, 4],
+            "bid": [10.0, 10.0, 10.5, 10.5],
+            "bid_size": [2.0, 2.0, 1.0, 1.0],
+            "ask": [11.0, 11.0, 11.0, 11.0],
+            "ask_size": [2.0, 2.0, 3.0, 3.0],
+        }
+    )
+    q = ticker_quotes(t, every=SEC)
+    ticks = q.filter(pl.col("interval") == "tick")
+    assert ticks.get_column("sequence").to_list() == [1, 3]  # 2 and 4 repeat the quote before them
+    assert ticks.get_column("micro_price").to_list() == [10.5, pytest.approx((10.5 * 3 + 11.0 * 1) / 4)]
+    timed = q.filter(pl.col("interval") == "1s").sort("ts")
+    assert timed.select("ts", "sequence").rows() == [(T0, 2), (T0 + SEC, 2), (T0 + 2 * SEC, 4)]
+    assert set(q.get_column("source")) == {"ticker"}
+
+
+# ---- the incremental build on a catalog --------------------------------------------------------
+
+
+def _bronze_book(rows: list[dict], exchange: str = "BYBIT") -> list[dict]:
+    return [
+        {**r, "exchange": exchange, "price": str(r["price"]), "size": str(r["size"]), "update_id": 1, "levels": 1}
+        for r in rows
+    ]
+
+
+def _next_day(rows: list[dict]) -> list[dict]:
+    """``rows`` a day later, their sequences 100 on (silver keys book rows by sequence)."""
+    day = timedelta(days=1)
+    return [
+        {**r, "ts": r["ts"] + day, "receipt_ts": r["receipt_ts"] + day, "sequence": r["sequence"] + 100} for r in rows
+    ]
+
+
+def _version(catalog: Catalog, table: str) -> int:
+    return catalog.open(table).version()
+
+
+def test_build_is_incremental_per_day_and_writes_nothing_when_nothing_is_new(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    day2 = _next_day(BOOK)
+    write_bronze(catalog, "bronze.book", _bronze_book(BOOK + day2 + delta(1_100, 11, ("bid", 99.5, 1.0))))
+    promote_silver(catalog, backfiller=None)
+    settings = BookSettings(depth=2)
+    first = build_book(catalog, settings)
+    snaps = pl.read_delta(catalog.uri("gold.book_snapshots")).sort("window_start")
+    assert snaps.select("date", "window_start", "valid").rows() == [
+        (T0.date(), T0, True),
+        (T0.date(), T0 + SEC, True),
+        ((T0 + timedelta(days=1)).date(), T0 + timedelta(days=1), True),
+    ]
+    assert first.snapshots == 3 and first.quotes > 0
+    versions = {t: _version(catalog, t) for t in ("gold.book_snapshots", "gold.quotes")}
+    assert build_book(catalog, settings).snapshots == 0
+    assert {t: _version(catalog, t) for t in versions} == versions  # nothing new: nothing written
+
+    # a late delta on day 2 only: day 2 is rebuilt, day 1's rows are not rewritten
+    late = delta(2_000, 11, ("ask", 100.5, 2.0))  # (111 after 110: in sequence)
+    write_bronze(
+        catalog,
+        "bronze.book",
+        _bronze_book(_next_day(late)),
+    )
+    promote_silver(catalog, backfiller=None)
+    again = build_book(catalog, settings)
+    assert again.snapshots == 2  # day 2's two windows
+    after = pl.read_delta(catalog.uri("gold.book_snapshots")).sort("window_start")
+    assert after.height == 4
+    assert after.filter(pl.col("date") == T0.date()).equals(snaps.filter(pl.col("date") == T0.date()))
+    assert levels(after.row(3, named=True))[1] == [(100.5, 2.0), (101.0, 4.0)]
+    assert {t: _version(catalog, t) for t in versions} == {t: v + 1 for t, v in versions.items()}  # one commit each
+
+
+def test_quotes_come_from_the_ticker_where_there_is_no_book(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.book", _bronze_book(BOOK))
+    ticker = [
+        {"exchange": ex, "symbol": "BTC-USDT", "ts": at(200), "receipt_ts": at(201), "sequence": 1, "bid": "99",
+         "bid_size": "1", "ask": "100", "ask_size": "1", "channel": "ticker"}
+        for ex in ("BYBIT", "GEMINI")
+    ]  # fmt: skip
+    write_bronze(catalog, "bronze.ticker", ticker)
+    promote_silver(catalog, backfiller=None)
+    result = build_gold(catalog, intervals=[timedelta(minutes=1)], book=BookSettings(depth=2))
+    assert result.book is not None and result.book.quotes > 0
+    q = pl.read_delta(catalog.uri("gold.quotes"))
+    assert q.select("exchange", "source").unique().sort("exchange").rows() == [("BYBIT", "book"), ("GEMINI", "ticker")]
