@@ -398,7 +398,8 @@ def _assert_equal_to_cryptofeed(root: Path, seen: list[dict[str, Any]]) -> pl.Da
     snaps = book_snapshots(silver, every=ORACLE_EVERY, depth=ORACLE_DEPTH)
     expected = _expected(seen)
     got = snaps.join(expected, on=["symbol", "window_start"], how="left", suffix="_cf")
-    assert got.filter(pl.col("synced").is_null()).is_empty()  # every emitted window is one cryptofeed saw
+    unseen = got.filter(pl.col("synced").is_null())  # every emitted window is one cryptofeed saw
+    assert unseen.is_empty(), unseen.select("symbol", "window_start", "ts", "sequence", "updates", "reason").to_dicts()
     assert (got.get_column("reason").ne_missing("no_snapshot") == got.get_column("synced")).all()
     synced = got.filter(pl.col("synced"))
     for c in ("sequence", "bid_price", "bid_size", "ask_price", "ask_size"):
