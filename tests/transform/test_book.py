@@ -111,6 +111,15 @@ def test_a_snapshot_replaces_the_book_even_inside_an_interval() -> None:
     assert rows[-1]["valid"]
 
 
+def test_a_snapshot_comes_before_a_delta_of_its_own_sequence_received_earlier() -> None:
+    """Binance: the depth update that makes cryptofeed fetch the REST snapshot is received before
+    it and can end at the snapshot's lastUpdateId; cryptofeed applies it after the snapshot."""
+    early = [{**r, "receipt_ts": at(90)} for r in delta(95, 10, ("bid", 99.0, 8.0))]
+    rows = snapshots(frame(early, BOOK), kind="per_range")
+    assert [(r["valid"], r["sequence"]) for r in rows] == [(True, 10)]
+    assert levels(rows[0])[0] == [(99.0, 8.0), (98.0, 2.0)]
+
+
 def test_before_the_first_snapshot_the_book_is_invalid() -> None:
     rows = snapshots(frame(delta(100, 9, ("bid", 99.0, 1.0)), snap(1_200, 10, [(98.0, 1.0)], [(99.0, 1.0)])))
     assert [(r["valid"], r["reason"]) for r in rows] == [(False, "no_snapshot"), (True, None)]
@@ -409,6 +418,21 @@ def _assert_equal_to_cryptofeed(root: Path, seen: list[dict[str, Any]]) -> pl.Da
     missing = must.join(snaps, on=["symbol", "window_start"], how="anti")
     assert missing.is_empty(), missing.head(3).to_dicts()
     assert synced.height >= must.height > 0
+    # the quote at every change of the best levels: cryptofeed's best levels at that update
+    ticks = book_quotes(silver, every=ORACLE_EVERY).filter((pl.col("interval") == "tick") & pl.col("valid"))
+    best = pl.DataFrame(seen, infer_schema_length=None).select(
+        "symbol",
+        "sequence",
+        *(
+            pl.col(f"{s}_{c}").list.first().alias(f"{s}{x}_cf")
+            for s in ("bid", "ask")
+            for c, x in (("price", ""), ("size", "_size"))
+        ),
+    )
+    q = ticks.join(best.unique(["symbol", "sequence"], keep="last"), on=["symbol", "sequence"], how="left")
+    for c in ("bid", "bid_size", "ask", "ask_size"):
+        assert q.filter(pl.col(c).ne_missing(pl.col(f"{c}_cf"))).is_empty(), c
+    assert ticks.height > 0
     return snaps
 
 
@@ -451,7 +475,7 @@ def test_snapshots_equal_cryptofeeds_book_on_the_synthetic_market_across_a_recon
     from crypto_lakehouse.loopback import FaultPlan, LoopbackExchange, MarketSpec
     from crypto_lakehouse.loopback.replay import synthetic_target
 
-    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=3_000, max_trades=2_000)
+    spec = MarketSpec(exchange="BINANCE_FUTURES", symbols=["BTCUSDT", "ETHUSDT"], rate=3_000, max_trades=4_000)
     ex = LoopbackExchange(market=spec, faults=FaultPlan(drop_at=400))
     seen = _replay(ex, lambda ex: synthetic_target(ex, channels=["l2_book"]), tmp_path)
     assert sum(s["snapshot"] for s in seen) >= 4  # a snapshot per symbol per connection

@@ -95,9 +95,13 @@ class _Windows:
 
 
 def _ordered(part: pl.DataFrame) -> pl.DataFrame:
-    """One day of one book's rows in update order with ``u`` (the update's ordinal)."""
+    """One day of one book's rows in update order with ``u`` (the update's ordinal): by sequence,
+    a snapshot first among updates of one sequence, then receipt time; without sequences, by
+    receipt time."""
     sequenced = part.get_column("sequence").null_count() == 0
-    order = ["sequence", "receipt_ts", "_delta"] if sequenced else ["receipt_ts", "_delta", "sequence"]
+    # a snapshot before the deltas of its sequence (Binance: the delta that made cryptofeed fetch
+    # it, received before it, can end at its lastUpdateId and is applied after it)
+    order = ["sequence", "_delta", "receipt_ts"] if sequenced else ["receipt_ts", "_delta", "sequence"]
     rows = part.with_columns((~pl.col("snapshot")).alias("_delta"))
     if not sequenced or not _in_order(rows, order):  # (silver files hold days in order: mostly no sort)
         rows = rows.sort(order, nulls_last=True)
@@ -191,32 +195,32 @@ def _rebuild(part: pl.DataFrame, *, every: timedelta | None, depth: int, kind: s
     np.maximum.at(bid_top, w[live & ~ask], idx[live & ~ask] + 1)
     ask_bottom = np.full(n_win, n_prices, dtype=np.int64)  # lowest ask index it sets alive
     np.minimum.at(ask_bottom, w[live & ask], idx[live & ask])
-    out = _sweep(
-        pos,
-        size,
-        offsets,
-        reset=reset_of_window >= 0,
-        bid_top=bid_top,
-        ask_bottom=ask_bottom,
-        n_prices=n_prices,
-        depth=depth,
-    )
+    levels = _Levels(pos, size, offsets, reset_of_window >= 0, bid_top, ask_bottom, n_prices)
+    out = _sweep_best(levels) if depth == 1 else _sweep(levels, depth=depth)
     return _Windows(windows.drop("_reset"), prices, *out)
 
 
-def _sweep(
-    pos: np.ndarray,
-    size: np.ndarray,
-    offsets: np.ndarray,
-    *,
-    reset: np.ndarray,
-    bid_top: np.ndarray,
-    ask_bottom: np.ndarray,
-    n_prices: int,
-    depth: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over the windows: apply each window's levels (``pos``: price index, + n_prices
-    for asks) to a dense book and read its top ``depth`` levels per side from the best on."""
+@dataclass(frozen=True, slots=True)
+class _Levels:
+    """What the sweep applies: per level (in window order) its ``pos`` (price index, +
+    ``n_prices`` for asks) and ``size``; per window its rows ``offsets[k]:offsets[k + 1]``,
+    whether it ``reset``s the book (a snapshot), and the highest bid index + 1 / lowest ask
+    index it sets alive (``bid_top``, ``ask_bottom``)."""
+
+    pos: np.ndarray
+    size: np.ndarray
+    offsets: np.ndarray
+    reset: np.ndarray
+    bid_top: np.ndarray
+    ask_bottom: np.ndarray
+    n_prices: int
+
+
+def _sweep(lv: _Levels, *, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the windows: apply each window's levels to a dense book and read its top
+    ``depth`` levels per side from the best on."""
+    pos, size, offsets, reset, bid_top, ask_bottom = lv.pos, lv.size, lv.offsets, lv.reset, lv.bid_top, lv.ask_bottom
+    n_prices = lv.n_prices
     n_win = len(offsets) - 1
     book = np.zeros(2 * n_prices, dtype=np.float64)
     bid_idx = np.full((n_win, depth), -1, dtype=np.int64)
@@ -252,6 +256,41 @@ def _sweep(
         ask_size[k, :n] = asks[row[:n]]
         lo = int(row[0]) if n else n_prices
     return bid_idx, bid_size, ask_idx, ask_size
+
+
+def _sweep_best(lv: _Levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_sweep` for the best level alone, in plain Python over lists: with a window per
+    update (tick quotes) the windows hold a few levels each, where NumPy's per-call cost would
+    dominate. Same results as ``_sweep(lv, depth=1)``."""
+    n_win, n = len(lv.offsets) - 1, lv.n_prices
+    pos_l, size_l, off = lv.pos.tolist(), lv.size.tolist(), lv.offsets.tolist()
+    reset_l, top_l, bottom_l = lv.reset.tolist(), lv.bid_top.tolist(), lv.ask_bottom.tolist()
+    bid_i, ask_i = [-1] * n_win, [-1] * n_win
+    bid_q, ask_q = [0.0] * n_win, [0.0] * n_win
+    book = [0.0] * (2 * n)
+    hi, lo = 0, n  # as in _sweep
+    for k in range(n_win):
+        if reset_l[k]:
+            book = [0.0] * (2 * n)
+            hi, lo = 0, n
+        for j in range(off[k], off[k + 1]):
+            book[pos_l[j]] = size_l[j]
+        hi, lo = max(hi, top_l[k]), min(lo, bottom_l[k])
+        h = hi - 1
+        while h >= 0 and book[h] == 0.0:
+            h -= 1
+        hi = h + 1
+        if h >= 0:
+            bid_i[k], bid_q[k] = h, book[h]
+        while lo < n and book[n + lo] == 0.0:
+            lo += 1
+        if lo < n:
+            ask_i[k], ask_q[k] = lo, book[n + lo]
+
+    def column(values: list[int] | list[float]) -> np.ndarray:
+        return np.array(values).reshape(n_win, 1)
+
+    return column(bid_i), column(bid_q), column(ask_i), column(ask_q)
 
 
 def _lists(idx: np.ndarray, values: np.ndarray) -> pl.Series:
