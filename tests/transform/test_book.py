@@ -224,7 +224,7 @@ def test_quotes_mid_spread_and_micro_price_by_hand() -> None:
     last = ticks.row(2, named=True)
     assert last["micro_price"] == pytest.approx((100.0 * 1.0 + 101.0 * 3.0) / 4.0)  # 100.75
     timed = q.filter(pl.col("interval") == "1s")
-    assert timed.select("ts", "as_of", "sequence").rows() == [(T0, at(600), 12), (T0 + SEC, at(1_200), 13)]
+    assert timed.select("ts", "as_of", "sequence").rows() == [(T0 + SEC, at(600), 12), (T0 + 2 * SEC, at(1_200), 13)]
     assert q.get_column("source").unique().to_list() == ["book"]
 
 
@@ -247,7 +247,7 @@ def test_quotes_from_a_ticker() -> None:
     assert ticks.get_column("sequence").to_list() == [1, 3]  # 2 and 4 repeat the quote before them
     assert ticks.get_column("micro_price").to_list() == [10.5, pytest.approx((10.5 * 3 + 11.0 * 1) / 4)]
     timed = q.filter(pl.col("interval") == "1s").sort("ts")
-    assert timed.select("ts", "sequence").rows() == [(T0, 2), (T0 + SEC, 2), (T0 + 2 * SEC, 4)]
+    assert timed.select("ts", "sequence").rows() == [(T0 + SEC, 2), (T0 + 2 * SEC, 2), (T0 + 3 * SEC, 4)]
     assert set(q.get_column("source")) == {"ticker"}
 
 

@@ -52,6 +52,8 @@ _PER_VENUE = (
     "silver.trades",
     "silver.book",
     "gold.ohlcv",
+    "gold.book_snapshots",
+    "gold.quotes",
 )
 
 
@@ -109,10 +111,14 @@ async def _demo(
             backfiller=Backfiller({ex1.venue.exchange: ex1.rest_url, "OKX": ex2.rest_url}),
             options=SilverOptions.from_settings(settings.silver),
         )
-    gold = await asyncio.to_thread(build_gold, writer.catalog, intervals=settings.gold.intervals)
+    gold = await asyncio.to_thread(
+        build_gold, writer.catalog, intervals=settings.gold.intervals, book=settings.gold.book
+    )
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
+    if gold.book is not None:
+        console.print(f"   gold.book_snapshots: {gold.book.snapshots:,} rows, gold.quotes: {gold.book.quotes:,} rows")
     console.print(_per_venue(writer.catalog))
 
     listing = Table(title=f"tables under {settings.root}")

@@ -456,15 +456,16 @@ def _first_level(f: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _quote_rows(f: pl.DataFrame, *, interval: str, source: str) -> pl.DataFrame:
-    """gold.quotes rows from columns window (-> ts), ts (-> as_of), date, exchange, symbol,
-    sequence, bid, bid_size, ask, ask_size, valid."""
+def _quote_rows(f: pl.DataFrame, *, every: timedelta | None, source: str) -> pl.DataFrame:
+    """gold.quotes rows from columns window, ts (-> as_of), date, exchange, symbol, sequence,
+    bid, bid_size, ask, ask_size, valid: at every change (``every`` None: ts stays the change's
+    time) or sampled at the end of each window of ``every`` (ts = window + every)."""
     spec = GOLD["gold.quotes"]
     return (
         f.with_columns(pl.col("ts").alias("as_of"))
         .with_columns(
-            pl.col("window").alias("ts") if interval != TICK else pl.col("ts"),
-            pl.lit(interval).alias("interval"),
+            pl.col("ts") if every is None else (pl.col("window") + every).alias("ts"),
+            pl.lit(TICK if every is None else format_duration(every)).alias("interval"),
             pl.lit(source).alias("source"),
         )
         .with_columns(quote_columns())
@@ -477,8 +478,9 @@ def book_quotes(
     book: pl.DataFrame | pl.LazyFrame, *, every: timedelta, kinds: Mapping[str, str] | None = None
 ) -> pl.DataFrame:
     """gold.quotes rows (source ``book``) of silver-shaped ``book``: the best levels after every
-    update that changed them or their validity (interval ``tick``), and at the end of every
-    interval of ``every`` from each day's first update to its last (interval ``every``)."""
+    update that changed them or their validity (interval ``tick``, at the update's time), and
+    sampled at the end of every interval of ``every`` from each day's first update to its last
+    (interval ``every``, ``ts`` = the interval's end: the quote as of just before it)."""
     frames = []
     for (exchange, symbol, day), part in _days(book).items():
         kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
@@ -487,10 +489,10 @@ def book_quotes(
         changed = pl.any_horizontal(
             pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
         ) | (pl.int_range(pl.len()) == 0)
-        frames.append(_quote_rows(ticks.filter(changed), interval=TICK, source="book"))
+        frames.append(_quote_rows(ticks.filter(changed), every=None, source="book"))
         timed = _first_level(_judged(_rebuild(part, every=every, depth=1, kind=kind))).with_columns(named)
         filled = _forward_filled(timed, every, by=["exchange", "symbol"])
-        frames.append(_quote_rows(filled, interval=format_duration(every), source="book"))
+        frames.append(_quote_rows(filled, every=every, source="book"))
     return pl.concat(frames) if frames else _empty("gold.quotes")
 
 
@@ -517,13 +519,13 @@ def ticker_quotes(ticker: pl.DataFrame | pl.LazyFrame, *, every: timedelta) -> p
     changed = pl.any_horizontal(
         pl.col(c).ne_missing(pl.col(c).shift(1)).over(by) for c in ("bid", "bid_size", "ask", "ask_size")
     ) | (pl.int_range(pl.len()).over(by) == 0)
-    ticks = _quote_rows(t.filter(changed).with_columns(pl.col("ts").alias("window")), interval=TICK, source="ticker")
+    ticks = _quote_rows(t.filter(changed), every=None, source="ticker")
     last = (
         t.with_columns(pl.col("ts").dt.truncate(format_duration(every)).alias("window"))
         .group_by(*by, "window", maintain_order=True)
         .agg(pl.all().last())
     )
-    timed = _quote_rows(_forward_filled(last, every, by=by), interval=format_duration(every), source="ticker")
+    timed = _quote_rows(_forward_filled(last, every, by=by), every=every, source="ticker")
     return pl.concat([ticks, timed])
 
 
