@@ -310,13 +310,15 @@ class MaintenanceSettings(_Section):
 class BookSettings(_Section):
     """gold.book_snapshots and gold.quotes (docs/gold.md): the top ``depth`` levels of each book
     at the end of every ``interval`` (a duration that divides a day: 100ms, 1s, 1m, ...), emitted
-    where the book changed within the depth, or every interval with ``forward_fill``."""
+    where the book changed within the depth, or every interval with ``forward_fill``; and
+    gold.microstructure per ``stats_interval``."""
 
     depth: int = Field(10, ge=1, le=1000, description="levels per side in each snapshot")
     interval: Duration = Field(parse_duration("1s"), description="snapshot and quote interval; divides a day")
     forward_fill: bool = Field(False, description="emit every interval, not only those where the book changed")
+    stats_interval: Duration = Field(parse_duration("1m"), description="gold.microstructure interval; divides a day")
 
-    @field_validator("interval")
+    @field_validator("interval", "stats_interval")
     @classmethod
     def _divides_a_day(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0) or timedelta(days=1) % value:

@@ -66,6 +66,7 @@ TableName = Literal[
     "gold.funding",
     "gold.book_snapshots",
     "gold.quotes",
+    "gold.microstructure",
     "meta.archive_manifest",
     "meta.tags",
 ]
@@ -597,6 +598,32 @@ GOLD: dict[str, TableSpec] = {
             key=("interval", "source", "exchange", "symbol", "ts", "sequence"),
             description="best bid/ask at every change and at each interval, with mid, spread and micro-price",
         ),
+        TableSpec(
+            name="gold.microstructure",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "statistics interval, e.g. 1m"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC date of window_start"),
+                    _f("window_start", UTC_US, False, "interval start, inclusive"),
+                    _f("twa_spread_bps", _F, True, "time-weighted mean of the quoted spread (bps) over the interval"),
+                    _f("depth_bid_10bps", _F, True, "bid size priced within 10 bps of the mid at the interval's end"),
+                    _f("depth_ask_10bps", _F, True, "ask size priced within 10 bps of the mid at the interval's end"),
+                    _f("depth_bid_50bps", _F, True, "bid size priced within 50 bps of the mid at the interval's end"),
+                    _f("depth_ask_50bps", _F, True, "ask size priced within 50 bps of the mid at the interval's end"),
+                    _f("ofi", _F, True, "order-flow imbalance (Cont, Kukanov & Stoikov 2014), base units"),
+                    _f("realized_variance", _F, True, "sum of squared log changes of the mid"),
+                    _f("quote_updates", pa.int64(), False, "changes of the best levels in the interval"),
+                    _f("trade_imbalance", _F, True, "(buy - sell) / (buy + sell) taker volume (null: no trade)"),
+                    _f("trades", pa.int64(), False, "trades in the interval"),
+                    _f("valid", pa.bool_(), False, "false: the book was not valid all through the interval"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "exchange", "symbol", "window_start"),
+            description="microstructure statistics per interval from the rebuilt book and the trades (docs/gold.md)",
+        ),
     )
 }
 
@@ -648,6 +675,7 @@ TIME_COLUMN: dict[str, str] = {
     "gold.funding": "funding_time",
     "gold.book_snapshots": "window_start",
     "gold.quotes": "ts",
+    "gold.microstructure": "window_start",
     "meta.tags": "created_at",
     "meta.archive_manifest": "imported_at",
 }

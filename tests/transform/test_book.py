@@ -4,6 +4,7 @@ the forward-fill option, quotes' mid/spread/micro-price by hand, and the increme
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from crypto_lakehouse.config import BookSettings
 from crypto_lakehouse.storage import Catalog
-from crypto_lakehouse.transform.book import book_quotes, book_snapshots, build_book, ticker_quotes
+from crypto_lakehouse.transform.book import book_microstructure, book_quotes, book_snapshots, build_book, ticker_quotes
 from crypto_lakehouse.transform.gold import build_gold
 from crypto_lakehouse.transform.silver import promote_silver
 from tests.transform.helpers import write_bronze
@@ -251,6 +252,49 @@ def test_quotes_from_a_ticker() -> None:
     assert set(q.get_column("source")) == {"ticker"}
 
 
+def test_microstructure_by_hand() -> None:
+    """Two 1 s windows of a book around 10,000, every statistic computed by hand."""
+    df = frame(
+        snap(
+            100,
+            10,
+            [(9_999.0, 1.0), (9_995.0, 2.0), (9_960.0, 5.0)],
+            [(10_001.0, 3.0), (10_004.0, 4.0), (10_030.0, 6.0)],
+        ),
+        delta(400, 11, ("bid", 9_999.0, 2.0)),  # best bid size 1 -> 2
+        delta(700, 12, ("ask", 10_000.5, 2.0)),  # a better ask
+        delta(1_500, 13, ("bid", 9_999.0, 0.0)),  # best bid removed: 9,995
+    )
+    trades = pl.DataFrame(
+        {
+            "exchange": ["X"] * 3,
+            "symbol": ["BTC-USDT"] * 3,
+            "ts": [at(200), at(800), at(1_200)],
+            "side": ["buy", "sell", "buy"],
+            "amount": [1.0, 3.0, 2.0],
+        }
+    )
+    rows = book_microstructure(df, trades, every=SEC, kinds={"X": "per_update"}).sort("window_start").to_dicts()
+    assert [r["window_start"] for r in rows] == [T0, T0 + SEC]
+    w0, w1 = rows
+    s0, s2, s3 = 2 / 10_000 * 1e4, 1.5 / 9_999.75 * 1e4, 5.5 / 9_997.75 * 1e4  # spread (bps) of each state
+    # spread 2 bps from 0.1 s to 0.7 s, s2 to 1.5 s, s3 to the end of the last window (2 s)
+    assert w0["twa_spread_bps"] == pytest.approx((s0 * 0.6 + s2 * 0.3) / 0.9)
+    assert w1["twa_spread_bps"] == pytest.approx((s2 * 0.5 + s3 * 0.5) / 1.0)
+    # OFI e_n: 0.4 s bid size 1 -> 2 at the same price: +2 - 1; 0.7 s a lower ask of 2: -2;
+    # 1.5 s the bid falls 9,999 (2) -> 9,995: -2
+    assert (w0["ofi"], w1["ofi"]) == (pytest.approx(-1.0), pytest.approx(-2.0))
+    assert w0["realized_variance"] == pytest.approx(math.log(9_999.75 / 10_000) ** 2)
+    assert w1["realized_variance"] == pytest.approx(math.log(9_997.75 / 9_999.75) ** 2)
+    assert (w0["quote_updates"], w1["quote_updates"]) == (3, 1)
+    # depth at the end of each window: mid 9,999.75 (10 bps: 9,989.75..10,009.75; 50 bps: 9,949.75..10,049.75)
+    assert [w0[f"depth_{s}_{b}bps"] for b in (10, 50) for s in ("bid", "ask")] == [4.0, 9.0, 9.0, 15.0]
+    # mid 9,997.75 (10 bps: 9,987.75..10,007.75; 50 bps: 9,947.76..10,047.74)
+    assert [w1[f"depth_{s}_{b}bps"] for b in (10, 50) for s in ("bid", "ask")] == [2.0, 9.0, 7.0, 15.0]
+    assert (w0["trade_imbalance"], w0["trades"], w1["trade_imbalance"], w1["trades"]) == (-0.5, 2, 1.0, 1)
+    assert (w0["valid"], w1["valid"]) == (False, True)  # the first 100 ms had no book
+
+
 # ---- the incremental build on a catalog --------------------------------------------------------
 
 
@@ -482,3 +526,30 @@ def test_snapshots_equal_cryptofeeds_book_on_the_synthetic_market_across_a_recon
     snaps = _assert_equal_to_cryptofeed(tmp_path, seen)
     assert snaps.get_column("valid").sum() >= 10
     assert "sequence_break" in set(snaps.get_column("reason"))  # the book before each resync
+
+
+def test_a_late_trade_rebuilds_only_the_statistics_of_its_day(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.book", _bronze_book(BOOK + delta(61_000, 11, ("bid", 99.5, 1.0))))
+
+    def trade(ms: int, tid: str, side: str) -> dict[str, Any]:
+        return {"exchange": "BYBIT", "symbol": "BTC-USDT", "ts": at(ms), "receipt_ts": at(ms + 1), "id": tid,
+                "side": side, "price": "100", "amount": "2"}  # fmt: skip
+
+    write_bronze(catalog, "bronze.trades", [trade(500, "a", "buy")])
+    promote_silver(catalog, backfiller=None)
+    first = build_book(catalog, BookSettings(depth=2))
+    stats = pl.read_delta(catalog.uri("gold.microstructure")).sort("window_start")
+    assert first.microstructure == 2 == stats.height  # 1 m windows from the first update to the last
+    assert stats.select("trades", "trade_imbalance").rows() == [(1, 1.0), (0, None)]
+    versions = {t: _version(catalog, t) for t in ("gold.book_snapshots", "gold.quotes", "gold.microstructure")}
+
+    write_bronze(catalog, "bronze.trades", [trade(900, "b", "sell"), trade(950, "c", "sell")])
+    promote_silver(catalog, backfiller=None)
+    build_book(catalog, BookSettings(depth=2))
+    stats = pl.read_delta(catalog.uri("gold.microstructure")).sort("window_start")
+    assert stats.select("trades", "trade_imbalance").rows() == [(3, pytest.approx(-1 / 3)), (0, None)]
+    after = {t: _version(catalog, t) for t in versions}
+    assert after == {**versions, "gold.microstructure": versions["gold.microstructure"] + 1}
+    build_book(catalog, BookSettings(depth=2))
+    assert {t: _version(catalog, t) for t in versions} == after  # nothing new: nothing written

@@ -51,7 +51,17 @@ from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
 from crypto_lakehouse.venues.registry import venue
 
-__all__ = ["TICK", "BookBuild", "book_quotes", "book_snapshots", "build_book", "quote_columns", "ticker_quotes"]
+__all__ = [
+    "BANDS",
+    "TICK",
+    "BookBuild",
+    "book_microstructure",
+    "book_quotes",
+    "book_snapshots",
+    "build_book",
+    "quote_columns",
+    "ticker_quotes",
+]
 
 LOG = logging.getLogger(__name__)
 TICK = "tick"
@@ -69,6 +79,7 @@ class BookBuild:
 
     snapshots: int = 0
     quotes: int = 0
+    microstructure: int = 0
     silver_versions: dict[str, tuple[int | None, int]] | None = None
 
 
@@ -92,6 +103,7 @@ class _Windows:
     bid_size: np.ndarray
     ask_idx: np.ndarray
     ask_size: np.ndarray
+    band_depth: np.ndarray  # (windows, 2 x bands): bid then ask size within each band of the mid
 
 
 def _ordered(part: pl.DataFrame) -> pl.DataFrame:
@@ -152,9 +164,12 @@ def _validity(updates: pl.DataFrame, kind: str) -> pl.DataFrame:
     )
 
 
-def _rebuild(part: pl.DataFrame, *, every: timedelta | None, depth: int, kind: str) -> _Windows:
+def _rebuild(
+    part: pl.DataFrame, *, every: timedelta | None, depth: int, kind: str, bands: tuple[float, ...] = ()
+) -> _Windows:
     """The book at the end of every window of ``every`` (None: after every update) that had
-    updates, from one day of one book's silver rows."""
+    updates, from one day of one book's silver rows; with ``bands`` (bps), the size within each
+    of the mid per side."""
     rows = _ordered(part)
     updates = _validity(
         rows.filter(pl.col("_first")).select(
@@ -195,8 +210,8 @@ def _rebuild(part: pl.DataFrame, *, every: timedelta | None, depth: int, kind: s
     np.maximum.at(bid_top, w[live & ~ask], idx[live & ~ask] + 1)
     ask_bottom = np.full(n_win, n_prices, dtype=np.int64)  # lowest ask index it sets alive
     np.minimum.at(ask_bottom, w[live & ask], idx[live & ask])
-    levels = _Levels(pos, size, offsets, reset_of_window >= 0, bid_top, ask_bottom, n_prices)
-    out = _sweep_best(levels) if depth == 1 else _sweep(levels, depth=depth)
+    levels = _Levels(pos, size, offsets, reset_of_window >= 0, bid_top, ask_bottom, prices)
+    out = _sweep_best(levels) if depth == 1 and not bands else _sweep(levels, depth=depth, bands=bands)
     return _Windows(windows.drop("_reset"), prices, *out)
 
 
@@ -213,12 +228,19 @@ class _Levels:
     reset: np.ndarray
     bid_top: np.ndarray
     ask_bottom: np.ndarray
-    n_prices: int
+    prices: np.ndarray  # the day's distinct prices, ascending
+
+    @property
+    def n_prices(self) -> int:
+        return len(self.prices)
 
 
-def _sweep(lv: _Levels, *, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _sweep(
+    lv: _Levels, *, depth: int, bands: tuple[float, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the windows: apply each window's levels to a dense book and read its top
-    ``depth`` levels per side from the best on."""
+    ``depth`` levels per side from the best on; with ``bands`` (bps), the size of each side
+    priced within each band of the mid (boundaries included)."""
     pos, size, offsets, reset, bid_top, ask_bottom = lv.pos, lv.size, lv.offsets, lv.reset, lv.bid_top, lv.ask_bottom
     n_prices = lv.n_prices
     n_win = len(offsets) - 1
@@ -227,6 +249,8 @@ def _sweep(lv: _Levels, *, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     ask_idx = np.full((n_win, depth), -1, dtype=np.int64)
     bid_size = np.zeros((n_win, depth), dtype=np.float64)
     ask_size = np.zeros((n_win, depth), dtype=np.float64)
+    band_depth = np.full((n_win, 2 * len(bands)), np.nan)
+    prices = lv.prices
     bids, asks = book[:n_prices], book[n_prices:]
     hi, lo = 0, n_prices  # every live bid index is < hi; every live ask index is >= lo
     first = 4 * depth
@@ -255,10 +279,17 @@ def _sweep(lv: _Levels, *, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
             n, bottom, chunk = n + len(found), stop, chunk * 2
         ask_size[k, :n] = asks[row[:n]]
         lo = int(row[0]) if n else n_prices
-    return bid_idx, bid_size, ask_idx, ask_size
+        if bands and hi and lo < n_prices:
+            mid = (prices[hi - 1] + prices[lo]) / 2
+            for j, bps in enumerate(bands):
+                below = int(np.searchsorted(prices, mid * (1 - bps / 10_000), "left"))
+                above = int(np.searchsorted(prices, mid * (1 + bps / 10_000), "right"))
+                band_depth[k, 2 * j] = bids[below:hi].sum()
+                band_depth[k, 2 * j + 1] = asks[lo:above].sum()
+    return bid_idx, bid_size, ask_idx, ask_size, band_depth
 
 
-def _sweep_best(lv: _Levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _sweep_best(lv: _Levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_sweep` for the best level alone, in plain Python over lists: with a window per
     update (tick quotes) the windows hold a few levels each, where NumPy's per-call cost would
     dominate. Same results as ``_sweep(lv, depth=1)``."""
@@ -290,7 +321,7 @@ def _sweep_best(lv: _Levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     def column(values: list[int] | list[float]) -> np.ndarray:
         return np.array(values).reshape(n_win, 1)
 
-    return column(bid_i), column(bid_q), column(ask_i), column(ask_q)
+    return column(bid_i), column(bid_q), column(ask_i), column(ask_q), np.zeros((n_win, 0))
 
 
 def _lists(idx: np.ndarray, values: np.ndarray) -> pl.Series:
@@ -529,6 +560,123 @@ def ticker_quotes(ticker: pl.DataFrame | pl.LazyFrame, *, every: timedelta) -> p
     return pl.concat([ticks, timed])
 
 
+BANDS = (10.0, 50.0)
+"""bps of the mid within which gold.microstructure sums each side's size."""
+
+
+def _grid(first: object, last: object, every: timedelta) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"window": pl.datetime_range(first, last, every, time_unit="us", time_zone="UTC", eager=True)}  # type: ignore[call-overload]  # (first, last: datetimes read from a frame)
+    )
+
+
+def _tick_stats(ticks: pl.DataFrame, grid: pl.DataFrame, every: timedelta) -> pl.DataFrame:
+    """Per window of ``grid``: the time-weighted spread, OFI, realized variance, quote changes and
+    whether the book stayed valid, from ``ticks`` (the best levels after every change: ts, bid,
+    bid_size, ask, ask_size, valid; one day, in order)."""
+    prev = {c: pl.col(c).shift(1) for c in ("bid", "bid_size", "ask", "ask_size")}
+    both = pl.col("valid") & pl.col("valid").shift(1)
+    step = every.total_seconds() * 1e6
+    t = ticks.with_columns(quote_columns()).with_columns(
+        pl.col("ts").dt.truncate(format_duration(every)).alias("window"),
+        # e_n of Cont, Kukanov & Stoikov (2014), eq. 2
+        pl.when(both)
+        .then(
+            pl.when(pl.col("bid") >= prev["bid"]).then(pl.col("bid_size")).otherwise(0.0)
+            - pl.when(pl.col("bid") <= prev["bid"]).then(prev["bid_size"]).otherwise(0.0)
+            - pl.when(pl.col("ask") <= prev["ask"]).then(pl.col("ask_size")).otherwise(0.0)
+            + pl.when(pl.col("ask") >= prev["ask"]).then(prev["ask_size"]).otherwise(0.0)
+        )
+        .alias("_e"),
+        pl.when(both).then((pl.col("mid").log() - pl.col("mid").log().shift(1)) ** 2).alias("_r2"),
+    )
+    per_window = t.group_by("window").agg(
+        pl.col("_e").sum().alias("ofi"),
+        pl.col("_r2").sum().alias("realized_variance"),
+        pl.len().cast(pl.Int64).alias("quote_updates"),
+    )
+    # the spread holds from each change to the next; each window starts with the state carried in
+    carried = grid.join_asof(
+        t.select("ts", "spread_bps", "valid"), left_on="window", right_on="ts", strategy="backward"
+    ).select(pl.col("window").alias("ts"), "spread_bps", "valid")
+    end = grid.get_column("window").max() + every  # type: ignore[operator]  # (a datetime)
+    points = (
+        pl.concat([carried, t.select("ts", "spread_bps", "valid")])
+        .sort("ts", maintain_order=True)
+        .with_columns(
+            pl.col("ts").dt.truncate(format_duration(every)).alias("window"),
+            ((pl.col("ts").shift(-1).fill_null(end) - pl.col("ts")).dt.total_microseconds() / step).alias("_dt"),
+        )
+    )
+    weighted = pl.col("valid").fill_null(False) & pl.col("spread_bps").is_not_null()
+    timed = points.group_by("window").agg(
+        ((pl.col("spread_bps") * pl.col("_dt")).filter(weighted).sum() / pl.col("_dt").filter(weighted).sum()).alias(
+            "twa_spread_bps"
+        ),
+        pl.col("valid").fill_null(False).all().alias("_valid"),
+    )
+    return grid.join(per_window, on="window", how="left").join(timed, on="window", how="left")
+
+
+def book_microstructure(
+    book: pl.DataFrame | pl.LazyFrame,
+    trades: pl.DataFrame | pl.LazyFrame | None,
+    *,
+    every: timedelta,
+    kinds: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """gold.microstructure rows of silver-shaped ``book`` (and ``trades``, silver.trades-shaped,
+    for the trade imbalance): one per window of ``every`` from each (exchange, symbol, day)'s
+    first book update to its last. Formulas in docs/gold.md."""
+    spec = GOLD["gold.microstructure"]
+    trade_df = trades.collect() if isinstance(trades, pl.LazyFrame) else trades
+    frames = []
+    for (exchange, symbol, day), part in _days(book).items():
+        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
+        ticks = _first_level(_judged(_rebuild(part, every=None, depth=1, kind=kind)))
+        ticks = ticks.filter(
+            pl.any_horizontal(
+                pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
+            )
+            | (pl.int_range(pl.len()) == 0)
+        )
+        win = _rebuild(part, every=every, depth=1, kind=kind, bands=BANDS)
+        names = [f"depth_{side}_{int(b)}bps" for b in BANDS for side in ("bid", "ask")]
+        ends = _judged(win).select("window", *(pl.Series(n, win.band_depth[:, i]) for i, n in enumerate(names)))
+        grid = _grid(ends.get_column("window").min(), ends.get_column("window").max(), every)
+        out = _tick_stats(ticks, grid, every).join_asof(ends, on="window", strategy="backward")
+        if trade_df is not None and not trade_df.is_empty():
+            buy = pl.when(pl.col("side") == "buy").then(pl.col("amount")).otherwise(0.0)
+            sell = pl.when(pl.col("side") == "sell").then(pl.col("amount")).otherwise(0.0)
+            flow = (
+                trade_df.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol))
+                .with_columns(pl.col("ts").dt.truncate(format_duration(every)).alias("window"))
+                .group_by("window")
+                .agg(buy.sum().alias("_buy"), sell.sum().alias("_sell"), pl.len().cast(pl.Int64).alias("trades"))
+            )
+            out = out.join(flow, on="window", how="left")
+        else:
+            out = out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("_buy", "_sell")).with_columns(
+                pl.lit(0, pl.Int64).alias("trades")
+            )
+        frames.append(
+            out.with_columns(
+                ((pl.col("_buy") - pl.col("_sell")) / (pl.col("_buy") + pl.col("_sell"))).alias("trade_imbalance"),
+                pl.col("trades").fill_null(0),
+                pl.col("quote_updates").fill_null(0),
+                pl.col("_valid").alias("valid"),
+                pl.col("window").alias("window_start"),
+                pl.lit(format_duration(every)).alias("interval"),
+                pl.lit(exchange).alias("exchange"),
+                pl.lit(symbol).alias("symbol"),
+                pl.lit(day).alias("date"),
+            ).select(spec.schema.names)
+        )
+    if not frames:
+        return _empty(spec.name)
+    return pl.concat(frames).cast(dict(_empty(spec.name).schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+
+
 # ---- incremental build: touched (exchange, symbol, day)s, one commit per table -------------------
 
 
@@ -569,34 +717,80 @@ def _touched(new: pl.DataFrame) -> pl.DataFrame:
     return new.select("exchange", "symbol", pl.coalesce("ts", "receipt_ts").dt.date().alias("date")).unique().sort(_DAY)
 
 
-def _from_book(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]]) -> tuple[int, int]:
+def _stats_app(s: BookSettings, source: str) -> str:
+    return f"gold:{source}:microstructure:{format_duration(s.stats_interval)}"
+
+
+def _microstructure(catalog: Catalog, s: BookSettings, book: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame:
+    """gold.microstructure of ``days`` from their ``book`` rows and silver.trades as it is now."""
+    trades = None
+    if catalog.exists("silver.trades"):
+        trades = _read_days(catalog, "silver.trades", days, catalog.open("silver.trades").version())
+    return book_microstructure(book, trades, every=s.stats_interval)
+
+
+def _from_book(
+    catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]], rebuilt: list[pl.DataFrame]
+) -> dict[str, int]:
+    """The book tables of the days silver.book rows appended since touch (the days whose
+    statistics were rebuilt appended to ``rebuilt``)."""
     every = format_duration(s.interval)
     apps = {
         "gold.book_snapshots": f"gold:silver.book:{every}:depth={s.depth}:{'filled' if s.forward_fill else 'changes'}",
         "gold.quotes": f"gold:silver.book:quotes:{every}",
+        "gold.microstructure": _stats_app(s, "silver.book"),
     }
     upto = catalog.open("silver.book").version()
     done = {t: catalog.transaction_version(t, app) for t, app in apps.items()}
     due = [t for t, v in done.items() if v is None or v < upto]
     after = None if any(v is None for v in done.values()) else min(v for v in done.values() if v is not None)
     versions["silver.book"] = (after, upto)
+    written = dict.fromkeys(apps, 0)
     if not due:
-        return 0, 0
+        return written
     days = _touched(to_frame(catalog.changes("silver.book", after=after, upto=upto)))
     silver = _read_days(catalog, "silver.book", days, upto) if days.height else None
-    written = {"gold.book_snapshots": 0, "gold.quotes": 0}
     for table in due:
         if silver is None:
             data, predicates = _empty(table), []
         elif table == "gold.book_snapshots":
             data = book_snapshots(silver, every=s.interval, depth=s.depth, forward_fill=s.forward_fill)
             predicates = _day_predicates(days, f'"interval" = {_lit(every)}')
-        else:  # (every source: a day with a book has no ticker quotes)
+        elif table == "gold.quotes":  # (every source: a day with a book has no ticker quotes)
             data = book_quotes(silver, every=s.interval)
             predicates = _day_predicates(days, f'"interval" IN ({_lit(TICK)}, {_lit(every)})')
+        else:
+            data = _microstructure(catalog, s, silver, days)
+            rebuilt.append(days)
+            predicates = _day_predicates(days, f'"interval" = {_lit(format_duration(s.stats_interval))}')
         _replace(catalog, table, data, predicates, (apps[table], upto))
         written[table] = data.height
-    return written["gold.book_snapshots"], written["gold.quotes"]
+    return written
+
+
+def _stats_from_trades(
+    catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]], rebuilt: list[pl.DataFrame]
+) -> int:
+    """gold.microstructure of the days with a book that trades appended since the last run touch
+    (their trade imbalance), but those ``rebuilt`` in this run already; days without a book have
+    no statistics."""
+    app = _stats_app(s, "silver.trades")
+    upto = catalog.open("silver.trades").version()
+    after = catalog.transaction_version("gold.microstructure", app)
+    versions["silver.trades"] = (after, upto)
+    if after is not None and after >= upto:
+        return 0
+    days = _touched(to_frame(catalog.changes("silver.trades", after=after, upto=upto)))
+    for done in rebuilt:
+        days = days.join(done, on=_DAY, how="anti")
+    book = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version()) if days.height else None
+    days = _touched(book) if book is not None and book.height else days.clear()
+    data = (
+        _microstructure(catalog, s, book, days) if book is not None and days.height else _empty("gold.microstructure")
+    )
+    head = f'"interval" = {_lit(format_duration(s.stats_interval))}'
+    _replace(catalog, "gold.microstructure", data, _day_predicates(days, head), (app, upto))
+    return data.height
 
 
 def _from_ticker(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]]) -> int:
@@ -624,15 +818,19 @@ def _from_ticker(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[in
 
 
 def build_book(catalog: Catalog, settings: BookSettings | None = None) -> BookBuild:
-    """Bring gold.book_snapshots and gold.quotes up to date with silver.book and silver.ticker
-    (see the module doc): the (exchange, symbol, day)s the silver rows appended since the last
-    run touch are rebuilt from all of silver and replaced, one commit per table (its progress
-    transaction in it); nothing new: nothing written."""
+    """Bring gold.book_snapshots, gold.quotes and gold.microstructure up to date with silver.book,
+    silver.ticker and silver.trades (see the module doc): the (exchange, symbol, day)s the
+    silver rows appended since the last run touch are rebuilt from all of silver and replaced,
+    one commit per table and source (its progress transaction in it); nothing new: nothing
+    written."""
     s = settings or BookSettings()
     versions: dict[str, tuple[int | None, int]] = {}
-    snapshots = quotes = 0
+    written = dict.fromkeys(("gold.book_snapshots", "gold.quotes", "gold.microstructure"), 0)
     if catalog.exists("silver.book"):
-        snapshots, quotes = _from_book(catalog, s, versions)
+        rebuilt: list[pl.DataFrame] = []
+        written = _from_book(catalog, s, versions, rebuilt)
+        if catalog.exists("silver.trades"):
+            written["gold.microstructure"] += _stats_from_trades(catalog, s, versions, rebuilt)
     if catalog.exists("silver.ticker"):
-        quotes += _from_ticker(catalog, s, versions)
-    return BookBuild(snapshots, quotes, versions)
+        written["gold.quotes"] += _from_ticker(catalog, s, versions)
+    return BookBuild(written["gold.book_snapshots"], written["gold.quotes"], written["gold.microstructure"], versions)
