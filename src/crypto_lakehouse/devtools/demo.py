@@ -54,6 +54,7 @@ _PER_VENUE = (
     "gold.ohlcv",
     "gold.book_snapshots",
     "gold.quotes",
+    "gold.microstructure",
 )
 
 
@@ -118,7 +119,11 @@ async def _demo(
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
     if gold.book is not None:
-        console.print(f"   gold.book_snapshots: {gold.book.snapshots:,} rows, gold.quotes: {gold.book.quotes:,} rows")
+        b = gold.book
+        console.print(
+            f"   gold.book_snapshots {b.snapshots:,}, gold.quotes {b.quotes:,}, "
+            f"gold.microstructure {b.microstructure:,} rows"
+        )
     console.print(_per_venue(writer.catalog))
 
     listing = Table(title=f"tables under {settings.root}")

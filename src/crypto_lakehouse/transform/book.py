@@ -1,5 +1,6 @@
-"""silver.book -> gold: validated top-N book snapshots at a fixed interval (``gold.book_snapshots``)
-and best bid/ask quotes at every change and at each interval (``gold.quotes``).
+"""silver.book -> gold: validated top-N book snapshots at a fixed interval (``gold.book_snapshots``),
+best bid/ask quotes at every change and at each interval (``gold.quotes``, from silver.ticker
+where there is no book) and microstructure statistics per interval (``gold.microstructure``).
 
 The book of each (exchange, symbol) is rebuilt **per UTC day** from silver.book's snapshot and
 delta rows, taken in sequence order (by receipt time where the venue sends no sequence): a
@@ -27,9 +28,10 @@ and reduced to the last size of each level per interval in Polars, then one pass
 **intervals** (not the updates) applies each interval's levels to a dense price-indexed array
 and reads the top levels from the best price down.
 
-Incremental like gold.ohlcv: each commit carries ``(app_id, silver.book version)``; a run reads the
+Incremental like gold.ohlcv: each commit carries ``(app_id, silver version)``; a run reads the
 silver rows appended since, recomputes every (exchange, symbol, day) they touch from all of that
-day's silver rows and replaces those days in one commit per table; nothing new, nothing written.
+day's silver rows and replaces those days in one commit per table and source; nothing new,
+nothing written. Formulas and choices: docs/gold.md.
 """
 
 from __future__ import annotations
