@@ -402,6 +402,46 @@ def _days(book: pl.DataFrame | pl.LazyFrame) -> dict[tuple[str, str, date], pl.D
     return {(str(k[0]), str(k[1]), k[2]): v for k, v in sorted(parts.items())}
 
 
+_CHANGED = pl.any_horizontal(
+    pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
+) | (pl.int_range(pl.len()) == 0)
+
+
+@dataclass(slots=True)
+class _Day:
+    """One (exchange, symbol, UTC day) of book rows, with its sequence rule; the best levels
+    after every change of them (:meth:`ticks`) are computed once for quotes and statistics."""
+
+    exchange: str
+    symbol: str
+    day: date
+    part: pl.DataFrame
+    kind: str
+    _ticks: pl.DataFrame | None = None
+
+    def ticks(self) -> pl.DataFrame:
+        if self._ticks is None:
+            every_update = _first_level(_judged(_rebuild(self.part, every=None, depth=1, kind=self.kind)))
+            self._ticks = every_update.filter(_CHANGED)
+        return self._ticks
+
+    def named(self) -> list[pl.Expr]:
+        return [
+            pl.lit(self.exchange).alias("exchange"),
+            pl.lit(self.symbol).alias("symbol"),
+            pl.lit(self.day).alias("date"),
+        ]
+
+
+def _book_days(book: pl.DataFrame | pl.LazyFrame, kinds: Mapping[str, str] | None) -> list[_Day]:
+    """``book`` per (exchange, symbol, day) with each exchange's sequence rule (``kinds``, by
+    default the venue registry's)."""
+    return [
+        _Day(e, sym, d, part, kinds.get(e, "none") if kinds is not None else _sequence_kind(e))
+        for (e, sym, d), part in _days(book).items()
+    ]
+
+
 def _forward_filled(frame: pl.DataFrame, every: timedelta, *, by: list[str]) -> pl.DataFrame:
     """``frame`` (sorted by ``window`` within ``by``) with a row for every window of ``every``
     from each group's first to its last, each repeating the row before (``_filled``: True)."""
@@ -442,28 +482,29 @@ def book_snapshots(
     the top ``depth`` levels at the end of each interval of ``every`` (see the module doc).
     ``kinds``: exchange -> sequence rule (``per_update``, ``per_range``, ``none``); by default
     the venue registry's."""
-    frames = []
-    for (exchange, symbol, day), part in _days(book).items():
-        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
-        f = _judged(_rebuild(part, every=every, depth=depth, kind=kind))
-        f = f.with_columns(pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"))
-        if forward_fill:
-            f = _forward_filled(f, every, by=["exchange", "symbol"]).with_columns(
-                pl.when(pl.col("_filled")).then(0).otherwise(pl.col("updates")).alias("updates")
-            )
-        else:
-            f = f.filter(pl.col("_changed"))
-        frames.append(
-            f.with_columns(
-                pl.lit(format_duration(every)).alias("interval"),
-                pl.lit(day).alias("date"),
-                pl.col("window").alias("window_start"),
-            )
-        )
-    spec = GOLD["gold.book_snapshots"]
+    days = _book_days(book, kinds)
+    return _concat(
+        "gold.book_snapshots", [_day_snapshots(d, every, depth=depth, forward_fill=forward_fill) for d in days]
+    )
+
+
+def _concat(table: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """``frames`` of ``table``'s rows as one frame of its schema."""
+    empty = _empty(table)
     if not frames:
-        return _empty(spec.name)
-    return pl.concat([f.select(spec.schema.names) for f in frames]).cast(dict(_empty(spec.name).schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+        return empty
+    return pl.concat([f.select(empty.columns) for f in frames]).cast(dict(empty.schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+
+
+def _day_snapshots(d: _Day, every: timedelta, *, depth: int, forward_fill: bool) -> pl.DataFrame:
+    f = _judged(_rebuild(d.part, every=every, depth=depth, kind=d.kind)).with_columns(d.named())
+    if forward_fill:
+        f = _forward_filled(f, every, by=["exchange", "symbol"]).with_columns(
+            pl.when(pl.col("_filled")).then(0).otherwise(pl.col("updates")).alias("updates")
+        )
+    else:
+        f = f.filter(pl.col("_changed"))
+    return f.with_columns(pl.lit(format_duration(every)).alias("interval"), pl.col("window").alias("window_start"))
 
 
 def quote_columns() -> list[pl.Expr]:
@@ -514,19 +555,17 @@ def book_quotes(
     update that changed them or their validity (interval ``tick``, at the update's time), and
     sampled at the end of every interval of ``every`` from each day's first update to its last
     (interval ``every``, ``ts`` = the interval's end: the quote as of just before it)."""
-    frames = []
-    for (exchange, symbol, day), part in _days(book).items():
-        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
-        named = [pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"), pl.lit(day).alias("date")]
-        ticks = _first_level(_judged(_rebuild(part, every=None, depth=1, kind=kind))).with_columns(named)
-        changed = pl.any_horizontal(
-            pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
-        ) | (pl.int_range(pl.len()) == 0)
-        frames.append(_quote_rows(ticks.filter(changed), every=None, source="book"))
-        timed = _first_level(_judged(_rebuild(part, every=every, depth=1, kind=kind))).with_columns(named)
-        filled = _forward_filled(timed, every, by=["exchange", "symbol"])
-        frames.append(_quote_rows(filled, every=every, source="book"))
-    return pl.concat(frames) if frames else _empty("gold.quotes")
+    return _concat("gold.quotes", [_day_quotes(d, every) for d in _book_days(book, kinds)])
+
+
+def _day_quotes(d: _Day, every: timedelta) -> pl.DataFrame:
+    timed = _first_level(_judged(_rebuild(d.part, every=every, depth=1, kind=d.kind))).with_columns(d.named())
+    return pl.concat(
+        [
+            _quote_rows(d.ticks().with_columns(d.named()), every=None, source="book"),
+            _quote_rows(_forward_filled(timed, every, by=["exchange", "symbol"]), every=every, source="book"),
+        ]
+    )
 
 
 def ticker_quotes(ticker: pl.DataFrame | pl.LazyFrame, *, every: timedelta) -> pl.DataFrame:
@@ -630,53 +669,39 @@ def book_microstructure(
     """gold.microstructure rows of silver-shaped ``book`` (and ``trades``, silver.trades-shaped,
     for the trade imbalance): one per window of ``every`` from each (exchange, symbol, day)'s
     first book update to its last. Formulas in docs/gold.md."""
-    spec = GOLD["gold.microstructure"]
     trade_df = trades.collect() if isinstance(trades, pl.LazyFrame) else trades
-    frames = []
-    for (exchange, symbol, day), part in _days(book).items():
-        kind = kinds.get(exchange, "none") if kinds is not None else _sequence_kind(exchange)
-        ticks = _first_level(_judged(_rebuild(part, every=None, depth=1, kind=kind)))
-        ticks = ticks.filter(
-            pl.any_horizontal(
-                pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
-            )
-            | (pl.int_range(pl.len()) == 0)
+    return _concat("gold.microstructure", [_day_stats(d, trade_df, every) for d in _book_days(book, kinds)])
+
+
+def _day_stats(d: _Day, trades: pl.DataFrame | None, every: timedelta) -> pl.DataFrame:
+    win = _rebuild(d.part, every=every, depth=1, kind=d.kind, bands=BANDS)
+    names = [f"depth_{side}_{int(b)}bps" for b in BANDS for side in ("bid", "ask")]
+    ends = _judged(win).select("window", *(pl.Series(n, win.band_depth[:, i]) for i, n in enumerate(names)))
+    grid = _grid(ends.get_column("window").min(), ends.get_column("window").max(), every)
+    out = _tick_stats(d.ticks(), grid, every).join_asof(ends, on="window", strategy="backward")
+    if trades is not None and not trades.is_empty():
+        buy = pl.when(pl.col("side") == "buy").then(pl.col("amount")).otherwise(0.0)
+        sell = pl.when(pl.col("side") == "sell").then(pl.col("amount")).otherwise(0.0)
+        flow = (
+            trades.filter((pl.col("exchange") == d.exchange) & (pl.col("symbol") == d.symbol))
+            .with_columns(pl.col("ts").dt.truncate(format_duration(every)).alias("window"))
+            .group_by("window")
+            .agg(buy.sum().alias("_buy"), sell.sum().alias("_sell"), pl.len().cast(pl.Int64).alias("trades"))
         )
-        win = _rebuild(part, every=every, depth=1, kind=kind, bands=BANDS)
-        names = [f"depth_{side}_{int(b)}bps" for b in BANDS for side in ("bid", "ask")]
-        ends = _judged(win).select("window", *(pl.Series(n, win.band_depth[:, i]) for i, n in enumerate(names)))
-        grid = _grid(ends.get_column("window").min(), ends.get_column("window").max(), every)
-        out = _tick_stats(ticks, grid, every).join_asof(ends, on="window", strategy="backward")
-        if trade_df is not None and not trade_df.is_empty():
-            buy = pl.when(pl.col("side") == "buy").then(pl.col("amount")).otherwise(0.0)
-            sell = pl.when(pl.col("side") == "sell").then(pl.col("amount")).otherwise(0.0)
-            flow = (
-                trade_df.filter((pl.col("exchange") == exchange) & (pl.col("symbol") == symbol))
-                .with_columns(pl.col("ts").dt.truncate(format_duration(every)).alias("window"))
-                .group_by("window")
-                .agg(buy.sum().alias("_buy"), sell.sum().alias("_sell"), pl.len().cast(pl.Int64).alias("trades"))
-            )
-            out = out.join(flow, on="window", how="left")
-        else:
-            out = out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("_buy", "_sell")).with_columns(
-                pl.lit(0, pl.Int64).alias("trades")
-            )
-        frames.append(
-            out.with_columns(
-                ((pl.col("_buy") - pl.col("_sell")) / (pl.col("_buy") + pl.col("_sell"))).alias("trade_imbalance"),
-                pl.col("trades").fill_null(0),
-                pl.col("quote_updates").fill_null(0),
-                pl.col("_valid").alias("valid"),
-                pl.col("window").alias("window_start"),
-                pl.lit(format_duration(every)).alias("interval"),
-                pl.lit(exchange).alias("exchange"),
-                pl.lit(symbol).alias("symbol"),
-                pl.lit(day).alias("date"),
-            ).select(spec.schema.names)
+        out = out.join(flow, on="window", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("_buy", "_sell")).with_columns(
+            pl.lit(0, pl.Int64).alias("trades")
         )
-    if not frames:
-        return _empty(spec.name)
-    return pl.concat(frames).cast(dict(_empty(spec.name).schema))  # type: ignore[arg-type]  # (a Schema is a mapping of dtypes)
+    return out.with_columns(
+        ((pl.col("_buy") - pl.col("_sell")) / (pl.col("_buy") + pl.col("_sell"))).alias("trade_imbalance"),
+        pl.col("trades").fill_null(0),
+        pl.col("quote_updates").fill_null(0),
+        pl.col("_valid").alias("valid"),
+        pl.col("window").alias("window_start"),
+        pl.lit(format_duration(every)).alias("interval"),
+        *d.named(),
+    )
 
 
 # ---- incremental build: touched (exchange, symbol, day)s, one commit per table -------------------
@@ -723,12 +748,12 @@ def _stats_app(s: BookSettings, source: str) -> str:
     return f"gold:{source}:microstructure:{format_duration(s.stats_interval)}"
 
 
-def _microstructure(catalog: Catalog, s: BookSettings, book: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame:
-    """gold.microstructure of ``days`` from their ``book`` rows and silver.trades as it is now."""
+def _microstructure(catalog: Catalog, s: BookSettings, books: list[_Day], days: pl.DataFrame) -> pl.DataFrame:
+    """gold.microstructure of ``days`` from their ``books`` and silver.trades as it is now."""
     trades = None
     if catalog.exists("silver.trades"):
         trades = _read_days(catalog, "silver.trades", days, catalog.open("silver.trades").version())
-    return book_microstructure(book, trades, every=s.stats_interval)
+    return _concat("gold.microstructure", [_day_stats(d, trades, s.stats_interval) for d in books])
 
 
 def _from_book(
@@ -752,17 +777,20 @@ def _from_book(
         return written
     days = _touched(to_frame(catalog.changes("silver.book", after=after, upto=upto)))
     silver = _read_days(catalog, "silver.book", days, upto) if days.height else None
+    books = _book_days(silver, None) if silver is not None else []  # (each day's ticks computed once)
     for table in due:
         if silver is None:
             data, predicates = _empty(table), []
         elif table == "gold.book_snapshots":
-            data = book_snapshots(silver, every=s.interval, depth=s.depth, forward_fill=s.forward_fill)
+            data = _concat(
+                table, [_day_snapshots(d, s.interval, depth=s.depth, forward_fill=s.forward_fill) for d in books]
+            )
             predicates = _day_predicates(days, f'"interval" = {_lit(every)}')
         elif table == "gold.quotes":  # (every source: a day with a book has no ticker quotes)
-            data = book_quotes(silver, every=s.interval)
+            data = _concat(table, [_day_quotes(d, s.interval) for d in books])
             predicates = _day_predicates(days, f'"interval" IN ({_lit(TICK)}, {_lit(every)})')
         else:
-            data = _microstructure(catalog, s, silver, days)
+            data = _microstructure(catalog, s, books, days)
             rebuilt.append(days)
             predicates = _day_predicates(days, f'"interval" = {_lit(format_duration(s.stats_interval))}')
         _replace(catalog, table, data, predicates, (apps[table], upto))
@@ -787,9 +815,8 @@ def _stats_from_trades(
         days = days.join(done, on=_DAY, how="anti")
     book = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version()) if days.height else None
     days = _touched(book) if book is not None and book.height else days.clear()
-    data = (
-        _microstructure(catalog, s, book, days) if book is not None and days.height else _empty("gold.microstructure")
-    )
+    books = _book_days(book, None) if book is not None and days.height else []
+    data = _microstructure(catalog, s, books, days) if books else _empty("gold.microstructure")
     head = f'"interval" = {_lit(format_duration(s.stats_interval))}'
     _replace(catalog, "gold.microstructure", data, _day_predicates(days, head), (app, upto))
     return data.height
