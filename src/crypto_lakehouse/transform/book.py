@@ -798,6 +798,19 @@ def _from_book(
     return written
 
 
+def _pending(
+    catalog: Catalog, source: str, table: str, app: str, versions: dict[str, tuple[int | None, int]]
+) -> tuple[pl.DataFrame | None, int]:
+    """The (exchange, symbol, day)s the rows appended to ``source`` since ``table`` last
+    consumed it (``app``) touch (None: nothing new), and the version to record."""
+    upto = catalog.open(source).version()
+    after = catalog.transaction_version(table, app)
+    versions[source] = (after, upto)
+    if after is not None and after >= upto:
+        return None, upto
+    return _touched(to_frame(catalog.changes(source, after=after, upto=upto))), upto
+
+
 def _stats_from_trades(
     catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]], rebuilt: list[pl.DataFrame]
 ) -> int:
@@ -805,12 +818,9 @@ def _stats_from_trades(
     (their trade imbalance), but those ``rebuilt`` in this run already; days without a book have
     no statistics."""
     app = _stats_app(s, "silver.trades")
-    upto = catalog.open("silver.trades").version()
-    after = catalog.transaction_version("gold.microstructure", app)
-    versions["silver.trades"] = (after, upto)
-    if after is not None and after >= upto:
+    days, upto = _pending(catalog, "silver.trades", "gold.microstructure", app, versions)
+    if days is None:
         return 0
-    days = _touched(to_frame(catalog.changes("silver.trades", after=after, upto=upto)))
     for done in rebuilt:
         days = days.join(done, on=_DAY, how="anti")
     book = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version()) if days.height else None
@@ -825,12 +835,9 @@ def _stats_from_trades(
 def _from_ticker(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[int | None, int]]) -> int:
     every = format_duration(s.interval)
     app = f"gold:silver.ticker:quotes:{every}"
-    upto = catalog.open("silver.ticker").version()
-    after = catalog.transaction_version("gold.quotes", app)
-    versions["silver.ticker"] = (after, upto)
-    if after is not None and after >= upto:
+    days, upto = _pending(catalog, "silver.ticker", "gold.quotes", app, versions)
+    if days is None:
         return 0
-    days = _touched(to_frame(catalog.changes("silver.ticker", after=after, upto=upto)))
     if days.height and catalog.exists("silver.book"):  # days with a book quote from it (_from_book)
         booked = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version())
         days = days.join(_touched(booked), on=_DAY, how="anti")
