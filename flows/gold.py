@@ -36,7 +36,10 @@ def build_gold_flow(config: str | None = None, root: str | None = None) -> GoldF
     create_table_artifact(
         key="gold-bars-written",
         table=rows or [{"note": "nothing new in silver"}],
-        description=f"exchange candles: {r.exchange_candles}, funding rows: {r.funding_rows}",
+        description=(
+            f"exchange candles: {r.exchange_candles}, funding rows: {r.funding_rows}, "
+            f"tick/volume/dollar bars: {r.info_bars or 'none'}"
+        ),
     )
     get_run_logger().info("build-gold: %s", r.bars_written)
     return {"bars_written": r.bars_written, "exchange_candles": r.exchange_candles, "funding_rows": r.funding_rows}

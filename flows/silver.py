@@ -1,4 +1,5 @@
-"""Prefect flow ``promote-silver``: bronze -> silver, with the data-quality report as an artifact.
+"""Prefect flow ``promote-silver``: bronze -> silver, with the data-quality report and the
+completeness ledger of the days it touched as artifacts.
 
 With ``scale.runner`` set (local, or a Dask scheduler address) the groups of (exchange, symbol,
 day) run as Prefect tasks on prefect-dask's ``DaskTaskRunner`` (a subflow ``promote-silver-groups``)
@@ -36,6 +37,13 @@ def promote_silver_flow(
         key="silver-dq-report",
         table=[{k: str(v) for k, v in row.items()} for row in report] or [{"note": "nothing new to promote"}],
         description=f"promote-silver run {result.run_id}: rows in/out, duplicates, quarantine rules, gaps",
+    )
+    ledger = result.completeness.to_dicts() if result.completeness is not None else []
+    create_table_artifact(
+        key="completeness",
+        table=[{k: str(v) for k, v in row.items()} for row in ledger] or [{"note": "no day touched"}],
+        description=f"promote-silver run {result.run_id}: the completeness ledger of the days it touched "
+        "(score 1 and complete: nothing missing; docs/quality.md)",
     )
     get_run_logger().info("promote-silver %s: %s", result.run_id, result.totals())
     return result.totals()

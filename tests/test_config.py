@@ -215,3 +215,34 @@ def test_every_setting_named_like_a_secret_is_held_as_one() -> None:
     assert "writer.max_rows" in dict(fields)
     named = {name: annotation for name, annotation in fields if is_secret(name.rsplit(".", 1)[-1])}
     assert all("SecretStr" in str(annotation) for annotation in named.values()), named
+
+
+def test_bar_thresholds_most_specific_key_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "gold:\n  bars:\n    tick: {default: 1000, BTC-USDT: 700, 'BINANCE:BTC-USDT': 500, 'KRAKEN:ETH-USD': null}\n"
+        "    dollar: {'BINANCE:BTC-USDT': 2.5e6}\n"
+    )
+    bars = load_settings(cfg).gold.bars
+    assert bars.threshold("tick", "BINANCE", "BTC-USDT") == 500
+    assert bars.threshold("tick", "OKX", "BTC-USDT") == 700
+    assert bars.threshold("tick", "OKX", "SOL-USDT") == 1000
+    assert bars.threshold("tick", "KRAKEN", "ETH-USD") is None  # null: off for that key
+    assert bars.threshold("dollar", "BINANCE", "BTC-USDT") == 2_500_000
+    assert bars.threshold("dollar", "OKX", "BTC-USDT") is None and bars.threshold("volume", "X", "Y") is None
+    assert not load_settings().gold.bars.enabled()  # off by default
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        ("gold:\n  bars:\n    tick: {default: 0}\n", "gold.bars.tick.default"),
+        ("gold:\n  bars:\n    volume: {BTC-USDT: -1}\n", "gold.bars.volume.BTC-USDT"),
+        ("gold:\n  bars:\n    renko: {default: 5}\n", "gold.bars.renko"),
+    ],
+)
+def test_bad_bar_thresholds_name_the_key(tmp_path: Path, yaml_text: str, key: str) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=f"{key}[.:]"):
+        load_settings(cfg)

@@ -39,6 +39,7 @@ JOBS: dict[str, tuple[str, str | None]] = {
     "tag create": ("create_tag", None),
     "tag delete": ("delete_tag", None),
     "tag list": ("list_tags", None),
+    "quality": ("quality", None),
 }
 
 # job commands without a flow, and why
@@ -48,6 +49,7 @@ NO_FLOW = {
     "tag create": "a person names a tag for a backtest; it takes a second, nothing to schedule or retry",
     "tag delete": "as tag create",
     "tag list": "prints the tags: a read, nothing to orchestrate",
+    "quality": "prints the completeness ledger: a read; promote-silver builds it and publishes it as an artifact",
 }
 
 # commands that run no job, and why
@@ -85,6 +87,11 @@ NOT_IN_CLI = {
     ("promote silver", "runner"): RUNNER,
     ("promote gold", "runner"): RUNNER,
     ("archive import", "runner"): RUNNER,
+}
+
+# (command, option) of the command that is no parameter of the job, and why
+CLI_ONLY = {
+    ("quality", "as_json"): "how the command prints the ledger the job returns (a table or JSON)",
 }
 
 # every command and flow takes these; the job takes the Settings they load
@@ -146,7 +153,7 @@ def test_command_job_and_flow_take_the_same_options(command: str) -> None:
     job = {n: p for n, p in _signature(getattr(jobs, job_name)).items() if n != "settings"}
     assert SETTINGS_PARAMS <= set(cli), f"{command}: every command takes --config and --root"
 
-    cli_names = set(cli) - SETTINGS_PARAMS
+    cli_names = set(cli) - SETTINGS_PARAMS - {p for c, p in CLI_ONLY if c == command}
     not_in_cli = {p for c, p in NOT_IN_CLI if c == command}
     assert cli_names == set(job) - not_in_cli, f"{command}: the command's options are the job's parameters"
 
@@ -177,3 +184,6 @@ def test_the_allow_lists_name_real_commands_and_parameters() -> None:
         assert flow_ref is not None and param not in _signature(_flow(flow_ref).fn), (command, param)
     for command, param in NOT_IN_CLI:
         assert param not in {p.name for p in COMMANDS[command].params}, (command, param)
+    for command, param in CLI_ONLY:
+        assert command in JOBS and param in {p.name for p in COMMANDS[command].params}, (command, param)
+        assert param not in _signature(getattr(jobs, JOBS[command][0])), (command, param)

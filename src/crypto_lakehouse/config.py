@@ -51,11 +51,13 @@ from crypto_lakehouse.errors import ConfigError
 
 __all__ = [
     "REDACTED",
-    "Duration",
+    "BarSettings",
     "BookSettings",
+    "Duration",
     "GoldSettings",
     "LoopbackSettings",
     "MaintenanceSettings",
+    "QualitySettings",
     "ScaleSettings",
     "Settings",
     "SilverSettings",
@@ -307,6 +309,31 @@ class MaintenanceSettings(_Section):
         return self.data_retention.get(table.split(".")[0])
 
 
+class BarSettings(_Section):
+    """Thresholds of the information-driven bars (gold.info_bars, docs/gold.md), per kind: a map
+    of ``default``, ``SYMBOL`` (on any exchange) or ``EXCHANGE:SYMBOL`` to the threshold, the
+    most specific key winning; a null threshold turns the kind off for that key. A kind whose map
+    is empty (the default) is off. ``tick``: trades per bar; ``volume``: base volume per bar;
+    ``dollar``: quote volume (sum of price * amount) per bar."""
+
+    tick: dict[str, Annotated[int, Field(gt=0)] | None] = Field(default_factory=dict)
+    volume: dict[str, Annotated[float, Field(gt=0)] | None] = Field(default_factory=dict)
+    dollar: dict[str, Annotated[float, Field(gt=0)] | None] = Field(default_factory=dict)
+
+    def threshold(self, kind: str, exchange: str, symbol: str) -> float | None:
+        """The threshold of ``kind`` bars for (``exchange``, ``symbol``); None: that kind is off."""
+        table: dict[str, Any] = getattr(self, kind)
+        for key in (f"{exchange}:{symbol}", symbol, "default"):
+            if key in table:
+                value = table[key]
+                return None if value is None else float(value)
+        return None
+
+    def enabled(self) -> bool:
+        """Whether any kind has a threshold for any symbol."""
+        return any(v is not None for table in (self.tick, self.volume, self.dollar) for v in table.values())
+
+
 class BookSettings(_Section):
     """gold.book_snapshots and gold.quotes (docs/gold.md): the top ``depth`` levels of each book
     at the end of every ``interval`` (a duration that divides a day: 100ms, 1s, 1m, ...), emitted
@@ -327,12 +354,27 @@ class BookSettings(_Section):
 
 
 class GoldSettings(_Section):
-    """Gold OHLCV intervals: any fixed Polars-style duration; the book tables' :class:`BookSettings`."""
+    """Gold OHLCV intervals (any fixed Polars-style duration), information-driven bars and the
+    book tables (:class:`BookSettings`)."""
 
     intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=lambda: [parse_duration(d) for d in ("1s", "1m", "5m", "15m", "1h", "4h", "1d")]
     )
+    bars: BarSettings = Field(default_factory=BarSettings)
     book: BookSettings = Field(default_factory=BookSettings)
+
+
+class QualitySettings(_Section):
+    """Cross-venue and anomaly checks of gold.anomalies (docs/quality.md): thresholds on 1 m bars."""
+
+    divergence_bps: float = Field(
+        50.0, gt=0, description="a 1 m close this far (bps) from the cross-venue median is recorded"
+    )
+    min_venues: int = Field(2, ge=2, description="venues an asset needs in a minute for the divergence check")
+    spike_deviations: float = Field(
+        8.0, gt=0, description="a return or volume this many robust deviations (1.4826 * MAD) out is a spike"
+    )
+    spike_window: int = Field(60, ge=5, le=1440, description="the preceding 1 m bars the median and MAD are of")
 
 
 class ScaleSettings(_Section):
@@ -377,6 +419,7 @@ class Settings(BaseSettings):
     gold: GoldSettings = Field(default_factory=GoldSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @classmethod
     def settings_customise_sources(

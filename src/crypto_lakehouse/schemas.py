@@ -64,6 +64,9 @@ TableName = Literal[
     "silver.dq_report",
     "gold.ohlcv",
     "gold.funding",
+    "gold.info_bars",
+    "gold.completeness",
+    "gold.anomalies",
     "gold.book_snapshots",
     "gold.quotes",
     "gold.microstructure",
@@ -531,6 +534,104 @@ GOLD: dict[str, TableSpec] = {
             description="funding per settlement with rolling averages",
         ),
         TableSpec(
+            name="gold.info_bars",
+            schema=pa.schema(
+                [
+                    _f("kind", _S, False, "tick (N trades), volume (base volume) or dollar (quote volume)"),
+                    _f("threshold", _F, False, "what closes a bar: trades, base or quote volume (gold.bars settings)"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC day of the bar's trades: bars restart at 00:00 UTC"),
+                    _f("bar", pa.int64(), False, "the bar's number in its day, from 0"),
+                    _f(
+                        "complete",
+                        pa.bool_(),
+                        False,
+                        "true: it reached the threshold; false: the day's last bar, short of it "
+                        "(replaced as trades come; a past day's stays so)",
+                    ),
+                    _f("first_trade_ts", UTC_US, False, "exchange time of its first trade (bar open)"),
+                    _f("last_trade_ts", UTC_US, False, "exchange time of its last trade (bar close)"),
+                    _f("first_trade_id", pa.int64(), True, "silver id of its first trade (null: none)"),
+                    _f("last_trade_id", pa.int64(), True, "silver id of its last trade (null: none)"),
+                    _f("open", _F, False, "first trade by (ts, id)"),
+                    _f("high", _F, False),
+                    _f("low", _F, False),
+                    _f("close", _F, False, "last trade by (ts, id)"),
+                    _f("volume", _F, False, "base volume, added in trade order"),
+                    _f("quote_volume", _F, False, "sum(price * amount), added in trade order"),
+                    _f("vwap", _F, False, "quote_volume / volume"),
+                    _f("buy_volume", _F, False, "taker-buy base volume"),
+                    _f("sell_volume", _F, False, "taker-sell base volume"),
+                    _f("trades", pa.int64(), False, "number of trades"),
+                ]
+            ),
+            partition_by=("kind", "exchange", "symbol", "date"),
+            key=("kind", "exchange", "symbol", "date", "bar"),
+            description=(
+                "tick, volume and dollar bars per (exchange, symbol) from silver.trades, restarting at each "
+                "UTC midnight; a bar closes at the trade that reaches its threshold (docs/gold.md)"
+            ),
+        ),
+        TableSpec(
+            name="gold.completeness",
+            schema=pa.schema(
+                [
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("channel", _S, False, "the silver table's kind: trades, book, ticker, funding, ..."),
+                    _f("date", pa.date32(), False, "the UTC day"),
+                    _f("rows", pa.int64(), False, "rows silver holds for the day"),
+                    _f("quarantined", pa.int64(), False, "rows of the day silver.quarantine holds (failed validation)"),
+                    _f("day_seconds", _F, False, "seconds of the day passed when computed (86400 once it is over)"),
+                    _f(
+                        "covered_seconds",
+                        _F,
+                        True,
+                        "of those, seconds a writer session streamed the channel, a backfill filled or an archive "
+                        "imported; null: no session ever streamed it (nothing says what time is expected)",
+                    ),
+                    _f("ids_expected", pa.int64(), True, "trades of contiguous-id venues: ids the day should hold"),
+                    _f("ids_present", pa.int64(), True, "distinct ids the day holds (null: ids not contiguous)"),
+                    _f("sequence_breaks", pa.int64(), False, "book: sequence breaks found (silver.gaps) that day"),
+                    _f("gaps_open", pa.int64(), False, "gaps overlapping the day not filled yet"),
+                    _f("gaps_filled", pa.int64(), False),
+                    _f("gaps_unfillable", pa.int64(), False, "gaps no venue REST can fill"),
+                    _f("score", _F, False, "DQ score in [0, 1] (docs/quality.md): 1 only for a complete day"),
+                    _f(
+                        "complete",
+                        pa.bool_(),
+                        False,
+                        "score = 1, the day is over and its time known covered (covered_seconds)",
+                    ),
+                    _f("updated_at", UTC_US, False, "when this row was computed"),
+                ]
+            ),
+            partition_by=(),
+            key=("exchange", "symbol", "channel", "date"),
+            description="completeness ledger: per stream and UTC day, what is there, what is missing, one score",
+        ),
+        TableSpec(
+            name="gold.anomalies",
+            schema=pa.schema(
+                [
+                    _f("ts", UTC_US, False, "when the check could first be made: the end of the 1 m bar"),
+                    _f("window_start", UTC_US, False, "the 1 m bar's open time"),
+                    _f("date", pa.date32(), False, "UTC date of window_start"),
+                    _f("asset", _S, False, "base asset and quote group the venues are compared by, e.g. BTC-USD"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("check", _S, False, "divergence, price_spike or volume_spike"),
+                    _f("value", _F, False, "divergence: bps from the median; spikes: robust deviations"),
+                    _f("threshold", _F, False, "the configured threshold value went beyond"),
+                    _f("detail", _S, True, "the numbers behind value"),
+                ]
+            ),
+            partition_by=(),
+            key=("check", "exchange", "symbol", "window_start"),
+            description="cross-venue divergences and price/volume spikes of 1 m bars; silver keeps every row",
+        ),
+        TableSpec(
             name="gold.book_snapshots",
             schema=pa.schema(
                 [
@@ -673,6 +774,9 @@ TIME_COLUMN: dict[str, str] = {
     "silver.dq_report": "run_at",
     "gold.ohlcv": "window_start",
     "gold.funding": "funding_time",
+    "gold.info_bars": "last_trade_ts",  # a bar is known when its last trade is
+    "gold.completeness": "updated_at",
+    "gold.anomalies": "ts",
     "gold.book_snapshots": "window_start",
     "gold.quotes": "ts",
     "gold.microstructure": "window_start",

@@ -64,17 +64,22 @@ def test_promote_silver_flow_runs_and_publishes_the_dq_report(harness, tmp_path:
     assert totals["silver.trades"]["quarantined:price_not_positive"] == 1
     assert pl.read_delta(str(root / "silver" / "trades"))["id"].sort().to_list() == [1, 2, 3, 9]
 
-    async def artifacts() -> list:
+    async def artifacts(key: str = "silver-dq-report") -> list:
         async with get_client() as client:
             from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-            return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["silver-dq-report"]))
-            )
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
     found = asyncio.run(artifacts())
     assert found and found[0].type == "table"
     assert "price_not_positive" in json.dumps(found[0].data)
+
+    # the completeness ledger of the day it touched: ids 4..8 missing (backfill off), one row quarantined
+    (ledger,) = asyncio.run(artifacts("completeness"))
+    (row,) = json.loads(ledger.data) if isinstance(ledger.data, str) else ledger.data
+    assert (row["exchange"], row["symbol"], row["channel"]) == ("BINANCE", "BTC-USDT", "trades")
+    assert (row["ids_present"], row["ids_expected"], row["gaps_open"], row["quarantined"]) == ("4", "9", "1", "1")
+    assert row["complete"] == "False" and float(row["score"]) < 1
 
     from flows.gold import build_gold_flow
 

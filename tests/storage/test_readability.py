@@ -247,7 +247,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Catalog:
     """Every table of the project, written by the jobs that write it."""
     tmp = tmp_path_factory.mktemp("readability")
-    settings = load_settings(root=str(tmp / "lake"))
+    settings = load_settings(root=str(tmp / "lake"), gold={"bars": {"tick": {"default": 2}}})  # (off by default)
     settings = settings.model_copy(update={"silver": settings.silver.model_copy(update={"backfill": False})})
     catalog = Catalog.from_settings(settings)
     for _ in range(2):  # the writer's first commit creates a table (write_deltalake), later ones append (pyarrow)

@@ -29,6 +29,7 @@ from crypto_lakehouse.cli import (
     ingest,
     maintain,
     promote,
+    quality,
     query,
     tag,
     venues,
@@ -57,7 +58,8 @@ app = typer.Typer(
         "  lakehouse promote silver && lakehouse promote gold\n"
         "  lakehouse query 'select * from gold.ohlcv limit 5'\n"
         "  lakehouse --root /data/lake tables\n"
-        "  lakehouse venues                   what silver may assume of each venue"
+        "  lakehouse venues                   what silver may assume of each venue\n"
+        "  lakehouse quality --day 2026-11-23 is that day complete? (the ledger)"
     ),
 )
 
@@ -89,6 +91,7 @@ app.command("query")(query.query)
 app.command("history")(query.history)
 app.command("tables")(query.tables)
 app.command("venues")(venues.venues)
+app.command("quality")(quality.quality)
 app.command("demo")(demo.demo)
 app.add_typer(exchange.app, name="exchange")
 app.add_typer(promote.app, name="promote")

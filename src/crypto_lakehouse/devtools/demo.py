@@ -6,7 +6,8 @@
 2. two synthetic markets at once, Binance USD-M futures and OKX, streamed by one process for
    ``seconds`` with a live progress table;
 3. promote-silver (validation, dedup, each venue's gaps backfilled with ccxt from its own
-   exchange) and build-gold (OHLCV at every configured interval);
+   exchange, the completeness ledger) and build-gold (OHLCV at every configured interval, the
+   cross-venue and spike checks);
 4. rows per venue and table, a summary per table (rows, Delta version, files, location), and the
    two synthetic venues' BTC 1m closes side by side from one SQL query.
 """
@@ -30,6 +31,7 @@ from crypto_lakehouse.loopback.replay import ingest_recording, load_any_recordin
 from crypto_lakehouse.query import Lakehouse
 from crypto_lakehouse.schemas import BRONZE, GOLD, SILVER
 from crypto_lakehouse.storage import Catalog
+from crypto_lakehouse.transform.anomalies import AnomalyOptions, build_anomalies
 from crypto_lakehouse.transform.gold import build_gold
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
@@ -52,6 +54,7 @@ _PER_VENUE = (
     "silver.trades",
     "silver.book",
     "gold.ohlcv",
+    "gold.info_bars",
     "gold.book_snapshots",
     "gold.quotes",
     "gold.microstructure",
@@ -113,11 +116,21 @@ async def _demo(
             options=SilverOptions.from_settings(settings.silver),
         )
     gold = await asyncio.to_thread(
-        build_gold, writer.catalog, intervals=settings.gold.intervals, book=settings.gold.book
+        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
+    )
+    flagged = await asyncio.to_thread(
+        build_anomalies, writer.catalog, options=AnomalyOptions.from_settings(settings.quality)
     )
     for table, metrics in silver.totals().items():
         console.print(f"   {table}: {metrics}")
     console.print(f"   gold.ohlcv bars (re)written per interval: {gold.bars_written}")
+    if gold.info_bars:
+        console.print(f"   gold.info_bars bars (re)written per kind (gold.bars): {gold.info_bars}")
+    ledger = silver.completeness if silver.completeness is not None else pl.DataFrame({"complete": []})
+    console.print(
+        f"   gold.completeness: {ledger.height} stream-days, {ledger['complete'].sum()} complete "
+        f"(lakehouse quality); gold.anomalies: {flagged} 1 m bars flagged (docs/quality.md)"
+    )
     if gold.book is not None:
         b = gold.book
         console.print(

@@ -16,6 +16,7 @@ job                        ``lakehouse``                       Prefect flow
 :func:`promote_silver`     ``promote silver``                  ``promote-silver``
 :func:`promote_gold`       ``promote gold``                    ``build-gold``
 :func:`backfill`           ``backfill``                        ``backfill``
+:func:`quality`            ``quality``                         (promote-silver's artifact)
 :func:`compact`            ``maintain compact``                ``compact``
 :func:`checkpoint`         ``maintain checkpoint``             ``checkpoint``
 :func:`vacuum`             ``maintain vacuum``                 ``vacuum``
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         promote_gold,
         promote_silver,
     )
+    from crypto_lakehouse.jobs._quality import quality
     from crypto_lakehouse.jobs._replay import RecordingResult, ingest_recording
     from crypto_lakehouse.jobs._signals import run_until_signal
     from crypto_lakehouse.jobs._tags import create_tag, delete_tag, list_tags
@@ -93,6 +95,7 @@ _MODULES = {
         "promote_gold",
         "promote_silver",
     ),
+    "_quality": ("quality",),
     "_replay": ("RecordingResult", "ingest_recording"),
     "_signals": ("run_until_signal",),
     "_tags": ("create_tag", "delete_tag", "list_tags"),
@@ -130,6 +133,7 @@ __all__ = [
     "plan_maintenance",
     "promote_gold",
     "promote_silver",
+    "quality",
     "run_maintenance_step",
     "run_until_signal",
     "runner_from_settings",

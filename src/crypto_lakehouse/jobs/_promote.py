@@ -18,6 +18,7 @@ from crypto_lakehouse.ingest.sessions import recorded_rest_urls
 from crypto_lakehouse.jobs._fanout import Runner, runner_from_settings
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.transform import silver
+from crypto_lakehouse.transform.anomalies import AnomalyOptions, build_anomalies
 from crypto_lakehouse.transform.gold import GoldResult, build_gold, build_gold_fanned
 from crypto_lakehouse.transform.silver import PromoteResult, SilverOptions
 
@@ -107,8 +108,10 @@ def promote_silver(
 
 
 def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldResult:
-    """silver -> gold: bars at every ``gold.intervals``, exchange candles and funding, for the
-    silver rows added since the last run (nothing new: nothing written).
+    """silver -> gold: bars at every ``gold.intervals``, exchange candles, funding and the
+    tick/volume/dollar bars of ``gold.bars`` (gold.info_bars), for the silver rows added since
+    the last run (nothing new: nothing written); then the cross-venue and spike checks of
+    gold.anomalies (``quality`` thresholds) for the days those rows touch.
 
     ``runner`` (default: ``scale.runner``'s): where the trade bars of each group of (exchange,
     symbol) are built, committed to gold.ohlcv once
@@ -116,8 +119,15 @@ def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldRes
     catalog = Catalog.from_settings(settings)
     with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
-            return build_gold(catalog, intervals=settings.gold.intervals, book=settings.gold.book)
-        return build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals, book=settings.gold.book)
+            result = build_gold(
+                catalog, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
+            )
+        else:
+            result = build_gold_fanned(
+                catalog, fanout.map, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
+            )
+    result.anomalies = build_anomalies(catalog, options=AnomalyOptions.from_settings(settings.quality))
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,10 +356,12 @@ class Catalog:
         predicate: str | None = None,
         app_id: str | None = None,
         version: int | None = None,
+        transactions: Sequence[tuple[str, int]] = (),
     ) -> None:
         """One atomic commit that replaces the rows matching ``predicate`` (SQL, delta-rs syntax)
         with ``data``, or the whole table when ``predicate`` is None; creates the table if it
-        does not exist. ``(app_id, version)`` is recorded in the same commit."""
+        does not exist. ``(app_id, version)`` and ``transactions`` (app id, version: a job
+        consuming several tables records its progress in each) go in the same commit."""
         exists = self.exists(table)
         self._write(
             table_spec(table),
@@ -368,6 +370,7 @@ class Catalog:
             version,
             mode="overwrite" if exists or predicate is None else "append",
             predicate=predicate if exists else None,
+            transactions=transactions,
         )
 
     def overwrite(self, table: str, data: pa.Table) -> None:

@@ -22,12 +22,13 @@ from deltalake.transaction import AddAction
 
 import crypto_lakehouse.transform._fanout as _fanout
 import crypto_lakehouse.transform.book as _book
-from crypto_lakehouse.config import BookSettings
+from crypto_lakehouse.config import BarSettings, BookSettings
 from crypto_lakehouse.durations import CandleInterval, candle_interval, format_duration
 from crypto_lakehouse.errors import FilesRewritten, LakehouseError
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
+from crypto_lakehouse.transform.bars import build_info_bars
 
 __all__ = ["GoldResult", "build_gold", "build_gold_fanned", "ohlcv", "rollup"]
 
@@ -41,6 +42,8 @@ class GoldResult:
     bars_written: dict[str, int] = field(default_factory=dict)  # interval -> bars (re)written
     exchange_candles: int = 0
     funding_rows: int = 0
+    info_bars: dict[str, int] = field(default_factory=dict)  # kind -> gold.info_bars bars (re)written
+    anomalies: int = 0  # gold.anomalies rows (re)written (jobs.promote_gold)
     silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     book: _book.BookBuild | None = None  # gold.book_snapshots and gold.quotes (transform/book.py)
 
@@ -388,11 +391,20 @@ def _build_funding(catalog: Catalog, result: GoldResult) -> None:
     result.funding_rows = out.height
 
 
-def build_gold(catalog: Catalog, *, intervals: list[timedelta], book: BookSettings | None = None) -> GoldResult:
-    """Bring gold up to date with silver (see module doc); ``book``: the book tables' settings."""
+def build_gold(
+    catalog: Catalog,
+    *,
+    intervals: list[timedelta],
+    bars: BarSettings | None = None,
+    book: BookSettings | None = None,
+) -> GoldResult:
+    """Bring gold up to date with silver (see module doc); ``bars``: the thresholds of
+    gold.info_bars (:mod:`crypto_lakehouse.transform.bars`; None: not built); ``book``: the book
+    tables' settings (:mod:`crypto_lakehouse.transform.book`; None: the defaults)."""
     result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
         _build_trade_bars(catalog, intervals, result)
+        result.info_bars = build_info_bars(catalog, thresholds=bars)
     if catalog.exists("silver.candles"):
         _build_exchange_candles(catalog, result)
     if catalog.exists("silver.funding"):
@@ -460,7 +472,12 @@ def _bars_task(task: _Task) -> _Staged:
 
 
 def build_gold_fanned(
-    catalog: Catalog, fanout: _fanout.Fanout, *, intervals: list[timedelta], book: BookSettings | None = None
+    catalog: Catalog,
+    fanout: _fanout.Fanout,
+    *,
+    intervals: list[timedelta],
+    bars: BarSettings | None = None,
+    book: BookSettings | None = None,
 ) -> GoldResult:
     """:func:`build_gold` with the trade bars built by groups of (exchange, symbol) that
     ``fanout`` runs anywhere: each task computes its symbols' bars from the silver and gold
@@ -468,10 +485,12 @@ def build_gold_fanned(
     replaces; this process commits them **once**, removing the replaced files, with the silver
     version consumed as the commit's application transaction (a racing job or a compaction of
     the same files since makes it stage again; a job done already writes nothing). The same
-    bars as :func:`build_gold`. Exchange candles, funding and the book tables are built in this process."""
+    bars as :func:`build_gold`. Exchange candles, funding (small), gold.info_bars (``bars``) and
+    the book tables (``book``) are built in this process."""
     result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
         _fan_trade_bars(catalog, fanout, intervals, result)
+        result.info_bars = build_info_bars(catalog, thresholds=bars)
     if catalog.exists("silver.candles"):
         _build_exchange_candles(catalog, result)
     if catalog.exists("silver.funding"):

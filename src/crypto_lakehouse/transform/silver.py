@@ -54,6 +54,7 @@ from crypto_lakehouse.transform.plans import (
     float_col,
     trade_columns,
 )
+from crypto_lakehouse.transform.quality import build_completeness
 
 __all__ = [
     "Fanout",
@@ -85,6 +86,7 @@ class PromoteResult:
     bronze_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
     report: pl.DataFrame | None = None
     gaps: pl.DataFrame | None = None
+    completeness: pl.DataFrame | None = None  # the gold.completeness rows of the days it touched
 
     def totals(self) -> dict[str, dict[str, int]]:
         if self.report is None or self.report.is_empty():
@@ -493,7 +495,8 @@ def _fill_and_report(
     opts: SilverOptions,
     now: datetime,
 ) -> None:
-    """A promote's end: gaps detected and filled (in this process), the report appended."""
+    """A promote's end: gaps detected and filled (in this process), the report appended, then
+    the completeness ledger of the days touched (it reads the gaps just written)."""
     result.gaps = fill_gaps(
         catalog,
         backfiller=backfiller if opts.backfill else None,
@@ -507,6 +510,7 @@ def _fill_and_report(
     result.report = report.frame()
     if result.report.height:
         catalog.append("silver.dq_report", result.report.to_arrow().cast(table_spec("silver.dq_report").schema))
+    result.completeness = build_completeness(catalog, options=opts, now=now)
 
 
 def backfill(
