@@ -121,6 +121,20 @@ def test_a_snapshot_comes_before_a_delta_of_its_own_sequence_received_earlier() 
     assert levels(rows[0])[0] == [(99.0, 8.0), (98.0, 2.0)]
 
 
+def test_the_book_carries_over_midnight_from_the_day_before() -> None:
+    late = T0 + timedelta(days=1) - timedelta(milliseconds=500)
+    day1 = [{**r, "ts": late, "receipt_ts": late} for r in BOOK]
+    day2 = delta(24 * 3_600_000 + 300, 11, ("bid", 99.5, 7.0))
+    rows = snapshots(frame(day1, day2))
+    assert [(r["date"], r["window_start"], r["valid"]) for r in rows] == [
+        (T0.date(), late.replace(microsecond=0), True),
+        ((T0 + timedelta(days=1)).date(), T0 + timedelta(days=1), True),
+    ]
+    assert levels(rows[1])[0] == [(99.5, 7.0), (99.0, 1.0)]  # the snapshot of the day before, then the delta
+    alone = snapshots(frame(day2))  # without the day before: no book to start from
+    assert [(r["valid"], r["reason"]) for r in alone] == [(False, "no_snapshot")]
+
+
 def test_before_the_first_snapshot_the_book_is_invalid() -> None:
     rows = snapshots(frame(delta(100, 9, ("bid", 99.0, 1.0)), snap(1_200, 10, [(98.0, 1.0)], [(99.0, 1.0)])))
     assert [(r["valid"], r["reason"]) for r in rows] == [(False, "no_snapshot"), (True, None)]
@@ -418,8 +432,9 @@ def _expected(seen: list[dict[str, Any]]) -> pl.DataFrame:
     """cryptofeed's book at the end of each 100 ms window per (symbol, UTC day), the callbacks
     taken in delivery order with their time as the writer stores it (exchange time, else receipt
     time, in µs; running maximum); ``changed``: its levels differ from the window before;
-    ``synced``: a snapshot was delivered earlier that day. (A day's first window counts as a
-    change when its book holds a level: silver keeps no row of an update without levels.)"""
+    ``synced``: a snapshot was delivered earlier that day or the day before. (A day's first window
+    counts as a change when its book holds a level: silver keeps no row of an update without
+    levels.)"""
     us = pl.Datetime("us", "UTC")
     t = pl.coalesce((pl.col("ts") * 1e6).round(), (pl.col("receipt") * 1e6).round()).cast(pl.Int64).cast(us)
     day = ["symbol", "date"]
@@ -428,9 +443,20 @@ def _expected(seen: list[dict[str, Any]]) -> pl.DataFrame:
         pl.DataFrame(seen, infer_schema_length=None)
         .with_columns(t.alias("t"))
         .with_columns(pl.col("t").dt.date().alias("date"))
+        .with_columns(  # (a jump of more than a day between callbacks starts a new run of time)
+            ((pl.col("date") - pl.col("date").shift(1)).abs() > timedelta(days=1))
+            .fill_null(False)
+            .cum_sum()
+            .over("symbol")
+            .alias("_run"),
+            pl.when("snapshot").then(pl.col("date")).forward_fill().over("symbol").alias("_synced_on"),
+        )
         .with_columns(
-            pl.col("t").cum_max().over(day).dt.truncate("100ms").alias("window_start"),
-            (pl.col("snapshot").cast(pl.Int64).cum_sum().over(day) > 0).alias("synced"),
+            pl.col("t").cum_max().over("symbol", "_run").dt.truncate("100ms").alias("window_start"),
+            pl.col("_synced_on")
+            .is_between(pl.col("date") - timedelta(days=1), pl.col("date"))
+            .fill_null(False)
+            .alias("synced"),
         )
         .group_by(*day, "window_start", maintain_order=True)
         .agg(pl.col("sequence", "synced", *lv).last())

@@ -3,10 +3,10 @@ best bid/ask quotes at every change and at each interval (``gold.quotes``, from 
 where there is no book) and microstructure statistics per interval (``gold.microstructure``).
 
 The book of each (exchange, symbol) is rebuilt **per UTC day** from silver.book's snapshot and
-delta rows, taken in sequence order (by receipt time where the venue sends no sequence): a
-snapshot replaces the book, a delta sets the size of each of its levels, size 0 removes one. A
-day starts empty: intervals before the day's first snapshot are ``valid = false`` with reason
-``no_snapshot`` (the rebuild reads the touched day alone, never the day before). Validity
+delta rows of that day and the day before (:data:`LOOKBACK`: the book carries over midnight),
+taken in sequence order (by receipt time where the venue sends no sequence): a snapshot replaces
+the book, a delta sets the size of each of its levels, size 0 removes one. Intervals before any
+snapshot of the two days are ``valid = false`` with reason ``no_snapshot``. Validity
 (``valid``, ``reason``), set on the book as it stands after every update and kept until the next
 snapshot resyncs it:
 
@@ -18,7 +18,7 @@ snapshot resyncs it:
 * ``unsequenced``: an update without a sequence (OKX, Coinbase, ...): silver keys book rows by
   sequence, so such updates can neither be ordered nor told apart when they repeat a level.
 * ``crossed``: the best bid at or above the best ask at an interval's end.
-* ``no_snapshot``: no snapshot yet that day.
+* ``no_snapshot``: no snapshot yet that day or the day before.
 
 Snapshots are the book at the **end** of each interval (after the last update whose time, the
 running maximum of exchange time falling back to receipt time, is inside it), emitted only where
@@ -29,9 +29,9 @@ and reduced to the last size of each level per interval in Polars, then one pass
 and reads the top levels from the best price down.
 
 Incremental like gold.ohlcv: each commit carries ``(app_id, silver version)``; a run reads the
-silver rows appended since, recomputes every (exchange, symbol, day) they touch from all of that
-day's silver rows and replaces those days in one commit per table and source; nothing new,
-nothing written. Formulas and choices: docs/gold.md.
+silver rows appended since, recomputes every (exchange, symbol, day) they touch (and, for the
+book, each next day) from all of silver's rows of that day and the day before, and replaces those
+days in one commit per table and source; nothing new, nothing written. Formulas and choices: docs/gold.md.
 """
 
 from __future__ import annotations
@@ -402,6 +402,10 @@ def _days(book: pl.DataFrame | pl.LazyFrame) -> dict[tuple[str, str, date], pl.D
     return {(str(k[0]), str(k[1]), k[2]): v for k, v in sorted(parts.items())}
 
 
+LOOKBACK = timedelta(days=1)
+"""How far before a day the rebuild of its book reads: the book of a day starts from the last
+snapshot of that day or the day before (docs/gold.md)."""
+
 _CHANGED = pl.any_horizontal(
     pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("bid", "bid_size", "ask", "ask_size", "valid")
 ) | (pl.int_range(pl.len()) == 0)
@@ -415,9 +419,13 @@ class _Day:
     exchange: str
     symbol: str
     day: date
-    part: pl.DataFrame
+    part: pl.DataFrame  # the rows of the day before it too
     kind: str
     _ticks: pl.DataFrame | None = None
+
+    def own(self, column: str = "window") -> pl.Expr:
+        """Rows of the day itself (not of the day before, read for the book carried in)."""
+        return pl.col(column).dt.date() == self.day
 
     def ticks(self) -> pl.DataFrame:
         if self._ticks is None:
@@ -433,13 +441,23 @@ class _Day:
         ]
 
 
-def _book_days(book: pl.DataFrame | pl.LazyFrame, kinds: Mapping[str, str] | None) -> list[_Day]:
-    """``book`` per (exchange, symbol, day) with each exchange's sequence rule (``kinds``, by
-    default the venue registry's)."""
-    return [
-        _Day(e, sym, d, part, kinds.get(e, "none") if kinds is not None else _sequence_kind(e))
-        for (e, sym, d), part in _days(book).items()
-    ]
+def _book_days(
+    book: pl.DataFrame | pl.LazyFrame, kinds: Mapping[str, str] | None, *, only: pl.DataFrame | None = None
+) -> list[_Day]:
+    """``book`` per (exchange, symbol, day) (those of ``only``, by default every day it holds),
+    each with the rows of the day before it (when ``book`` holds them: the book carried over
+    midnight, :data:`LOOKBACK`) and its exchange's sequence rule (``kinds``, by default the
+    venue registry's)."""
+    parts = _days(book)
+    wanted = None if only is None else set(only.select(_DAY).iter_rows())
+    out = []
+    for (e, sym, d), part in parts.items():
+        if wanted is not None and (e, sym, d) not in wanted:
+            continue
+        before = parts.get((e, sym, d - LOOKBACK))
+        rows = part if before is None else pl.concat([before, part])
+        out.append(_Day(e, sym, d, rows, kinds.get(e, "none") if kinds is not None else _sequence_kind(e)))
+    return out
 
 
 def _forward_filled(frame: pl.DataFrame, every: timedelta, *, by: list[str]) -> pl.DataFrame:
@@ -497,7 +515,8 @@ def _concat(table: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _day_snapshots(d: _Day, every: timedelta, *, depth: int, forward_fill: bool) -> pl.DataFrame:
-    f = _judged(_rebuild(d.part, every=every, depth=depth, kind=d.kind)).with_columns(d.named())
+    f = _judged(_rebuild(d.part, every=every, depth=depth, kind=d.kind)).filter(d.own())
+    f = f.with_columns(*d.named(), (pl.col("_changed") | (pl.int_range(pl.len()) == 0)).alias("_changed"))
     if forward_fill:
         f = _forward_filled(f, every, by=["exchange", "symbol"]).with_columns(
             pl.when(pl.col("_filled")).then(0).otherwise(pl.col("updates")).alias("updates")
@@ -559,10 +578,11 @@ def book_quotes(
 
 
 def _day_quotes(d: _Day, every: timedelta) -> pl.DataFrame:
-    timed = _first_level(_judged(_rebuild(d.part, every=every, depth=1, kind=d.kind))).with_columns(d.named())
+    timed = _first_level(_judged(_rebuild(d.part, every=every, depth=1, kind=d.kind))).filter(d.own())
+    timed = timed.with_columns(d.named())
     return pl.concat(
         [
-            _quote_rows(d.ticks().with_columns(d.named()), every=None, source="book"),
+            _quote_rows(d.ticks().filter(d.own("ts")).with_columns(d.named()), every=None, source="book"),
             _quote_rows(_forward_filled(timed, every, by=["exchange", "symbol"]), every=every, source="book"),
         ]
     )
@@ -677,6 +697,7 @@ def _day_stats(d: _Day, trades: pl.DataFrame | None, every: timedelta) -> pl.Dat
     win = _rebuild(d.part, every=every, depth=1, kind=d.kind, bands=BANDS)
     names = [f"depth_{side}_{int(b)}bps" for b in BANDS for side in ("bid", "ask")]
     ends = _judged(win).select("window", *(pl.Series(n, win.band_depth[:, i]) for i, n in enumerate(names)))
+    ends = ends.filter(d.own())
     grid = _grid(ends.get_column("window").min(), ends.get_column("window").max(), every)
     out = _tick_stats(d.ticks(), grid, every).join_asof(ends, on="window", strategy="backward")
     if trades is not None and not trades.is_empty():
@@ -740,6 +761,15 @@ def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[
     )
 
 
+def _shifted(days: pl.DataFrame, by: tuple[int, ...]) -> pl.DataFrame:
+    """``days`` (exchange, symbol, date) and each moved by every offset of ``by`` (in days)."""
+    return (
+        pl.concat([days.with_columns(pl.col("date") + timedelta(days=n)) for n in by]).unique().sort(_DAY)
+        if days.height
+        else days
+    )
+
+
 def _touched(new: pl.DataFrame) -> pl.DataFrame:
     return new.select("exchange", "symbol", pl.coalesce("ts", "receipt_ts").dt.date().alias("date")).unique().sort(_DAY)
 
@@ -775,9 +805,11 @@ def _from_book(
     written = dict.fromkeys(apps, 0)
     if not due:
         return written
-    days = _touched(to_frame(catalog.changes("silver.book", after=after, upto=upto)))
-    silver = _read_days(catalog, "silver.book", days, upto) if days.height else None
-    books = _book_days(silver, None) if silver is not None else []  # (each day's ticks computed once)
+    # a day's book carries into the next: the days touched and each next one are rebuilt, from
+    # their rows and those of the day before them
+    days = _shifted(_touched(to_frame(catalog.changes("silver.book", after=after, upto=upto))), (0, 1))
+    silver = _read_days(catalog, "silver.book", _shifted(days, (-1, 0)), upto) if days.height else None
+    books = _book_days(silver, None, only=days) if silver is not None else []  # (each day's ticks computed once)
     for table in due:
         if silver is None:
             data, predicates = _empty(table), []
@@ -823,9 +855,10 @@ def _stats_from_trades(
         return 0
     for done in rebuilt:
         days = days.join(done, on=_DAY, how="anti")
-    book = _read_days(catalog, "silver.book", days, catalog.open("silver.book").version()) if days.height else None
-    days = _touched(book) if book is not None and book.height else days.clear()
-    books = _book_days(book, None) if book is not None and days.height else []
+    version = catalog.open("silver.book").version()
+    book = _read_days(catalog, "silver.book", _shifted(days, (-1, 0)), version) if days.height else None
+    days = days.join(_touched(book), on=_DAY, how="semi") if book is not None and book.height else days.clear()
+    books = _book_days(book, None, only=days) if book is not None and days.height else []
     data = _microstructure(catalog, s, books, days) if books else _empty("gold.microstructure")
     head = f'"interval" = {_lit(format_duration(s.stats_interval))}'
     _replace(catalog, "gold.microstructure", data, _day_predicates(days, head), (app, upto))
