@@ -579,3 +579,24 @@ def test_a_late_trade_rebuilds_only_the_statistics_of_its_day(tmp_path: Path) ->
     assert after == {**versions, "gold.microstructure": versions["gold.microstructure"] + 1}
     build_book(catalog, BookSettings(depth=2))
     assert {t: _version(catalog, t) for t in versions} == after  # nothing new: nothing written
+
+
+def test_a_late_row_before_midnight_rebuilds_the_next_day_too(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    late = T0 + timedelta(days=1) - timedelta(milliseconds=500)
+    day1 = [{**r, "ts": late, "receipt_ts": late} for r in BOOK]
+    write_bronze(
+        catalog, "bronze.book", _bronze_book(day1 + delta(24 * 3_600_000 + 300, 12, ("bid", 99.5, 7.0)), "BINANCE")
+    )
+    promote_silver(catalog, backfiller=None)
+    build_book(catalog, BookSettings(depth=2))
+    before = pl.read_delta(catalog.uri("gold.book_snapshots")).sort("window_start")
+    assert levels(before.row(1, named=True))[1] == [(101.0, 4.0), (102.0, 5.0)]
+
+    at_2359 = late + timedelta(milliseconds=300)
+    missed = [{**r, "ts": at_2359, "receipt_ts": at_2359} for r in delta(0, 11, ("ask", 100.5, 2.0))]
+    write_bronze(catalog, "bronze.book", _bronze_book(missed, "BINANCE"))
+    promote_silver(catalog, backfiller=None)
+    assert build_book(catalog, BookSettings(depth=2)).snapshots == 2  # day 1 and the day after it
+    after = pl.read_delta(catalog.uri("gold.book_snapshots")).sort("window_start")
+    assert [levels(r)[1] for r in after.iter_rows(named=True)] == [[(100.5, 2.0), (101.0, 4.0)]] * 2
