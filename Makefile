@@ -31,7 +31,7 @@ help:
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff check, ruff format --check, mypy (strict on src/ and flows/)"
 	@echo "make bench  - run the benchmarks in benchmarks/"
-	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer; make stop"
+	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer, query API (:8400); make stop"
 	@echo "make checkov - scan infra/ (terraform, Dockerfile, kustomize overlays) with checkov"
 
 setup: $(VENV)/.synced
@@ -52,7 +52,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-serve: setup  ## offline Prefect server + worker + deployments + loopback exchange + streaming writer
+serve: setup  ## offline Prefect server + worker + deployments + loopback exchange + streaming writer + query API
 	$(BIN)/python -m crypto_lakehouse.devtools.serve start
 
 stop:

@@ -62,6 +62,11 @@ NOT_JOBS = {
     "exchange serve": "the loopback exchange: a test double and user tool, not a lakehouse job",
     "exchange record": "writes a synthetic recording for the loopback exchange",
     "demo": "runs the jobs above on embedded defaults, printing as it goes",
+    "api": "the HTTP query service (crypto_lakehouse.service): a server over the reads, not a job",
+    "audit": "reads the query service's audit trail",
+    "keys create": "API keys of the query service (crypto_lakehouse.service.keys): access control, not data",
+    "keys list": "as keys create",
+    "keys revoke": "as keys create",
 }
 
 # (command, parameter) of the job that its flow does not take, and why

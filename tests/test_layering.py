@@ -41,9 +41,24 @@ ALLOWED: dict[str, set[str]] = {
     # the composition root: one typed function per job a user can run, over every stage (replaying
     # a recording is a job, so jobs sit above the loopback exchange)
     "jobs": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", NAME, *_BASE},
+    # the HTTP query service: reads through query.Lakehouse, tags through jobs, keys and audit
+    # rows through storage; the CLI starts it
+    "service": {"storage", "query", "jobs", *_BASE},
     # the outermost callers: the demo composes the jobs; the CLI wraps them
     "devtools": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", NAME, *_BASE},
-    "cli": {"storage", "maintenance", "venues", "ingest", "transform", "query", "loopback", "jobs", "devtools", NAME}
+    "cli": {
+        "storage",
+        "maintenance",
+        "venues",
+        "ingest",
+        "transform",
+        "query",
+        "loopback",
+        "jobs",
+        "devtools",
+        "service",
+        NAME,
+    }
     | _BASE,
 }
 # components that may import the venues package's registry (data) but not its clients

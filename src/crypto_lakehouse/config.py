@@ -51,6 +51,8 @@ from crypto_lakehouse.errors import ConfigError
 
 __all__ = [
     "REDACTED",
+    "ApiLimits",
+    "ApiSettings",
     "BarSettings",
     "BookSettings",
     "Duration",
@@ -398,6 +400,39 @@ class ScaleSettings(_Section):
         return value
 
 
+class ApiLimits(_Section):
+    """What one request of ``lakehouse api`` may cost (docs/service.md): a query past
+    ``timeout_s`` is interrupted, one past ``max_rows`` rows or ``max_bytes`` bytes of response
+    is cut off; each query's DuckDB gets ``memory_limit`` and ``threads``; at most
+    ``max_concurrent`` queries run at once (more get 429)."""
+
+    timeout_s: float = Field(30.0, gt=0, description="seconds a query may run, streaming included")
+    max_rows: int = Field(1_000_000, gt=0, description="rows one response may hold")
+    max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="bytes one response may hold (encoded)")
+    memory_limit: str = Field("1GB", description="DuckDB memory_limit of each query (x max_concurrent in all)")
+    threads: int = Field(1, ge=1, description="DuckDB threads of each query")
+    max_concurrent: int = Field(4, ge=1, description="queries running at once; more are refused with 429")
+
+
+class ApiSettings(_Section):
+    """The HTTP query service, ``lakehouse api`` (docs/service.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535, description="0 picks a free port")
+    tls_cert: str | None = Field(None, description="PEM certificate: serve HTTPS (with tls_key)")
+    tls_key: SecretStr | None = Field(
+        None, description="path of tls_cert's PEM private key (named like a secret: held and printed as one)"
+    )
+    freshness: Duration = Field(
+        parse_duration("2m"), description="a venue whose writer was last heard of longer ago is stale in /health"
+    )
+    limits: ApiLimits = Field(default_factory=ApiLimits)
+    audit_flush: Duration = Field(parse_duration("1s"), description="audit rows are appended in batches this often")
+    audit_retention: Duration | None = Field(
+        parse_duration("90d"), description="audit rows older than this are deleted; null = keep forever"
+    )
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse deployment."""
 
@@ -420,6 +455,7 @@ class Settings(BaseSettings):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -72,6 +72,8 @@ TableName = Literal[
     "gold.microstructure",
     "meta.archive_manifest",
     "meta.tags",
+    "meta.api_keys",
+    "meta.audit",
 ]
 """Every table's ``layer.kind`` name, for type checkers (a test keeps it equal to ``TABLES``);
 at run time :func:`table_spec` checks a name and raises :class:`UnknownTable` naming the known ones."""
@@ -760,6 +762,44 @@ META: dict[str, TableSpec] = {
         key=("name", "table"),
         description="named versions pinned for reproducible reads (Lakehouse.tag)",
     ),
+    "meta.api_keys": TableSpec(
+        name="meta.api_keys",
+        schema=pa.schema(
+            [
+                _f("id", _S, False, "public key id (the key's second part: lhk_<id>_<secret>)"),
+                _f("role", _S, False, "reader, operator or admin"),
+                _f("hash", _S, False, "argon2id hash of the whole key, salted (PHC string); never the key"),
+                _f("created_at", UTC_US, False),
+                _f("revoked_at", UTC_US, True, "when revoked; null = valid"),
+                _f("note", _S, True, "who or what the key is for"),
+            ]
+        ),
+        partition_by=(),
+        key=("id",),
+        description="API keys of the query service (lakehouse keys); not visible to SQL over HTTP",
+    ),
+    "meta.audit": TableSpec(
+        name="meta.audit",
+        schema=pa.schema(
+            [
+                _f("at", UTC_US, False, "when the request arrived"),
+                _f("key_id", _S, True, "API key id; null = no or unknown key"),
+                _f("role", _S, True),
+                _f("method", _S, False),
+                _f("route", _S, False, "route template, e.g. /tables/{name}"),
+                _f("sql_hash", _S, True, "sha256 of the SQL text (first 16 hex digits); the text is never kept"),
+                _f("rows", pa.int64(), True, "rows returned"),
+                _f("bytes", pa.int64(), True, "response bytes"),
+                _f("duration_ms", pa.float64(), False),
+                _f("status", pa.int32(), False, "HTTP status"),
+                _f("client", _S, True, "client address"),
+                _f("date", pa.date32(), False, "UTC date of at (partition: retention drops whole days)"),
+            ]
+        ),
+        partition_by=("date",),
+        key=(),
+        description="every request to the query service (lakehouse audit); not visible to SQL over HTTP",
+    ),
 }
 
 TABLES: dict[str, TableSpec] = {**BRONZE, SESSIONS.name: SESSIONS, **SILVER, **GOLD, **META}
@@ -782,6 +822,8 @@ TIME_COLUMN: dict[str, str] = {
     "gold.microstructure": "window_start",
     "meta.tags": "created_at",
     "meta.archive_manifest": "imported_at",
+    "meta.api_keys": "created_at",
+    "meta.audit": "at",
 }
 
 

@@ -284,9 +284,41 @@ def lake(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Catalog:
     jobs.create_tag(settings, name="bt-b")
     jobs.maintain(settings)  # compact, checkpoint, vacuum
     jobs.compact(settings, tables=["silver.trades"], z_order=["ts"])
+    _service_tables(catalog)
     for table in TABLES:  # a checkpoint in every log (maintain leaves out meta and state tables)
         checkpoint(catalog, table)
     return catalog
+
+
+def _service_tables(catalog: Catalog) -> None:
+    """meta.api_keys (created, then a key revoked: a replace) and meta.audit (a batch appended,
+    then old days deleted), written as the query service writes them."""
+    from crypto_lakehouse.service.audit import AuditLog
+    from crypto_lakehouse.service.keys import create_key, revoke_key
+
+    key_id, _ = create_key(catalog, role="reader")
+    create_key(catalog, role="admin")
+    revoke_key(catalog, key_id)
+    log = AuditLog(catalog, retention=timedelta(days=1))
+    now = datetime.now(UTC)
+    for at in (now - timedelta(days=3), now):
+        log.record(
+            {
+                "at": at,
+                "key_id": key_id,
+                "role": "reader",
+                "method": "POST",
+                "route": "/query/sql",
+                "sql_hash": "0123456789abcdef",
+                "rows": 1,
+                "bytes": 10,
+                "duration_ms": 1.5,
+                "status": 200,
+                "client": "127.0.0.1",
+            }
+        )
+    log.flush()
+    log._prune()  # a delete of a whole day
 
 
 # ------------------------------------------------------------------ our tables pass

@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 
 from crypto_lakehouse.cli import (
     _common,
+    api,
     archive,
     backfill,
     config,
@@ -93,12 +94,15 @@ app.command("tables")(query.tables)
 app.command("venues")(venues.venues)
 app.command("quality")(quality.quality)
 app.command("demo")(demo.demo)
+app.command("api")(api.api)
+app.command("audit")(api.audit)
 app.add_typer(exchange.app, name="exchange")
 app.add_typer(promote.app, name="promote")
 app.add_typer(tag.app, name="tag")
 app.add_typer(archive.app, name="archive")
 app.add_typer(maintain.app, name="maintain")
 app.add_typer(config.app, name="config")
+app.add_typer(api.keys_app, name="keys")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """``make serve`` / ``make stop``: an offline local Prefect server (SQLite, analytics off), a
-process worker, every deployment of ``prefect.yaml``, the loopback exchange and the streaming
-writer, each a background process whose PID and log live under ``.serve/``.
+process worker, every deployment of ``prefect.yaml``, the loopback exchange, the streaming
+writer and the HTTP query service (``lakehouse api``), each a background process whose PID
+and log live under ``.serve/``.
 
     python -m crypto_lakehouse.devtools.serve start [--port 4200]
     python -m crypto_lakehouse.devtools.serve stop
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -107,12 +109,15 @@ def progress_line(elapsed_s: float, step: str, text: str) -> str:
     return f"[{elapsed_s:6.1f} s] {step:<11} {text}"
 
 
-def summary_lines(*, port: int, root: str, logs: Path) -> list[str]:
-    """What ``start`` prints once everything runs: the UI, the lakehouse root, the logs, and the
-    ``export PREFECT_API_URL=...`` line on a line of its own (so ``grep ^export`` finds it)."""
+def summary_lines(*, port: int, root: str, logs: Path, api: str | None = None) -> list[str]:
+    """What ``start`` prints once everything runs: the UI, the lakehouse root, the query
+    service, the logs, and the ``export PREFECT_API_URL=...`` line on a line of its own (so
+    ``grep ^export`` finds it)."""
+    service = [f"query service:   {api}   (keys: lakehouse keys create --role reader)"] if api else []
     return [
         f"Prefect UI:      http://127.0.0.1:{port}",
         f"lakehouse root:  {root}",
+        *service,
         f"logs:            {logs}   (`make stop` stops everything)",
         "To use this server from your shell (`prefect deployment ls`, `prefect deployment run ...`), run:",
         f"export PREFECT_API_URL=http://127.0.0.1:{port}/api",
@@ -178,8 +183,30 @@ def start(project: Path, *, port: int = 4200) -> None:
     )
     _running(writer, "the streaming writer", logs / "stream.log")
     say("writer", f"streaming into {root} (pid {writer.pid})")
+    api = _start_api(env, state, project)
+    say("api", f"the query service answers on {api}")
     print()
-    print("\n".join(summary_lines(port=port, root=root, logs=logs)), flush=True)
+    print("\n".join(summary_lines(port=port, root=root, logs=logs, api=api)), flush=True)
+
+
+def _start_api(env: dict[str, str], state: Path, project: Path, *, timeout: float = 60) -> str:
+    """``lakehouse api`` on ``api.host``:``api.port`` (config), once its /health answers."""
+    from crypto_lakehouse.config import load_settings
+
+    api = load_settings().api
+    base = f"http://{api.host}:{api.port}"
+    proc = _spawn("api", [sys.executable, "-m", "crypto_lakehouse.cli", "api"], env, state, project)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _running(proc, "the query service", state / "logs" / "api.log", settle=0)
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2):
+                return base
+        except urllib.error.HTTPError:  # 503: up, storage not ready yet
+            return base
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the query service did not answer on {base} in {timeout:.0f} s (see {state}/logs/api.log)")
 
 
 def _wait_for_line(path: Path, prefix: str, timeout: float = 60, *, contains: str = "") -> str:
@@ -196,7 +223,7 @@ def _wait_for_line(path: Path, prefix: str, timeout: float = 60, *, contains: st
 def stop(state: Path) -> None:
     """Stop what ``start`` started (PIDs under ``state``), writer first and server last."""
     pids = state / "pids"
-    for name in ("stream", "exchange", "prefect-worker", "prefect-server"):
+    for name in ("api", "stream", "exchange", "prefect-worker", "prefect-server"):
         f = pids / f"{name}.pid"
         if not f.exists():
             continue

@@ -7,7 +7,7 @@ import functools
 import logging
 import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -444,34 +444,55 @@ class Lakehouse:
         con = duckdb.connect()
         try:
             con.execute("SET autoinstall_known_extensions = false; SET autoload_known_extensions = false")
-            # DuckDB's delta extension reads the latest version, where the catalog lets it (loaded once, if at all)
-            use_ext = as_of is None and not live
-            extension = functools.cache(lambda: _delta_extension(con))
-            views = [v for v in SQL_VIEWS if v in _referenced_names(query)]
-            for name in sorted({*_referenced_tables(query), *(SQL_VIEWS[v][0] for v in views)}, key=list(TABLES).index):
-                if not self.catalog.exists(name) and not (live and name in BRONZE):
-                    continue
-                layer, kind = name.split(".")
-                alias = f"__{layer}_{kind}"
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
-                if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
-                    con.register(alias, self.scan(name, live=True).collect().to_arrow())
-                elif use_ext and (source := self.catalog.duckdb_source(name)) is not None and extension():
-                    con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM {source}')
-                    continue
-                else:
-                    con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))
-                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
-            for view in views:
-                table, select = SQL_VIEWS[view]
-                if self.catalog.exists(table):
-                    con.execute(f"CREATE VIEW {view} AS {select}")
+            self.attach(con, query, as_of=as_of, live=live)
             result: pl.DataFrame = con.sql(query).pl()  # (duckdb annotates pl() as Any: lazy=True gives a LazyFrame)
             return result
         except duckdb.Error as exc:
             raise LakehouseError(str(exc).strip()) from None
         finally:
             con.close()
+
+    def attach(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        query: str,
+        *,
+        as_of: AsOf = None,
+        live: bool = False,
+        extension: bool = True,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """Create in ``con`` a view ``layer.kind`` over each table ``query`` names (and the
+        :data:`SQL_VIEWS` it names), each at ``as_of``: what :meth:`sql` runs the query against.
+        ``extension=False`` never uses DuckDB's delta extension (Arrow datasets from delta-rs
+        only: nothing for DuckDB itself to open, so ``con`` may then disable external access);
+        ``only``: tables outside it are not attached even when named (the query then fails on
+        them with DuckDB's "does not exist")."""
+        # DuckDB's delta extension reads the latest version, where the catalog lets it (loaded once, if at all)
+        use_ext = extension and as_of is None and not live
+        loaded = functools.cache(lambda: _delta_extension(con))
+        views = [v for v in SQL_VIEWS if v in _referenced_names(query) and (only is None or v in only)]
+        named = {*_referenced_tables(query), *(SQL_VIEWS[v][0] for v in views)}
+        for name in sorted(named, key=list(TABLES).index):
+            if only is not None and name not in only and name not in (SQL_VIEWS[v][0] for v in views):
+                continue
+            if not self.catalog.exists(name) and not (live and name in BRONZE):
+                continue
+            layer, kind = name.split(".")
+            alias = f"__{layer}_{kind}"
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+            if live and name in BRONZE:  # Delta + the writers' live buffers, deduplicated
+                con.register(alias, self.scan(name, live=True).collect().to_arrow())
+            elif use_ext and (source := self.catalog.duckdb_source(name)) is not None and loaded():
+                con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM {source}')
+                continue
+            else:
+                con.register(alias, self.catalog.dataset(name, version=self.version_at(name, as_of)))
+            con.execute(f'CREATE VIEW "{layer}"."{kind}" AS SELECT * FROM "{alias}"')
+        for view in views:
+            table, select = SQL_VIEWS[view]
+            if self.catalog.exists(table):
+                con.execute(f"CREATE VIEW {view} AS {select}")
 
     # ------------------------------------------------------------------ replay
     def replay_batches(
