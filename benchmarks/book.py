@@ -112,8 +112,8 @@ def _check(snaps: pl.DataFrame, tops: dict[int, tuple]) -> int:
     bad = 0
     for r in snaps.iter_rows(named=True):
         bids, asks = tops[int(r["window_start"].timestamp())]
-        if bids != list(zip(r["bid_price"], r["bid_size"], strict=True)) or asks != list(
-            zip(r["ask_price"], r["ask_size"], strict=True)
+        if bids != list(zip(r["bid_prices"], r["bid_sizes"], strict=True)) or asks != list(
+            zip(r["ask_prices"], r["ask_sizes"], strict=True)
         ):
             bad += 1
     return bad

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from crypto_lakehouse.config import BookSettings
@@ -67,8 +68,8 @@ def frame(*updates: list[dict]) -> pl.DataFrame:
 
 
 def levels(row: dict[str, Any]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    return list(zip(row["bid_price"], row["bid_size"], strict=True)), list(
-        zip(row["ask_price"], row["ask_size"], strict=True)
+    return list(zip(row["bid_prices"], row["bid_sizes"], strict=True)), list(
+        zip(row["ask_prices"], row["ask_sizes"], strict=True)
     )
 
 
@@ -396,8 +397,8 @@ def _observer(seen: list[dict[str, Any]]) -> Any:
         sides = {}
         for name, side in (("bid", b.book.bids), ("ask", b.book.asks)):
             top = [side.index(i) for i in range(min(ORACLE_DEPTH, len(side)))]
-            sides[f"{name}_price"] = [float(p) for p, _ in top]
-            sides[f"{name}_size"] = [float(q) for _, q in top]
+            sides[f"{name}_prices"] = [float(p) for p, _ in top]
+            sides[f"{name}_sizes"] = [float(q) for _, q in top]
         seen.append(
             {"symbol": b.symbol, "sequence": b.sequence_number, "snapshot": b.delta is None, "ts": b.timestamp,
              "receipt": receipt, **sides}
@@ -438,7 +439,7 @@ def _expected(seen: list[dict[str, Any]]) -> pl.DataFrame:
     us = pl.Datetime("us", "UTC")
     t = pl.coalesce((pl.col("ts") * 1e6).round(), (pl.col("receipt") * 1e6).round()).cast(pl.Int64).cast(us)
     day = ["symbol", "date"]
-    lv = list(("bid_price", "bid_size", "ask_price", "ask_size"))
+    lv = list(("bid_prices", "bid_sizes", "ask_prices", "ask_sizes"))
     return (
         pl.DataFrame(seen, infer_schema_length=None)
         .with_columns(t.alias("t"))
@@ -462,7 +463,7 @@ def _expected(seen: list[dict[str, Any]]) -> pl.DataFrame:
         .agg(pl.col("sequence", "synced", *lv).last())
         .with_columns(
             pl.when(pl.col("window_start").shift(1).over(day).is_null())
-            .then(pl.col("bid_price").list.len() + pl.col("ask_price").list.len() > 0)
+            .then(pl.col("bid_prices").list.len() + pl.col("ask_prices").list.len() > 0)
             .otherwise(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)).over(day) for c in lv))
             .alias("changed")
         )
@@ -481,7 +482,7 @@ def _assert_equal_to_cryptofeed(root: Path, seen: list[dict[str, Any]]) -> pl.Da
     assert unseen.is_empty(), unseen.select("symbol", "window_start", "ts", "sequence", "updates", "reason").to_dicts()
     assert (got.get_column("reason").ne_missing("no_snapshot") == got.get_column("synced")).all()
     synced = got.filter(pl.col("synced"))
-    for c in ("sequence", "bid_price", "bid_size", "ask_price", "ask_size"):
+    for c in ("sequence", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"):
         diff = synced.filter(pl.col(c).ne_missing(pl.col(f"{c}_cf")))
         assert diff.is_empty(), (c, diff.select("symbol", "window_start", c, f"{c}_cf").head(3).to_dicts())
     must = expected.filter(pl.col("changed") & pl.col("synced")).select("symbol", "window_start")
@@ -494,7 +495,7 @@ def _assert_equal_to_cryptofeed(root: Path, seen: list[dict[str, Any]]) -> pl.Da
         "symbol",
         "sequence",
         *(
-            pl.col(f"{s}_{c}").list.first().alias(f"{s}{x}_cf")
+            pl.col(f"{s}_{c}s").list.first().alias(f"{s}{x}_cf")
             for s in ("bid", "ask")
             for c, x in (("price", ""), ("size", "_size"))
         ),
@@ -600,3 +601,33 @@ def test_a_late_row_before_midnight_rebuilds_the_next_day_too(tmp_path: Path) ->
     assert build_book(catalog, BookSettings(depth=2)).snapshots == 2  # day 1 and the day after it
     after = pl.read_delta(catalog.uri("gold.book_snapshots")).sort("window_start")
     assert [levels(r)[1] for r in after.iter_rows(named=True)] == [[(100.5, 2.0), (101.0, 4.0)]] * 2
+
+
+def test_replay_delivers_a_book_snapshot_at_its_interval_end_after_every_update_inside_it(tmp_path: Path) -> None:
+    """A snapshot is the book as it stood at the end of its interval: a replay that delivered it
+    at window_start would show a backtest updates that had not happened yet. Its event time is
+    window_start + interval, after every silver.book update of its window; a quote comes at its
+    own time (a change, or an interval's end)."""
+    from crypto_lakehouse.query import Lakehouse
+
+    catalog = Catalog(tmp_path)
+    updates = [*BOOK, *delta(400, 11, ("bid", 99.5, 1.0)), *delta(1_300, 12, ("ask", 100.5, 2.0))]
+    write_bronze(catalog, "bronze.book", _bronze_book(updates))
+    promote_silver(catalog, backfiller=None)
+    build_book(catalog, BookSettings(depth=2))
+    events = pl.from_arrow(
+        pa.Table.from_batches(
+            Lakehouse(tmp_path).replay_batches(
+                ["gold.book_snapshots", "silver.book", "gold.quotes"], start=T0, end=T0 + 3 * SEC
+            )
+        )
+    ).with_row_index("pos")
+    snaps = events.filter(pl.col("table") == "gold.book_snapshots")
+    book = events.filter(pl.col("table") == "silver.book")
+    assert snaps.height == 2 and book.height == len(updates)
+    assert (snaps["event_ts"] == snaps["window_start"] + SEC).all()
+    for snap_row in snaps.iter_rows(named=True):
+        inside = book.filter((pl.col("ts") >= snap_row["window_start"]) & (pl.col("ts") < snap_row["event_ts"]))
+        assert inside.height > 0 and inside["pos"].max() < snap_row["pos"]  # type: ignore[operator]  # (max of an int column)
+    quotes = events.filter(pl.col("table") == "gold.quotes")
+    assert quotes.height > 0 and (quotes["event_ts"] == quotes["ts"]).all()

@@ -71,7 +71,7 @@ TICK = "tick"
 
 _UTC = pl.Datetime("us", "UTC")
 _DAY = ["exchange", "symbol", "date"]
-_LEVELS = ("bid_price", "bid_size", "ask_price", "ask_size")
+_LEVELS = ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +360,10 @@ def _judged(win: _Windows) -> pl.DataFrame:
     return (
         win.frame.with_columns(
             pl.Series("_crossed", crossed),
-            _lists(win.bid_idx, bid_px).alias("bid_price"),
-            _lists(win.bid_idx, win.bid_size).alias("bid_size"),
-            _lists(win.ask_idx, ask_px).alias("ask_price"),
-            _lists(win.ask_idx, win.ask_size).alias("ask_size"),
+            _lists(win.bid_idx, bid_px).alias("bid_prices"),
+            _lists(win.bid_idx, win.bid_size).alias("bid_sizes"),
+            _lists(win.ask_idx, ask_px).alias("ask_prices"),
+            _lists(win.ask_idx, win.ask_size).alias("ask_sizes"),
         )
         .with_columns(reason.alias("reason"))
         .with_columns(
@@ -542,10 +542,10 @@ def quote_columns() -> list[pl.Expr]:
 
 def _first_level(f: pl.DataFrame) -> pl.DataFrame:
     return f.with_columns(
-        pl.col("bid_price").list.first().alias("bid"),
-        pl.col("bid_size").list.first().alias("bid_size"),
-        pl.col("ask_price").list.first().alias("ask"),
-        pl.col("ask_size").list.first().alias("ask_size"),
+        pl.col("bid_prices").list.first().alias("bid"),
+        pl.col("bid_sizes").list.first().alias("bid_size"),
+        pl.col("ask_prices").list.first().alias("ask"),
+        pl.col("ask_sizes").list.first().alias("ask_size"),
     )
 
 
