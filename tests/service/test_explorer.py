@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from crypto_lakehouse import jobs
+from crypto_lakehouse.schemas import SESSIONS
 from crypto_lakehouse.service import create_app
 from crypto_lakehouse.service.keys import create_key
 from crypto_lakehouse.storage import Catalog
@@ -39,7 +40,8 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DAYS = [datetime(2026, 11, 18, tzinfo=UTC) + timedelta(days=d) for d in range(3)]
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+DAYS = [TODAY - timedelta(days=d) for d in (3, 2, 1)]  # the three days before today (UTC)
 SERIES = {  # venue -> symbols -> starting price
     "BINANCE": {"BTC-USDT": 91_000.0, "ETH-USDT": 3_050.0},
     "BINANCE_FUTURES": {"BTC-USDT-PERP": 91_020.0, "ETH-USDT-PERP": 3_051.0},
@@ -86,12 +88,24 @@ def _bronze_trades() -> list[dict]:
     return rows
 
 
+def _bybit_session(catalog: Catalog) -> None:
+    """A Bybit writer session streaming trades since the first day, alive now: its days are proven
+    covered (the ledger's ``complete`` when nothing else is missing; today's in progress)."""
+    common = {"exchange": "BYBIT", "writer_id": "w", "session_id": "s1", "symbols": ["BTC-USDT-PERP"]}
+    rows = [
+        {**common, "event": event, "at": at, "channels": ["trades"], "reason": None, "rest_url": None}
+        for event, at in (("start", DAYS[0]), ("alive", datetime.now(UTC) - timedelta(seconds=1)))
+    ]
+    catalog.append(SESSIONS.name, pl.DataFrame(rows).select(SESSIONS.schema.names).to_arrow().cast(SESSIONS.schema))
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A root built by the real jobs (bronze -> silver with its completeness ledger -> gold) and a reader key."""
     root = tmp_path_factory.mktemp("explorer")
     settings = settings_for(root)
     write_bronze(Catalog(root), "bronze.trades", _bronze_trades())
+    _bybit_session(Catalog(root))
     jobs.promote_silver(settings)
     jobs.promote_gold(settings)
     _, key = create_key(Catalog(root), role="reader", note="explorer test")
@@ -171,17 +185,22 @@ def test_explorer_in_chromium(lake: tuple[Path, str], browser: BrowserContext) -
         assert not any(t.startswith("meta.api_keys") for t in listed)
         assert page.locator("#venues tbody tr td:first-child").all_inner_texts() == sorted(SERIES)
 
-        # the completeness grid: one cell per (venue, day), coloured by the worst score of its streams
-        worst = ledger.group_by("exchange", "date").agg(pl.col("score").min())
-        expected = {(r["exchange"], r["date"].isoformat()): r["score"] for r in worst.iter_rows(named=True)}
+        # the completeness grid: one cell per (venue, day) of the ledger, coloured by the worst
+        # score of its streams, ringed when all are complete; days in between without a row are empty
+        by_day = ledger.group_by("exchange", "date").agg(pl.col("score").min(), pl.col("complete").all())
+        expected = {(r["exchange"], r["date"].isoformat()): r for r in by_day.iter_rows(named=True)}
         cells = page.locator("#grid .cell[data-score]")
-        shown = {
-            (c.get_attribute("data-venue"), c.get_attribute("data-day")): float(c.get_attribute("data-score") or "nan")
-            for c in cells.all()
-        }
-        assert shown.keys() == expected.keys() and len(shown) == len(SERIES) * len(DAYS)
-        assert all(shown[k] == pytest.approx(v) for k, v in expected.items())
-        assert min(shown.values()) < 1.0  # the lost trades show
+        shown = {(c.get_attribute("data-venue"), c.get_attribute("data-day")): c for c in cells.all()}
+        assert shown.keys() == expected.keys()
+        for k, cell in shown.items():
+            assert float(cell.get_attribute("data-score") or "nan") == pytest.approx(expected[k]["score"])
+            assert cell.get_attribute("data-complete") == str(expected[k]["complete"]).lower()
+        days = {day for _, day in expected}
+        assert days == {d.date().isoformat() for d in (*DAYS, TODAY)}  # Bybit's session streams today too
+        assert page.locator("#grid .cell.empty").count() == len(SERIES) * len(days) - len(expected) > 0
+        assert {k for k, r in expected.items() if r["complete"]} == {("BYBIT", d.date().isoformat()) for d in DAYS}
+        assert page.locator("#grid .cell.complete").count() == len(DAYS)
+        assert min(r["score"] for r in expected.values()) < 1.0  # the lost trades show
         colours = {c.evaluate("e => getComputedStyle(e).backgroundColor") for c in cells.all()}
         assert len(colours) > 1
 

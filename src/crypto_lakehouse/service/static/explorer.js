@@ -194,7 +194,7 @@ async function loadGrid() {
   try {
     rows = await sql(
       "SELECT exchange, CAST(date AS VARCHAR) AS day, min(score) AS score, count(*) AS streams, " +
-        "sum(CASE WHEN complete THEN 1 ELSE 0 END) AS complete " +
+        "count(*) FILTER (WHERE complete) AS complete " +
         `FROM gold.completeness ${where}GROUP BY exchange, date ORDER BY exchange, date`,
     );
   } catch (error) {
@@ -229,11 +229,13 @@ async function loadGrid() {
         nodes.push(empty);
         continue;
       }
-      const cell = el("div", r.score.toFixed(2), r.complete === r.streams ? "cell complete" : "cell");
+      const complete = r.complete === r.streams;
+      const cell = el("div", r.score.toFixed(2), complete ? "cell complete" : "cell");
       cell.style.background = scoreColour(r.score);
       cell.dataset.venue = venue;
       cell.dataset.day = day;
       cell.dataset.score = String(r.score);
+      cell.dataset.complete = String(complete);
       cell.title = `${venue} ${day}: worst score ${r.score.toFixed(3)} of ${r.streams} stream(s), ${r.complete} complete`;
       nodes.push(cell);
     }
