@@ -128,7 +128,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
 
 
 def test_the_page_is_served_without_a_key_and_data_calls_still_need_one(lake: tuple[Path, str]) -> None:
-    root, _ = lake
+    root, key = lake
     with TestClient(create_app(settings_for(root), audit=False)) as client:
         page = client.get("/")  # redirected to the page
         assert page.status_code == 200 and '<canvas id="chart"' in page.text
@@ -137,6 +137,8 @@ def test_the_page_is_served_without_a_key_and_data_calls_still_need_one(lake: tu
             assert r.status_code == 200 and media in r.headers["content-type"]
         assert client.get("/tables").status_code == 401
         assert "/explorer" not in client.get("/openapi.json").json()["paths"]
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+        assert 'lakehouse_api_requests_total{method="GET",route="/explorer",status="200"} 3.0' in metrics
 
 
 def _sign_in(page: Page, key: str) -> None:

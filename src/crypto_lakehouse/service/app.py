@@ -467,7 +467,8 @@ class _Observed:
     def _observe(self, scope: MutableMapping[str, Any], sent: dict[str, int], started: float, at: datetime) -> None:
         duration = time.perf_counter() - started
         state = scope.get("state") or {}
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        explorer = isinstance(scope.get("endpoint"), StaticFiles)  # the page's files: no route object
+        route = getattr(scope.get("route"), "path", None) or ("/explorer" if explorer else "unmatched")
         code = sent["status"]
         m = self.service.metrics
         m.requests.labels(scope["method"], route, str(code)).inc()
