@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+import crypto_lakehouse.transform._replace as _replace
 from crypto_lakehouse.config import BookSettings
 from crypto_lakehouse.durations import format_duration
 from crypto_lakehouse.errors import LakehouseError
@@ -750,17 +751,6 @@ def _read_days(catalog: Catalog, table: str, days: pl.DataFrame, version: int) -
     return catalog.scan(table, version=version).filter(where).join(days.lazy(), on=_DAY, how="semi").collect()
 
 
-def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
-    spec = GOLD[table]
-    catalog.replace(
-        table,
-        data.select(spec.schema.names).to_arrow().cast(spec.schema),
-        predicate=" OR ".join(predicates) if predicates else "false",
-        app_id=app[0],
-        version=app[1],
-    )
-
-
 def _shifted(days: pl.DataFrame, by: tuple[int, ...]) -> pl.DataFrame:
     """``days`` (exchange, symbol, date) and each moved by every offset of ``by`` (in days)."""
     return (
@@ -825,7 +815,7 @@ def _from_book(
             data = _microstructure(catalog, s, books, days)
             rebuilt.append(days)
             predicates = _day_predicates(days, f'"interval" = {_lit(format_duration(s.stats_interval))}')
-        _replace(catalog, table, data, predicates, (apps[table], upto))
+        _replace.replace_windows(catalog, table, data, predicates, (apps[table], upto))
         written[table] = data.height
     return written
 
@@ -861,7 +851,7 @@ def _stats_from_trades(
     books = _book_days(book, None, only=days) if book is not None and days.height else []
     data = _microstructure(catalog, s, books, days) if books else _empty("gold.microstructure")
     head = f'"interval" = {_lit(format_duration(s.stats_interval))}'
-    _replace(catalog, "gold.microstructure", data, _day_predicates(days, head), (app, upto))
+    _replace.replace_windows(catalog, "gold.microstructure", data, _day_predicates(days, head), (app, upto))
     return data.height
 
 
@@ -876,7 +866,7 @@ def _from_ticker(catalog: Catalog, s: BookSettings, versions: dict[str, tuple[in
         days = days.join(_touched(booked), on=_DAY, how="anti")
     data = ticker_quotes(_read_days(catalog, "silver.ticker", days, upto), every=s.interval) if days.height else None
     head = f'"interval" IN ({_lit(TICK)}, {_lit(every)}) AND source = {_lit("ticker")}'
-    _replace(
+    _replace.replace_windows(
         catalog,
         "gold.quotes",
         _empty("gold.quotes") if data is None else data,
