@@ -24,7 +24,7 @@ for c in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)
 done; echo "error: Python 3.13 not found (install it, e.g. 'pyenv install 3.13')" >&2; exit 1
 endef
 
-.PHONY: help setup demo test lint bench serve stop clean checkov
+.PHONY: help setup browser demo test lint bench serve stop clean checkov
 
 help:
 	@echo "make demo   - set up, then run the demo on embedded defaults"
@@ -34,7 +34,20 @@ help:
 	@echo "make serve  - local Prefect server (UI on :4200), worker, deployments, exchange, writer, query API (:8400); make stop"
 	@echo "make checkov - scan infra/ (terraform, Dockerfile, kustomize overlays) with checkov"
 
-setup: $(VENV)/.synced
+setup: $(VENV)/.synced browser
+
+# The explorer page's browser test (tests/service/test_explorer.py) drives Debian's chromium through
+# Playwright (never `playwright install`: no browser download). Installed here when missing and
+# run as root (CI); otherwise a hint. Quiet unless it fails.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/tmp/chromium-apt.log 2>&1 \
+	      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >>/tmp/chromium-apt.log 2>&1; } \
+	      || { tail -20 /tmp/chromium-apt.log; exit 1; }; \
+	  else echo "note: /usr/bin/chromium is missing (as root: apt-get install chromium); the browser test needs it" >&2; fi; \
+	fi
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@set -e; PY313=$$($(find_python)); echo "using $$PY313"; \

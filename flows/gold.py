@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from crypto_lakehouse import jobs
 from crypto_lakehouse.config import load_settings
 from crypto_lakehouse.jobs._prefect import PrefectTasks, dask_task_runner
+from crypto_lakehouse.transform.book import BookBuild
 from crypto_lakehouse.transform.gold import GoldResult
 
 
@@ -33,12 +34,15 @@ def build_gold_flow(config: str | None = None, root: str | None = None) -> GoldF
     else:
         r = _groups.with_options(task_runner=runner)(config=config, root=root)
     rows = [{"interval": k, "bars_written": v} for k, v in r.bars_written.items()]
+    book = r.book or BookBuild()
     create_table_artifact(
         key="gold-bars-written",
         table=rows or [{"note": "nothing new in silver"}],
         description=(
             f"exchange candles: {r.exchange_candles}, funding rows: {r.funding_rows}, "
-            f"tick/volume/dollar bars: {r.info_bars or 'none'}"
+            f"tick/volume/dollar bars: {r.info_bars or 'none'}, "
+            f"book snapshots / quotes / microstructure rows: {book.snapshots} / {book.quotes} / {book.microstructure}, "
+            f"anomalies: {r.anomalies}"
         ),
     )
     get_run_logger().info("build-gold: %s", r.bars_written)

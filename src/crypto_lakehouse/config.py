@@ -54,6 +54,7 @@ __all__ = [
     "ApiLimits",
     "ApiSettings",
     "BarSettings",
+    "BookSettings",
     "Duration",
     "GoldSettings",
     "LoopbackSettings",
@@ -335,13 +336,34 @@ class BarSettings(_Section):
         return any(v is not None for table in (self.tick, self.volume, self.dollar) for v in table.values())
 
 
+class BookSettings(_Section):
+    """gold.book_snapshots and gold.quotes (docs/gold.md): the top ``depth`` levels of each book
+    at the end of every ``interval`` (a duration that divides a day: 100ms, 1s, 1m, ...), emitted
+    where the book changed within the depth, or every interval with ``forward_fill``; and
+    gold.microstructure per ``stats_interval``."""
+
+    depth: int = Field(10, ge=1, le=1000, description="levels per side in each snapshot")
+    interval: Duration = Field(parse_duration("1s"), description="snapshot and quote interval; divides a day")
+    forward_fill: bool = Field(False, description="emit every interval, not only those where the book changed")
+    stats_interval: Duration = Field(parse_duration("1m"), description="gold.microstructure interval; divides a day")
+
+    @field_validator("interval", "stats_interval")
+    @classmethod
+    def _divides_a_day(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or timedelta(days=1) % value:
+            raise ValueError(f"book interval {format_duration(value)}: give a duration that divides a day (1s, 1m)")
+        return value
+
+
 class GoldSettings(_Section):
-    """Gold OHLCV intervals (any fixed Polars-style duration) and information-driven bars."""
+    """Gold OHLCV intervals (any fixed Polars-style duration), information-driven bars and the
+    book tables (:class:`BookSettings`)."""
 
     intervals: Annotated[list[Duration], NoDecode, BeforeValidator(_split_list)] = Field(
         default_factory=lambda: [parse_duration(d) for d in ("1s", "1m", "5m", "15m", "1h", "4h", "1d")]
     )
     bars: BarSettings = Field(default_factory=BarSettings)
+    book: BookSettings = Field(default_factory=BookSettings)
 
 
 class QualitySettings(_Section):

@@ -67,6 +67,9 @@ TableName = Literal[
     "gold.info_bars",
     "gold.completeness",
     "gold.anomalies",
+    "gold.book_snapshots",
+    "gold.quotes",
+    "gold.microstructure",
     "meta.archive_manifest",
     "meta.tags",
     "meta.api_keys",
@@ -630,6 +633,100 @@ GOLD: dict[str, TableSpec] = {
             key=("check", "exchange", "symbol", "window_start"),
             description="cross-venue divergences and price/volume spikes of 1 m bars; silver keeps every row",
         ),
+        TableSpec(
+            name="gold.book_snapshots",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "snapshot interval, e.g. 1s"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC date of window_start"),
+                    _f("window_start", UTC_US, False, "the book as it stood at window_start + interval (exclusive)"),
+                    _f("ts", UTC_US, False, "time of the last update applied (the book's as-of time)"),
+                    _f("sequence", pa.int64(), True, "exchange sequence of that update"),
+                    _f("updates", pa.int64(), False, "book updates applied in the window (0: forward-filled)"),
+                    _f("valid", pa.bool_(), False, "false: the book cannot be trusted (see reason)"),
+                    _f(
+                        "reason",
+                        _S,
+                        True,
+                        "why not valid: no_snapshot, sequence_break, unsequenced or crossed (null when valid)",
+                    ),
+                    _f("bid_prices", pa.list_(_F), False, "best first; up to depth levels"),
+                    _f("bid_sizes", pa.list_(_F), False, "size at each of bid_prices"),
+                    _f("ask_prices", pa.list_(_F), False, "best first; up to depth levels"),
+                    _f("ask_sizes", pa.list_(_F), False, "size at each of ask_prices"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "exchange", "symbol", "window_start"),
+            description=(
+                "top-N L2 book at the end of each interval, rebuilt from silver.book; "
+                "only intervals where the book changed within the depth unless forward-filled"
+            ),
+        ),
+        TableSpec(
+            name="gold.quotes",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "tick: every change of the best levels; else the interval, e.g. 1s"),
+                    _f("source", _S, False, "book (rebuilt from silver.book) or ticker (silver.ticker)"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f(
+                        "date",
+                        pa.date32(),
+                        False,
+                        "UTC day of the book (a day's last interval ends at the next midnight)",
+                    ),
+                    _f(
+                        "ts",
+                        UTC_US,
+                        False,
+                        "tick: time of the change; else the interval's end (the quote as of just before it)",
+                    ),
+                    _f("as_of", UTC_US, False, "time of the update the quote comes from"),
+                    _f("sequence", pa.int64(), True, "exchange sequence of that update"),
+                    _f("bid", _F, True, "best bid (null: that side is empty)"),
+                    _f("bid_size", _F, True),
+                    _f("ask", _F, True, "best ask (null: that side is empty)"),
+                    _f("ask_size", _F, True),
+                    _f("mid", _F, True, "(bid + ask) / 2"),
+                    _f("spread_bps", _F, True, "(ask - bid) / mid * 10^4"),
+                    _f("micro_price", _F, True, "(bid * ask_size + ask * bid_size) / (bid_size + ask_size)"),
+                    _f("valid", pa.bool_(), False, "false: from a book that cannot be trusted (gold.book_snapshots)"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "source", "exchange", "symbol", "ts", "sequence"),
+            description="best bid/ask at every change and at each interval, with mid, spread and micro-price",
+        ),
+        TableSpec(
+            name="gold.microstructure",
+            schema=pa.schema(
+                [
+                    _f("interval", _S, False, "statistics interval, e.g. 1m"),
+                    _f("exchange", _S, False),
+                    _f("symbol", _S, False),
+                    _f("date", pa.date32(), False, "UTC date of window_start"),
+                    _f("window_start", UTC_US, False, "interval start, inclusive"),
+                    _f("twa_spread_bps", _F, True, "time-weighted mean of the quoted spread (bps) over the interval"),
+                    _f("depth_bid_10bps", _F, True, "bid size priced within 10 bps of the mid at the interval's end"),
+                    _f("depth_ask_10bps", _F, True, "ask size priced within 10 bps of the mid at the interval's end"),
+                    _f("depth_bid_50bps", _F, True, "bid size priced within 50 bps of the mid at the interval's end"),
+                    _f("depth_ask_50bps", _F, True, "ask size priced within 50 bps of the mid at the interval's end"),
+                    _f("ofi", _F, True, "order-flow imbalance (Cont, Kukanov & Stoikov 2014), base units"),
+                    _f("realized_variance", _F, True, "sum of squared log changes of the mid"),
+                    _f("quote_updates", pa.int64(), False, "changes of the best levels in the interval"),
+                    _f("trade_imbalance", _F, True, "(buy - sell) / (buy + sell) taker volume (null: no trade)"),
+                    _f("trades", pa.int64(), False, "trades in the interval"),
+                    _f("valid", pa.bool_(), False, "false: the book was not valid all through the interval"),
+                ]
+            ),
+            partition_by=("interval", "exchange", "symbol", "date"),
+            key=("interval", "exchange", "symbol", "window_start"),
+            description="microstructure statistics per interval from the rebuilt book and the trades (docs/gold.md)",
+        ),
     )
 }
 
@@ -720,6 +817,9 @@ TIME_COLUMN: dict[str, str] = {
     "gold.info_bars": "last_trade_ts",  # a bar is known when its last trade is
     "gold.completeness": "updated_at",
     "gold.anomalies": "ts",
+    "gold.book_snapshots": "window_start",
+    "gold.quotes": "ts",
+    "gold.microstructure": "window_start",
     "meta.tags": "created_at",
     "meta.archive_manifest": "imported_at",
     "meta.api_keys": "created_at",

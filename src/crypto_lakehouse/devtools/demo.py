@@ -55,6 +55,9 @@ _PER_VENUE = (
     "silver.book",
     "gold.ohlcv",
     "gold.info_bars",
+    "gold.book_snapshots",
+    "gold.quotes",
+    "gold.microstructure",
 )
 
 
@@ -113,7 +116,7 @@ async def _demo(
             options=SilverOptions.from_settings(settings.silver),
         )
     gold = await asyncio.to_thread(
-        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars
+        build_gold, writer.catalog, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
     )
     flagged = await asyncio.to_thread(
         build_anomalies, writer.catalog, options=AnomalyOptions.from_settings(settings.quality)
@@ -128,6 +131,12 @@ async def _demo(
         f"   gold.completeness: {ledger.height} stream-days, {ledger['complete'].sum()} complete "
         f"(lakehouse quality); gold.anomalies: {flagged} 1 m bars flagged (docs/quality.md)"
     )
+    if gold.book is not None:
+        b = gold.book
+        console.print(
+            f"   gold.book_snapshots {b.snapshots:,}, gold.quotes {b.quotes:,}, "
+            f"gold.microstructure {b.microstructure:,} rows"
+        )
     console.print(_per_venue(writer.catalog))
 
     listing = Table(title=f"tables under {settings.root}")

@@ -119,9 +119,13 @@ def promote_gold(settings: Settings, *, runner: Runner | None = None) -> GoldRes
     catalog = Catalog.from_settings(settings)
     with runner_from_settings(settings.scale) if runner is None else nullcontext(runner) as fanout:
         if fanout is None:
-            result = build_gold(catalog, intervals=settings.gold.intervals, bars=settings.gold.bars)
+            result = build_gold(
+                catalog, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
+            )
         else:
-            result = build_gold_fanned(catalog, fanout.map, intervals=settings.gold.intervals, bars=settings.gold.bars)
+            result = build_gold_fanned(
+                catalog, fanout.map, intervals=settings.gold.intervals, bars=settings.gold.bars, book=settings.gold.book
+            )
     result.anomalies = build_anomalies(catalog, options=AnomalyOptions.from_settings(settings.quality))
     return result
 

@@ -678,8 +678,11 @@ def _to_pandas(data: pa.Table) -> Any:
     return data.to_pandas(types_mapper=pd.ArrowDtype)
 
 
-# bar tables: a bar is known at its window end, window_start (the time column) + interval
-_BAR_TABLES = {"gold.ohlcv"}
+# tables of intervals: a row is known at its window end, window_start (the time column) + interval
+# (a bar's close, the book as it stood at the end, a window's statistics). The other gold tables'
+# time columns are already when a row became known (schemas.TIME_COLUMN): an information bar's
+# last trade, a quote's change or interval end, an anomaly's bar end, a ledger row's computation.
+_BAR_TABLES = {"gold.ohlcv", "gold.book_snapshots", "gold.microstructure"}
 
 
 def _bar_lengths(dt: DeltaTable, table: str) -> dict[str, CandleInterval]:

@@ -1,8 +1,9 @@
 """The HTTP query service (``lakehouse api``): FastAPI routes over :class:`~crypto_lakehouse.query.Lakehouse`.
 
-Every route but ``/health`` (and the OpenAPI pages) needs an API key (``Authorization: Bearer
-<key>`` or ``X-API-Key: <key>``): 401 for a missing, unknown or revoked key, 403 for a role
-without the right (:mod:`.keys`). Reads go through one ``Lakehouse``; SQL runs in the sandbox
+Every route but ``/health``, the OpenAPI pages and the explorer page's static files
+(``/explorer/``) needs an API key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``):
+401 for a missing, unknown or revoked key, 403 for a role without the right (:mod:`.keys`).
+Reads go through one ``Lakehouse``; SQL runs in the sandbox
 (:mod:`.sandbox`) with the limits of ``api.limits``. Each request is audited (:mod:`.audit`) and
 counted (``/metrics``). Logs carry key ids and SQL hashes, never a key or SQL text.
 """
@@ -15,12 +16,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -50,6 +53,7 @@ __all__ = ["create_app"]
 
 LOG = logging.getLogger(__name__)
 _GRACE_S = 1.0  # past api.limits.timeout_s, what a response may take to reach the client
+_STATIC = Path(__file__).with_name("static")  # the explorer page (shipped in the wheel)
 
 
 # ---------------------------------------------------------------------------------- models
@@ -539,6 +543,14 @@ def create_app(settings: Settings, *, audit: bool = True) -> FastAPI:
             LOG.warning("metrics: pipeline gauges not updated (%s)", type(exc).__name__)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # ------------------------------------------------------------------ explorer page
+    # static files, no key: every data call the page makes sends the key its user signs in with
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/explorer/")
+
+    app.mount("/explorer", StaticFiles(directory=_STATIC, html=True), name="explorer")
+
     app.add_middleware(_Observed, service=service)
     return app
 
@@ -591,7 +603,8 @@ class _Observed:
     def _observe(self, scope: MutableMapping[str, Any], sent: dict[str, int], started: float, at: datetime) -> None:
         duration = time.perf_counter() - started
         state = scope.get("state") or {}
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        explorer = isinstance(scope.get("endpoint"), StaticFiles)  # the page's files: no route object
+        route = getattr(scope.get("route"), "path", None) or ("/explorer" if explorer else "unmatched")
         code = sent["status"]
         m = self.service.metrics
         m.requests.labels(scope["method"], route, str(code)).inc()

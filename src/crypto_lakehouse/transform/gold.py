@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +22,9 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction
 
 import crypto_lakehouse.transform._fanout as _fanout
-from crypto_lakehouse.config import BarSettings
+import crypto_lakehouse.transform._replace as _replace
+import crypto_lakehouse.transform.book as _book
+from crypto_lakehouse.config import BarSettings, BookSettings
 from crypto_lakehouse.durations import CandleInterval, candle_interval, format_duration
 from crypto_lakehouse.errors import FilesRewritten, LakehouseError
 from crypto_lakehouse.schemas import GOLD
@@ -44,6 +47,7 @@ class GoldResult:
     info_bars: dict[str, int] = field(default_factory=dict)  # kind -> gold.info_bars bars (re)written
     anomalies: int = 0  # gold.anomalies rows (re)written (jobs.promote_gold)
     silver_versions: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    book: _book.BookBuild | None = None  # gold.book_snapshots and gold.quotes (transform/book.py)
 
 
 _KEYS = ["exchange", "symbol", "window_start"]
@@ -178,17 +182,6 @@ def _new_rows(catalog: Catalog, table: str, app_id: str) -> tuple[pl.DataFrame |
     return to_frame(catalog.changes(table, after=after, upto=upto)), after, upto
 
 
-def _replace(catalog: Catalog, table: str, data: pl.DataFrame, predicates: list[str], app: tuple[str, int]) -> None:
-    spec = GOLD[table]
-    catalog.replace(
-        table,
-        data.select(spec.schema.names).to_arrow().cast(spec.schema),
-        predicate=" OR ".join(predicates) if predicates else "false",
-        app_id=app[0],
-        version=app[1],
-    )
-
-
 def _in_clusters(clusters: pl.DataFrame, column: str) -> pl.Expr:
     cond = pl.lit(False)
     for e, sym, lo, hi in clusters.iter_rows():
@@ -269,7 +262,9 @@ def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: Gold
     result.silver_versions["silver.trades"] = (after, upto)
     if new is None or new.is_empty() or not steps:
         if new is not None and catalog.exists("gold.ohlcv"):
-            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+            _replace.replace_windows(
+                catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto)
+            )
         return
     first_build = not catalog.exists("gold.ohlcv")
     out = _trade_bars(
@@ -280,7 +275,7 @@ def _build_trade_bars(catalog: Catalog, intervals: list[timedelta], result: Gold
     )
     predicates = [p for b in out if b.clusters is not None for p in _predicate("trades", b.every, b.clusters)]
     result.bars_written.update({b.every: b.bars.height for b in out})
-    _replace(catalog, "gold.ohlcv", pl.concat([b.bars for b in out]), predicates, (app_id, upto))
+    _replace.replace_windows(catalog, "gold.ohlcv", pl.concat([b.bars for b in out]), predicates, (app_id, upto))
 
 
 def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
@@ -289,7 +284,9 @@ def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
     result.silver_versions["silver.candles"] = (after, upto)
     if new is None or new.is_empty():
         if new is not None:  # consumed an empty batch: record the progress
-            _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+            _replace.replace_windows(
+                catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto)
+            )
         return
     bars = new.select(
         pl.lit("exchange").alias("source"),
@@ -318,7 +315,7 @@ def _build_exchange_candles(catalog: Catalog, result: GoldResult) -> None:
     for (interval,), part in bars.group_by("interval"):
         touched = part.select("exchange", "symbol", "window_start").unique()
         predicates += _predicate("exchange", str(interval), _candle_runs(touched, steps[interval]))
-    _replace(catalog, "gold.ohlcv", bars, predicates, (app_id, upto))
+    _replace.replace_windows(catalog, "gold.ohlcv", bars, predicates, (app_id, upto))
     result.exchange_candles = bars.height
 
 
@@ -333,6 +330,11 @@ def _candle_runs(touched: pl.DataFrame, step: CandleInterval) -> pl.DataFrame:
         .agg(ws.min().alias("lo"), ws.max().dt.offset_by(step.offset).alias("hi"))
         .select(*by, "lo", "hi")
     )
+
+
+def _record_progress(catalog: Catalog, app_id: str, upto: int) -> None:
+    """A commit of gold.ohlcv that changes no row, recording that ``app_id`` consumed ``upto``."""
+    _replace.replace_windows(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
 
 
 def _ohlcv_schema() -> pl.Schema:
@@ -389,18 +391,17 @@ def _build_funding(catalog: Catalog, result: GoldResult) -> None:
     result.funding_rows = out.height
 
 
-def build_gold(catalog: Catalog, *, intervals: list[timedelta], bars: BarSettings | None = None) -> GoldResult:
+def build_gold(
+    catalog: Catalog,
+    *,
+    intervals: list[timedelta],
+    bars: BarSettings | None = None,
+    book: BookSettings | None = None,
+) -> GoldResult:
     """Bring gold up to date with silver (see module doc); ``bars``: the thresholds of
-    gold.info_bars (:mod:`crypto_lakehouse.transform.bars`; None: not built)."""
-    result = GoldResult()
-    if catalog.exists("silver.trades"):
-        _build_trade_bars(catalog, intervals, result)
-        result.info_bars = build_info_bars(catalog, thresholds=bars)
-    if catalog.exists("silver.candles"):
-        _build_exchange_candles(catalog, result)
-    if catalog.exists("silver.funding"):
-        _build_funding(catalog, result)
-    return result
+    gold.info_bars (:mod:`crypto_lakehouse.transform.bars`; None: not built); ``book``: the book
+    tables' settings (:mod:`crypto_lakehouse.transform.book`; None: the defaults)."""
+    return _build(catalog, lambda result: _build_trade_bars(catalog, intervals, result), bars=bars, book=book)
 
 
 # ---- fanned out: groups of (exchange, symbol) on a runner, one commit of gold.ohlcv -------------
@@ -463,7 +464,12 @@ def _bars_task(task: _Task) -> _Staged:
 
 
 def build_gold_fanned(
-    catalog: Catalog, fanout: _fanout.Fanout, *, intervals: list[timedelta], bars: BarSettings | None = None
+    catalog: Catalog,
+    fanout: _fanout.Fanout,
+    *,
+    intervals: list[timedelta],
+    bars: BarSettings | None = None,
+    book: BookSettings | None = None,
 ) -> GoldResult:
     """:func:`build_gold` with the trade bars built by groups of (exchange, symbol) that
     ``fanout`` runs anywhere: each task computes its symbols' bars from the silver and gold
@@ -471,11 +477,22 @@ def build_gold_fanned(
     replaces; this process commits them **once**, removing the replaced files, with the silver
     version consumed as the commit's application transaction (a racing job or a compaction of
     the same files since makes it stage again; a job done already writes nothing). The same
-    bars as :func:`build_gold`. Exchange candles, funding (small) and gold.info_bars (``bars``)
-    are built in this process."""
-    result = GoldResult()
+    bars as :func:`build_gold`. Exchange candles, funding (small), gold.info_bars (``bars``) and
+    the book tables (``book``) are built in this process."""
+    return _build(catalog, lambda result: _fan_trade_bars(catalog, fanout, intervals, result), bars=bars, book=book)
+
+
+def _build(
+    catalog: Catalog,
+    trade_bars: Callable[[GoldResult], None],
+    *,
+    bars: BarSettings | None,
+    book: BookSettings | None,
+) -> GoldResult:
+    """Every gold table, the trade bars of gold.ohlcv by ``trade_bars`` (in one process or fanned out)."""
+    result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
-        _fan_trade_bars(catalog, fanout, intervals, result)
+        trade_bars(result)
         result.info_bars = build_info_bars(catalog, thresholds=bars)
     if catalog.exists("silver.candles"):
         _build_exchange_candles(catalog, result)
@@ -500,7 +517,9 @@ def _fan_trade_bars(catalog: Catalog, fanout: _fanout.Fanout, intervals: list[ti
             files = catalog.appended_files("silver.trades", after=after, upto=upto)
         if not files or not steps:  # nothing to build: record the progress (as in one process)
             if catalog.exists("gold.ohlcv"):
-                _replace(catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto))
+                _replace.replace_windows(
+                    catalog, "gold.ohlcv", pl.DataFrame(schema=_ohlcv_schema()), ["false"], (app_id, upto)
+                )
             return
         catalog.create("gold.ohlcv")
         gold = catalog.open("gold.ohlcv")
