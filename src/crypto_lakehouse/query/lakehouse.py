@@ -192,7 +192,7 @@ class Lakehouse:
         so no ``<version + 1>.json`` means no newer commit. One stat, where an update lists the
         whole log directory (thousands of files on a streaming table). Object stores list from
         an offset: there the update is as cheap."""
-        return self.catalog.unchanged_since(table, version)
+        return bool(self.catalog.unchanged_since(table, version))
 
     # ------------------------------------------------------------------ time travel
     def version_at(self, table: TableName, as_of: AsOf) -> int | None:

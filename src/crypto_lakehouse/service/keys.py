@@ -164,11 +164,9 @@ class KeyStore:
     def _refresh(self) -> None:
         now = time.monotonic()
         if self._version is not None:
-            if self._catalog.is_local:
-                if self._catalog.unchanged_since(_TABLE, self._version):
-                    return
-            elif now - self._checked_at < self._refresh_s:
-                return
+            unchanged = self._catalog.unchanged_since(_TABLE, self._version)
+            if unchanged or (unchanged is None and now - self._checked_at < self._refresh_s):
+                return  # (None: an object store, where knowing costs a listing: at most every refresh_s)
         self._checked_at = now
         if not self._catalog.exists(_TABLE):
             self._keys, self._verified, self._refused = {}, {}, set()

@@ -220,13 +220,13 @@ class Catalog:
         scan reads that version, whatever has been committed since)."""
         return pl.scan_delta(snapshot)
 
-    def unchanged_since(self, table: str, version: int) -> bool:
+    def unchanged_since(self, table: str, version: int) -> bool | None:
         """Whether ``version`` is known to be the latest version of ``table`` without loading it:
         on local disk, one stat (Delta versions are contiguous, so no ``<version + 1>.json``
-        means no newer commit), where an update lists the whole log directory. Always False on
-        an object store: there an update lists from an offset and is as cheap."""
+        means no newer commit), where an update lists the whole log directory. None on an object
+        store (cannot tell that cheaply: there an update lists from an offset and is as cheap)."""
         if not self.is_local:
-            return False
+            return None
         return not Path(self.uri(table), "_delta_log", f"{version + 1:020d}.json").exists()
 
     def duckdb_source(self, table: str) -> str | None:
