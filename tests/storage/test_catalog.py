@@ -198,3 +198,21 @@ def test_an_append_adds_the_columns_a_table_of_an_earlier_release_lacks(tmp_path
     assert got["session_id"].to_list() == ["s", "t"] and got["rest_url"].to_list() == [None, "http://x"]
     with pytest.raises(LakehouseError, match=r"has no column\(s\) \['nope'\]"):
         catalog.append(SESSIONS.name, pa.Table.from_pylist([row | {"nope": 1}]))
+
+
+def test_a_table_made_when_its_column_docs_read_otherwise_stays_writable(tmp_path: Path) -> None:
+    """A lake made by an earlier release holds the column docs of then: delta-rs refused every
+    write through it once a doc had changed ("Cannot merge metadata with different values for
+    key doc"), so the writer spooled every batch of such a table and never drained them."""
+    from deltalake import DeltaTable, write_deltalake
+
+    old_rows = _rows([1, 2])
+    then = pa.schema([f.with_metadata({"doc": "how this column was described a release ago"}) for f in old_rows.schema])
+    catalog = Catalog(tmp_path)
+    write_deltalake(catalog.uri("silver.trades"), old_rows.cast(then), partition_by=["exchange", "symbol", "date"])
+    catalog.append_against("silver.trades", _rows([3]), snapshot=catalog.open("silver.trades"))
+    catalog.replace("silver.trades", _rows([1]), predicate="id = 1")
+    ids = sorted(catalog.read("silver.trades").column("id").to_pylist())
+    assert ids == [1, 2, 3]
+    docs = {f.name: f.metadata.get("doc") for f in DeltaTable(catalog.uri("silver.trades")).schema().fields}
+    assert docs["price"] == "how this column was described a release ago"  # the table's own, kept

@@ -461,6 +461,11 @@ class Catalog:
         commit = (
             CommitProperties(app_transactions=[Transaction(app_id=a, version=v) for a, v in apps]) if apps else None
         )
+        if target is not None or self.exists(spec.name):
+            # the column docs are the table's since it was made: delta-rs refuses to merge a doc that
+            # changed since ("Cannot merge metadata with different values for key doc"), which made
+            # a lake made by an earlier release unwritable (spooled batches never drained)
+            data = data.cast(pa.schema([f.remove_metadata() for f in data.schema], metadata=data.schema.metadata))
         where = target if target is not None else self.uri(spec.name)
         partition_by = list(spec.partition_by) or None
         storage_options = None if target is not None else self.storage_options
