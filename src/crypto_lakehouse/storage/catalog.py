@@ -465,7 +465,7 @@ class Catalog:
             # the column docs are the table's since it was made: delta-rs refuses to merge a doc that
             # changed since ("Cannot merge metadata with different values for key doc"), which made
             # a lake made by an earlier release unwritable (spooled batches never drained)
-            data = data.cast(pa.schema([f.remove_metadata() for f in data.schema], metadata=data.schema.metadata))
+            data = data.cast(pa.schema([f.remove_metadata() for f in data.schema]))
         where = target if target is not None else self.uri(spec.name)
         partition_by = list(spec.partition_by) or None
         storage_options = None if target is not None else self.storage_options
