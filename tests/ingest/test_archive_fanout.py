@@ -4,7 +4,9 @@ commit per bronze table, and a file imported once when imports race."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ def test_a_fanned_import_on_a_local_cluster_equals_the_import_in_one_process(ser
         assert fanned.imported == alone.imported and len(fanned.imported) == 3 and fanned.ok
         assert _bronze(tmp_path / "fanned").equals(_bronze(tmp_path / "alone"))
         log = sorted((tmp_path / "fanned" / "bronze" / "trades" / "_delta_log").glob("*.json"))
-        assert len(log) == 2  # created empty by a worker, then one commit of the three files
+        assert len(log) == 2  # created empty before the fan-out, then one commit of the three files
         commit = [json.loads(x) for x in log[-1].read_text().splitlines()]
         assert {a["txn"]["appId"] for a in commit if "txn" in a} == {f"archive:{_path(d)}" for d in DAYS}
         again = _import(tmp_path / "fanned", base, cluster)  # the manifest says: nothing to do
@@ -100,3 +102,28 @@ def test_a_bad_file_is_reported_and_the_others_are_committed(server, tmp_path: P
     assert sorted(result.imported) == [_path(DAYS[0]), _path(DAYS[2])]
     assert list(result.failed) == [_path(DAYS[1])] and "checksum mismatch" in result.failed[_path(DAYS[1])]
     assert _bronze(tmp_path / "lake").height == 600
+
+
+class _AllAtOnce(jobs.InProcess):
+    """Every task at the same moment, each on its own thread (as workers of a cluster run them)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], /) -> list[Any]:
+        start = threading.Barrier(len(items))
+
+        def run(item: Any) -> Any:
+            start.wait()
+            return fn(item)
+
+        with ThreadPoolExecutor(len(items)) as pool:
+            return list(pool.map(run, items))
+
+
+def test_tasks_running_at_once_on_a_new_lake_give_one_commit_of_every_file(server, tmp_path: Path) -> None:  # noqa: F811
+    site, base = server
+    _site(site)
+    root = tmp_path / "lake"
+    result = _import(root, base, _AllAtOnce())
+    assert result.ok and len(result.imported) == 3
+    log = sorted((root / "bronze" / "trades" / "_delta_log").glob("*.json"))
+    assert len(log) == 2  # the empty table, then the three files in one commit (no creator's race left behind)
+    assert Catalog(root).frame("bronze.trades").height == 900

@@ -57,6 +57,7 @@ _MARKETS = {
     "cm": ("futures/cm", "BINANCE_DELIVERY"),
 }
 _MONTHLY_ONLY = {"fundingRate"}
+_TABLES = {"aggTrades": "bronze.trades", "klines": "bronze.candles", "fundingRate": "bronze.funding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,11 @@ class ArchiveFile:
         together with the exchange and symbol (the name holds symbol, kind or interval and
         period), so the rows of lakes imported then are still replaced, not duplicated."""
         return f"archive:{self.path.rsplit('/', 1)[-1]}"
+
+    @property
+    def table(self) -> str:
+        """The bronze table the file's rows go to."""
+        return _TABLES.get(self.kind, "bronze.ticker")
 
 
 @dataclass(slots=True)
@@ -299,8 +305,7 @@ def _stage_file(task: _Task) -> _Staged:
         exchange = _MARKETS[f.market][1]
         table, df = _parse(f, data, exchange, venue(exchange).std_symbol(f.symbol), datetime.now(UTC).timestamp())
         arrow = _to_bronze(table, df, writer_id=f.writer_id)
-        catalog = Catalog(task.root, storage_options=task.storage_options)
-        catalog.create(table)
+        catalog = Catalog(task.root, storage_options=task.storage_options)  # (made by the coordinator)
         return _Staged(f, digest, table, arrow.num_rows, tuple(catalog.stage(table, arrow)))
     except Exception as exc:  # noqa: BLE001 - one bad file never stops the others; it is reported
         return _Staged(f, error=f"{f.path}: {exc}" if isinstance(exc, zipfile.BadZipFile) else str(exc))
@@ -354,6 +359,8 @@ def import_archives_fanned(
     known = _manifest(catalog)
     tables = ("bronze.trades", "bronze.candles", "bronze.funding", "bronze.ticker")
     snapshots = {t: catalog.open(t) if catalog.exists(t) else None for t in tables}
+    for table in {f.table for f in files} - {t for t, s in snapshots.items() if s is not None}:
+        catalog.create(table)  # here, not in the workers: racing creators leave an extra empty commit
     tasks = [_Task(catalog.root, catalog.storage_options, f, base, str(cache_dir), known.get(f.path)) for f in files]
     staged = fanout(_stage_file, tasks)
     done: list[tuple[ArchiveFile, str, str, int]] = []
@@ -363,7 +370,7 @@ def import_archives_fanned(
         first = [s for s in mine if s.file.path not in again]
         replace = [s for s in mine if s.file.path in again]
         if first:
-            snapshot = snapshots[table] or catalog.open(table, version=0)  # (the empty version a worker created)
+            snapshot = snapshots[table] or catalog.open(table, version=0)  # (the empty version made above)
             try:
                 catalog.commit_staged(
                     table,
@@ -499,7 +506,7 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) 
                     "type": _nulls(n, pl.String),
                 }
             )
-            return "bronze.trades", df
+            return file.table, df
         if file.kind == "klines":
             c = _read_csv(text, name, 9)
             start, stop = _seconds(c[0]), _seconds(c[6])
@@ -521,7 +528,7 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) 
                     "closed": True,
                 }
             )
-            return "bronze.candles", df
+            return file.table, df
         if file.kind == "fundingRate":
             c = _read_csv(text, name, 3)
             n = len(c[0])
@@ -538,7 +545,7 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) 
                     "next_funding_time": _nulls(n, pl.Float64),
                 }
             )
-            return "bronze.funding", df
+            return file.table, df
         c = _read_csv(text, name, 7)  # bookTicker
         df = pl.DataFrame(
             {
@@ -556,6 +563,6 @@ def _parse(file: ArchiveFile, data: bytes, exchange: str, std: str, now: float) 
                 "channel": "ticker",  # the stream's channel of bookTicker updates
             }
         )
-        return "bronze.ticker", df
+        return file.table, df
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise LakehouseError(f"{name}: corrupt CSV ({exc})") from None
