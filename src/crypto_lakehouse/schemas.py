@@ -22,6 +22,7 @@ from crypto_lakehouse.errors import UnknownTable
 
 __all__ = [
     "BRONZE",
+    "DECIMAL_TEXT",
     "GOLD",
     "META",
     "ROW_LAYOUT",
@@ -285,6 +286,26 @@ WRITER_FILLED: tuple[str, ...] = ("date", "writer_id", "batch_id")
 ROW_LAYOUT: dict[str, tuple[str, ...]] = {
     name: tuple(n for n in spec.schema.names if n not in WRITER_FILLED) for name, spec in BRONZE.items()
 }
+
+# The layout columns holding prices and sizes as plain decimal text: a producer may hand them as
+# the Decimal (or float) cryptofeed parsed, and the conversion writes them out
+# (crypto_lakehouse.ingest.rows.decimal_text), so the stream's hot path never formats a number.
+DECIMAL_TEXT: dict[str, frozenset[str]] = {
+    "bronze.trades": frozenset({"price", "amount"}),
+    "bronze.book": frozenset({"price", "size"}),
+    "bronze.ticker": frozenset({"bid", "bid_size", "ask", "ask_size"}),
+    "bronze.funding": frozenset({"mark_price", "index_price", "rate", "predicted_rate"}),
+    "bronze.liquidations": frozenset({"quantity", "price"}),
+    "bronze.candles": frozenset({"open", "high", "low", "close", "volume"}),
+    "bronze.open_interest": frozenset({"open_interest"}),
+    "bronze.index": frozenset({"price"}),
+    "bronze.l3_book": frozenset({"price", "size"}),
+    "bronze.dead_letter": frozenset(),
+}
+assert DECIMAL_TEXT.keys() == BRONZE.keys() and all(
+    c <= set(ROW_LAYOUT[t]) and all(BRONZE[t].schema.field(n).type == pa.string() for n in c)
+    for t, c in DECIMAL_TEXT.items()
+), "DECIMAL_TEXT: string columns of each bronze table's layout"
 
 # Not a writer-buffered table (not in BRONZE): the ledger of streaming sessions, appended by
 # crypto_lakehouse.ingest.sessions. Bronze layer for its short log retention (a heartbeat commit

@@ -42,7 +42,10 @@ T0 = 1_700_000_000.0
         (Decimal("-0.000001"), "-0.000001"),
         (Decimal("0"), "0"),
         (None, None),
-        ("0.00000010", "0.00000010"),  # already text (a raw field): kept as it is
+        ("0.00000010", "0.00000010"),  # plain text (a raw field): kept as it is
+        ("1.0E-7", "0.00000010"),  # text in exponent notation (str of a Decimal the stream buffered): written out
+        ("1e-07", "0.0000001"),  # (str of a float)
+        ("Refused", "Refused"),  # text with an e that is no number: kept as it is
     ],
 )
 def test_decimal_text_is_plain_and_keeps_trailing_zeros(value: Decimal | str | None, text: str | None) -> None:

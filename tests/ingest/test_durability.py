@@ -226,7 +226,7 @@ def test_a_bad_row_goes_alone_to_dead_letter_and_the_good_rows_of_its_batch_land
     rows = [_trade_row(i) for i in range(1_000)]
     rows[0] = ("BINANCE", "BTC-USDT", 1.0, 2.0, "0", None, "1", "1", None)  # side NULL
     rows[500] = ("BINANCE", "BTC-USDT", "noon", 2.0, "500", "buy", "1", "1", None)  # ts not a number
-    rows[999] = ("BINANCE", "BTC-USDT", 1.0, 2.0, "999", "buy", 1.5, "1", None)  # price not a string
+    rows[999] = ("BINANCE", "BTC-USDT", 1.0, 2.0, "999", "buy", b"1.5", "1", None)  # price neither text nor a number
 
     async def run() -> BronzeWriter:
         w = BronzeWriter(Catalog(root), writer_id="w", spool_dir=spool)

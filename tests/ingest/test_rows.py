@@ -35,30 +35,43 @@ from cryptofeed.defines import (
 from cryptofeed.types import Candle, Funding, Index, L1Book, Liquidation, OpenInterest, OrderBook, Ticker, Trade
 
 from crypto_lakehouse.ingest import archive
-from crypto_lakehouse.ingest.rows import ColumnBuffer, columns_to_arrow, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import ColumnBuffer, columns_to_arrow, decimal_texts, row_builder, rows_to_arrow
 from crypto_lakehouse.ingest.stream import bronze_callbacks
-from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT, WRITER_FILLED
+from crypto_lakehouse.schemas import BRONZE, DECIMAL_TEXT, ROW_LAYOUT, WRITER_FILLED
 
 EX, SYM = "BINANCE_FUTURES", "BTC-USDT-PERP"
 T0, RECEIPT = 1_704_067_200.123, 1_704_067_200.5
 
 
 class _Rows:
-    """Stands in for the writer: keeps what the callbacks add, per table."""
+    """Stands in for the writer: its own buffers (one :class:`ColumnBuffer` per table), read back
+    as rows with prices and sizes as the text the conversion stores."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[tuple]] = {}
+        self.buffers: dict[str, ColumnBuffer] = {}
 
-    def add(self, table: str, row: tuple) -> None:
-        self.rows.setdefault(table, []).append(row)
+    def _buffer(self, table: str) -> ColumnBuffer:
+        return self.buffers.setdefault(table, ColumnBuffer(table))
 
-    def add_many(self, table: str, rows: list[tuple]) -> None:
-        self.rows.setdefault(table, []).extend(rows)
+    def putter(self, table: str) -> Callable[..., None]:
+        return self._buffer(table).put
 
-    def add_repeated(self, table: str, head: tuple, tail: list[list[Any]]) -> None:
-        buffer = ColumnBuffer(table)  # the writer's own buffer, so the rows are what it holds
-        buffer.extend_repeated(head, tail)
-        self.rows.setdefault(table, []).extend(buffer.rows())
+    def levels_putter(self, table: str) -> Callable[..., None]:
+        put = self._buffer(table).put_levels
+        assert put is not None
+        return put
+
+    @property
+    def rows(self) -> dict[str, list[tuple]]:
+        out = {}
+        for table, buffer in self.buffers.items():
+            texts = [
+                decimal_texts(column) if name in DECIMAL_TEXT[table] else column
+                for name, column in zip(ROW_LAYOUT[table], buffer.columns, strict=True)
+            ]
+            if len(buffer):
+                out[table] = list(zip(*texts, strict=True))
+        return out
 
 
 def _run(callback: Coroutine[Any, Any, None]) -> None:
@@ -472,3 +485,52 @@ def test_a_column_buffer_holds_rows_as_columns_and_takes_them_all_or_none() -> N
     assert [len(c) for c in taken] == [5] * len(layout) and len(buffer) == 0
     buffer.append((*head, "bid", "1", "1"))
     assert len(buffer) == 1 and len(taken[0]) == 5  # the taken columns are no longer the buffer's
+
+
+def test_put_buffers_a_row_by_keyword_all_or_nothing_with_the_hooks() -> None:
+    events: list[str] = []
+    buffer = ColumnBuffer(
+        "bronze.trades", on_first=lambda: events.append("first"), on_full=lambda: events.append("full"), limit=2
+    )
+    put = buffer.put
+    row = _trade()
+    put(**dict(zip(ROW_LAYOUT["bronze.trades"], row, strict=True)))
+    assert buffer.rows() == [row] and events == ["first"]
+    with pytest.raises(TypeError):  # a column left out: nothing of the row is kept
+        put(**dict(zip(ROW_LAYOUT["bronze.trades"][1:], row[1:], strict=True)))
+    with pytest.raises(TypeError):  # a column the table does not have
+        put(**dict(zip(ROW_LAYOUT["bronze.trades"], row, strict=True)), not_a_column=1)
+    assert buffer.rows() == [row] and events == ["first"]
+    put(**dict(zip(ROW_LAYOUT["bronze.trades"], row, strict=True)))
+    assert events == ["first", "full"]  # the limit reached
+    taken = buffer.take()
+    assert [len(c) for c in taken] == [2] * len(row) and len(buffer) == 0
+    put(**dict(zip(ROW_LAYOUT["bronze.trades"], row, strict=True)))  # the same put, after a take
+    assert buffer.rows() == [row] and events == ["first", "full", "first"] and len(taken[0]) == 2
+
+
+def test_put_levels_repeats_the_update_and_checks_the_level_columns_first() -> None:
+    head = dict(zip(ROW_LAYOUT["bronze.book"][:-3], (EX, SYM, T0, RECEIPT, 7, 3, 42, False), strict=True))
+    buffer = ColumnBuffer("bronze.book")
+    assert buffer.put_levels is not None and ColumnBuffer("bronze.trades").put_levels is None
+    buffer.put_levels(3, **head, side=("bid", "ask", "ask"), price=("100.4", "100.6", "100.7"), size=("2", "0", "3"))
+    u = tuple(head.values())
+    assert buffer.rows() == [(*u, "bid", "100.4", "2"), (*u, "ask", "100.6", "0"), (*u, "ask", "100.7", "3")]
+    with pytest.raises(ValueError, match="must hold 2 values each"):  # a level column short: nothing kept
+        buffer.put_levels(2, **head, side=("bid", "ask"), price=("1",), size=("1", "2"))
+    assert len(buffer) == 3
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [Decimal("0.00000010"), Decimal("1E+2"), Decimal("60001.43"), "0.5", None, 1e-07, 2.5, Decimal("5E-10")],
+        [Decimal("0.00100000"), Decimal("100.10"), "7"],
+        [None, None],
+        [],
+    ],
+)
+def test_a_batch_of_decimal_texts_is_each_values_decimal_text(values: list[Any]) -> None:
+    from crypto_lakehouse.ingest.rows import decimal_text
+
+    assert decimal_texts(values) == [decimal_text(v) for v in values]

@@ -195,7 +195,7 @@ def test_the_live_buffer_keeps_spooled_batches_and_skips_only_rows_that_do_not_f
         writer.add_many("bronze.trades", [trade(i) for i in range(1, 4)])
         await writer.flush()  # the commit fails: spooled (batch 1)
         assert writer.stats["bronze.trades"].batches_spooled == 1 and not writer.buffered("bronze.trades")
-        writer.add_many("bronze.trades", [trade(4), trade(5, price=1.5), trade(6)])  # 5: a float, not a string
+        writer.add_many("bronze.trades", [trade(4), trade(5, price=b"1.5"), trade(6)])  # 5: bytes, no price
 
     asyncio.run(go())
     live = pl.from_arrow(writer.live_arrow("bronze.trades"))

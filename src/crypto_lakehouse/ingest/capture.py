@@ -43,7 +43,7 @@ from cryptofeed.capture.recorder import metadata_path
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
-from crypto_lakehouse.ingest.rows import Row
+from crypto_lakehouse.ingest.rows import LEVEL_COLUMNS, Row, RowPutter
 from crypto_lakehouse.ingest.stream import CHANNELS, Callback, _UnexpectedMessages, bronze_callbacks, writer_feed
 from crypto_lakehouse.ingest.writer import BronzeWriter
 from crypto_lakehouse.schemas import BRONZE
@@ -317,14 +317,43 @@ class _Resume(BronzeWriter):
     """What the replay's callbacks and feed see of ``writer``: every row is passed on, except the
     first ``skip[table]`` of each table (an earlier run of this capture committed them).
 
-    Only the producer side (``add``, ``add_many``, ``add_repeated``, ``dead_letter``) is used through it, so it
-    holds no writer state of its own: the real writer buffers, commits and spools."""
+    Only the producer side (``putter``, ``levels_putter``, ``add``, ``add_many``, ``add_repeated``,
+    ``dead_letter``) is used through it, so it holds no writer state of its own: the real writer
+    buffers, commits and spools."""
 
     def __init__(self, writer: BronzeWriter, skip: dict[str, int]):  # no BronzeWriter.__init__: a view, no state
         self._writer = writer
         self._skip = {name: n for name, n in skip.items() if n}
         self.added = 0  # rows passed on since the replay last yielded (see _yielding)
         self.yield_rows = max(1, min(writer.max_rows, _YIELD_ROWS))
+
+    def putter(self, table: str) -> RowPutter:
+        put = self._writer.putter(table)
+
+        def skipping(**row: Any) -> None:
+            if self._skip.get(table):
+                self._skip[table] -= 1
+                return
+            put(**row)
+            self.added += 1
+
+        return skipping
+
+    def levels_putter(self, table: str) -> RowPutter:
+        put, tail = self._writer.levels_putter(table), LEVEL_COLUMNS[table]
+
+        def skipping(n: int, **row: Any) -> None:
+            skip = self._skip.get(table)
+            if skip:
+                self._skip[table] = max(0, skip - n)
+                if skip >= n:
+                    return
+                row |= {column: row[column][skip:] for column in tail}
+                n -= skip
+            put(n, **row)
+            self.added += n
+
+        return skipping
 
     def add(self, table: str, row: Row) -> None:
         if self._skip.get(table):

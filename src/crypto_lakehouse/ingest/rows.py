@@ -4,11 +4,17 @@ A bronze row's layout is defined in one place, ``schemas.ROW_LAYOUT`` (each tabl
 the columns the writer fills in). Everything here derives from it:
 
 * :func:`row_builder` gives each table a function that takes every column **by keyword** and
-  returns the row tuple in layout order, so a producer (the stream callbacks) names what it puts
-  in each column and cannot put it in the wrong place: the hot path still builds one tuple per
-  row, no dict.
-* :class:`ColumnBuffer` is the writer's buffer: one list per layout column, rows spread over
-  them as they arrive (a book update's levels as columns, :meth:`ColumnBuffer.extend_repeated`).
+  returns the row tuple in layout order, so a producer names what it puts in each column and
+  cannot put it in the wrong place.
+* :class:`ColumnBuffer` is the writer's buffer: one list per layout column. The stream's hot
+  path puts rows straight into it with :attr:`ColumnBuffer.put` (every column by keyword, each
+  value appended to its column: no tuple, no dict) and a book update's levels with
+  :attr:`ColumnBuffer.put_levels`; tuples go in with :meth:`ColumnBuffer.append`.
+* Prices and sizes (:data:`DECIMAL_TEXT` columns) may be buffered as ``str`` of the ``Decimal``
+  cryptofeed parsed (or the Decimal itself): the conversion writes any exponent notation out
+  (:func:`decimal_texts`), so the hot path pays one C-level ``str`` a value. (Not the Decimal:
+  Python 3.13's Decimals are garbage-collector tracked, and a buffer of them made full
+  collections cost about 1.4 us a message in the e2e benchmark.)
 * :func:`columns_to_arrow` (the writer's and the archive importer's whole columns) and
   :func:`rows_to_arrow` (tuples, transposed first) are one conversion to the bronze table's
   schema: timestamp columns arrive as float epoch seconds and are rounded to UTC microseconds,
@@ -19,23 +25,30 @@ the columns the writer fills in). Everything here derives from it:
 from __future__ import annotations
 
 import keyword
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
+from crypto_lakehouse.schemas import BRONZE, DECIMAL_TEXT, ROW_LAYOUT
 
 __all__ = [
+    "DECIMAL_TEXT",
+    "LEVEL_COLUMNS",
     "ROW_LAYOUT",
     "Column",
     "ColumnBuffer",
     "Row",
     "RowBuilder",
+    "RowPutter",
     "columns_to_arrow",
     "convert_column",
+    "decimal_text",
+    "decimal_texts",
     "row_builder",
     "rows_to_arrow",
 ]
@@ -49,6 +62,62 @@ column's Arrow type converts (a value that does not is found at commit: the dead
 
 RowBuilder = Callable[..., Row]
 """Every column of a table's row layout by keyword -> the row tuple in layout order."""
+
+RowPutter = Callable[..., None]
+"""Buffers rows given every column of a table's row layout by keyword (:attr:`ColumnBuffer.put`;
+:attr:`ColumnBuffer.put_levels` takes the row count first)."""
+
+LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bronze.book": ("side", "price", "size"),
+    "bronze.l3_book": ("side", "order_id", "price", "size"),
+}
+"""The last columns of a book table's layout, one value per level (or order) of an update; the
+columns before them are the update's, the same in each of its rows (:attr:`ColumnBuffer.put_levels`)."""
+for _table, _tail in LEVEL_COLUMNS.items():
+    assert ROW_LAYOUT[_table][-len(_tail) :] == _tail, f"{_table}'s layout must end with {_tail}"
+
+
+def decimal_text(v: Any) -> str | None:  # Any: a Decimal, str, float or None (`v.__class__ is` does not narrow)
+    """The text bronze stores for a price or size: plain decimal notation, never an exponent.
+
+    cryptofeed 3.0.1 parses the exchange's text into ``Decimal`` (``Decimal("0.00000010")``),
+    whose ``str`` switches to exponent notation for small and some round values (``1.0E-7``,
+    ``1E+2``). This returns ``format(d, "f")`` for those: the digits and the exponent Decimal
+    kept, written out (``"0.00000010"``, ``"100"``), so every plain decimal the exchange sent
+    comes back as its own text, trailing zeros included. Text is taken as the number it writes:
+    plain text is kept as it is, text in exponent notation (``str`` of such a Decimal, or a raw
+    field sent so) written out the same way (``str`` of a Decimal is exact, so
+    ``Decimal(str(d))`` has ``d``'s digits and exponent); None stays None; a float is written
+    from its shortest repr (``1e-07`` -> ``"0.0000001"``). Text with an ``e`` that is no number
+    is kept as it is."""
+    if v is None:
+        return None
+    s = v if v.__class__ is str else str(v)
+    if "E" in s or "e" in s:  # exponent notation: write it out
+        try:
+            return format(v if v.__class__ is Decimal else Decimal(s), "f")
+        except InvalidOperation:
+            return s
+    return s
+
+
+_NUMBERS = frozenset({Decimal, str, float, int, type(None)})
+
+
+def decimal_texts(values: Sequence[Any]) -> list[str | None]:
+    """:func:`decimal_text` of each value, a batch at a time: ``str`` of every value at C speed
+    (``map``), and the value by value path only for a batch where some text has an exponent or
+    some value is None (one search of the joined texts tells). A value that is no ``Decimal``,
+    ``str``, ``int``, ``float`` or None is a ``TypeError`` (a row that does not fit)."""
+    kinds = set(map(type, values))
+    if not kinds <= _NUMBERS:
+        bad = next(v for v in values if type(v) not in _NUMBERS)
+        raise TypeError(f"a price or size is a Decimal, str, int or float, not {type(bad).__name__}: {bad!r}")
+    texts = list(values) if kinds == {str} else list(map(str, values))  # (the stream hands text: no str again)
+    joined = "\x00".join(texts)
+    if "E" in joined or "e" in joined or "None" in joined:
+        return [decimal_text(v) for v in values]
+    return texts
 
 
 def _builder(table: str) -> RowBuilder:
@@ -94,22 +163,107 @@ def _appender_factory(table: str) -> Callable[[list[list[Any]]], Callable[[Row],
 _APPENDERS = {table: _appender_factory(table) for table in ROW_LAYOUT}
 
 
+def _nothing() -> None:
+    return None
+
+
+def _checked_names(table: str) -> tuple[str, ...]:
+    names = ROW_LAYOUT[table]
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name) or name in ("buf", "n"):
+            raise ValueError(f"{table}: column {name!r} cannot be a keyword argument")
+    return names
+
+
+def _generated(source: str, table: str) -> Callable[[ColumnBuffer], RowPutter]:
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # built from the layout's names, each checked to be a plain identifier
+    made: Callable[[ColumnBuffer], RowPutter] = namespace["make"]
+    made.__qualname__ = f"{table}.make"
+    return made
+
+
+def _putter_factory(table: str) -> Callable[[ColumnBuffer], RowPutter]:
+    """Generate, once per table, the factory of :attr:`ColumnBuffer.put`: a function with one
+    keyword-only parameter per layout column (Python checks them all before the body runs:
+    all or nothing) appending each value to its column, unrolled, with the buffer's hooks."""
+    names = _checked_names(table)
+    body = "".join(f"        a{i}({name})\n" for i, name in enumerate(names))
+    source = (
+        f"def make(buf):\n    {', '.join(f'a{i}' for i in range(len(names)))}, = [c.append for c in buf.columns]\n"
+        f"    c0 = buf.columns[0]\n"
+        f"    def put(*, {', '.join(names)}):\n"
+        f"        if not c0:\n            buf.on_first()\n{body}"
+        f"        if len(c0) >= buf.limit:\n            buf.on_full()\n"
+        f"    return put\n"
+    )
+    return _generated(source, table)
+
+
+def _level_putter_factory(table: str) -> Callable[[ColumnBuffer], RowPutter]:
+    """:func:`_putter_factory` for a book table's updates (:attr:`ColumnBuffer.put_levels`): ``n``
+    rows, each column before :data:`LEVEL_COLUMNS` extended with its value ``n`` times, each level
+    column with its sequence (all of length ``n``, checked first: all or nothing)."""
+    names = _checked_names(table)
+    tail = LEVEL_COLUMNS[table]
+    head = names[: -len(tail)]
+    lengths = " or ".join(f"len({name}) != n" for name in tail)
+    body = "".join(f"        e{i}([{name}] * n)\n" for i, name in enumerate(head))  # (twice as fast as repeat)
+    body += "".join(f"        e{len(head) + i}({name})\n" for i, name in enumerate(tail))
+    source = (
+        f"def make(buf):\n    {', '.join(f'e{i}' for i in range(len(names)))}, = [c.extend for c in buf.columns]\n"
+        f"    c0 = buf.columns[0]\n"
+        f"    def put_levels(n, *, {', '.join(names)}):\n"
+        f"        if {lengths}:\n"
+        f"            raise ValueError(f'{table}: the columns {', '.join(tail)} must hold {{n}} values each')\n"
+        f"        if not c0:\n            buf.on_first()\n{body}"
+        f"        if len(c0) >= buf.limit:\n            buf.on_full()\n"
+        f"    return put_levels\n"
+    )
+    return _generated(source, table)
+
+
+_PUTTERS = {table: _putter_factory(table) for table in ROW_LAYOUT}
+_LEVEL_PUTTERS = {table: _level_putter_factory(table) for table in LEVEL_COLUMNS}
+
+
 class ColumnBuffer:
     """Rows of one bronze table held as one Python list per :data:`ROW_LAYOUT` column.
 
-    The writer's buffer: a row handed in as a tuple is spread over the columns at once and the
-    tuple is dropped, so the garbage collector never walks the buffered rows (a buffer of tuples
-    cost a young collection about 0.7 us a row here) and the commit converts whole columns
-    (:func:`columns_to_arrow`) with no transposition. A row of the wrong width or that is no
-    sequence raises at :meth:`append`, leaving every column as it was."""
+    The writer's buffer: a row is spread over the columns as it arrives and no tuple is kept, so
+    the garbage collector never walks the buffered rows (a buffer of tuples cost a young
+    collection about 0.7 us a row here) and the commit converts whole columns
+    (:func:`columns_to_arrow`) with no transposition. Every way in is all or nothing: a row of
+    the wrong width, a missing or unknown keyword, level columns of the wrong length raise
+    before any column is touched.
 
-    __slots__ = ("append", "columns", "table")
+    ``on_first`` is called when a row goes into the empty buffer, ``on_full`` after a row that
+    brings it to ``limit`` rows (the writer starts the batch's clock and wakes its flush). The
+    columns are the same list objects for the buffer's life (:meth:`take` copies and empties
+    them), so :attr:`put`, :attr:`put_levels` and :attr:`append` stay valid: a producer keeps them."""
 
-    def __init__(self, table: str) -> None:
+    __slots__ = ("append", "columns", "limit", "on_first", "on_full", "put", "put_levels", "table")
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        on_first: Callable[[], None] | None = None,
+        on_full: Callable[[], None] | None = None,
+        limit: int = sys.maxsize,
+    ) -> None:
         self.table = table
         self.columns: list[list[Any]] = [[] for _ in ROW_LAYOUT[table]]
+        self.limit = limit
+        self.on_first: Callable[[], None] = on_first or _nothing
+        self.on_full: Callable[[], None] = on_full or _nothing
         self.append: Callable[[Row], None] = _APPENDERS[table](self.columns)
-        """Buffer one row (its layout's width; raises ValueError/TypeError otherwise)."""
+        """Buffer one row tuple (its layout's width; raises ValueError/TypeError otherwise). No hooks."""
+        self.put: RowPutter = _PUTTERS[table](self)
+        """Buffer one row given every column by keyword (a ``TypeError`` for a missing or unknown one)."""
+        self.put_levels: RowPutter | None = _LEVEL_PUTTERS[table](self) if table in _LEVEL_PUTTERS else None
+        """A book table's update: ``put_levels(n, **columns)``, its :data:`LEVEL_COLUMNS` as
+        sequences of ``n`` values (one per row), every other column a value all ``n`` rows hold."""
 
     def __len__(self) -> int:
         return len(self.columns[0])
@@ -144,10 +298,10 @@ class ColumnBuffer:
             column.extend(values)
 
     def take(self) -> list[list[Any]]:
-        """The buffered columns, leaving the buffer empty."""
-        taken = self.columns
-        self.columns = [[] for _ in taken]
-        self.append = _APPENDERS[self.table](self.columns)
+        """The buffered columns (copies), leaving the buffer empty (the same lists, emptied)."""
+        taken = [column.copy() for column in self.columns]
+        for column in self.columns:
+            column.clear()
         return taken
 
     def rows(self) -> list[Row]:
@@ -162,9 +316,12 @@ def row_builder(table: str) -> RowBuilder:
     return _BUILDERS[table]
 
 
-def convert_column(typ: pa.DataType, values: Column) -> pa.Array[Any]:
+def convert_column(typ: pa.DataType, values: Column, *, decimal: bool = False) -> pa.Array[Any]:
     """One column as bronze stores it: a timestamp column from float epoch seconds to
-    microseconds (rounded), any other as ``typ``."""
+    microseconds (rounded), a ``decimal`` column's Python values as :func:`decimal_texts`, any
+    other as ``typ``."""
+    if decimal and not isinstance(values, pa.Array):
+        values = decimal_texts(values)
     if pa.types.is_timestamp(typ):
         secs = _as_arrow(values, pa.float64())
         return pc.cast(pc.round(pc.multiply(secs, 1_000_000.0)), pa.int64()).cast(typ)
@@ -184,8 +341,9 @@ def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: st
     spec, layout = BRONZE[table], ROW_LAYOUT[table]
     if columns.keys() != set(layout):
         raise ValueError(f"{table} rows have the columns {', '.join(layout)}, not {', '.join(columns)}")
+    decimals = DECIMAL_TEXT[table]
     arrays: dict[str, pa.Array[Any]] = {
-        name: convert_column(spec.schema.field(name).type, columns[name]) for name in layout
+        name: convert_column(spec.schema.field(name).type, columns[name], decimal=name in decimals) for name in layout
     }
     when = arrays["ts"] if "ts" in arrays else arrays["received_at"]  # every table has one of them
     if "receipt_ts" in arrays:

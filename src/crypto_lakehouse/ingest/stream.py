@@ -18,7 +18,6 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
@@ -44,7 +43,7 @@ from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
-from crypto_lakehouse.ingest.rows import ROW_LAYOUT, Row, row_builder
+from crypto_lakehouse.ingest.rows import decimal_text
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
 from crypto_lakehouse.ingest.shards import Shard
 from crypto_lakehouse.ingest.writer import BronzeWriter
@@ -75,35 +74,8 @@ CHANNELS = PUBLIC_CHANNELS
 """Every public cryptofeed channel, each with a bronze home (l1_book and ticker share bronze.ticker)."""
 
 
-def decimal_text(v: Any) -> str | None:  # Any: a Decimal, str, float or None (`v.__class__ is` does not narrow)
-    """The text bronze stores for a price or size: plain decimal notation, never an exponent.
-
-    cryptofeed 3.0.1 parses the exchange's text into ``Decimal`` (``Decimal("0.00000010")``),
-    whose ``str`` switches to exponent notation for small and some round values (``1.0E-7``,
-    ``1E+2``). This returns ``format(d, "f")`` for those: the digits and the exponent Decimal
-    kept, written out (``"0.00000010"``, ``"100"``), so every plain decimal the exchange sent
-    comes back as its own text, trailing zeros included. A ``str`` (a raw field of the frame)
-    is the exchange's text and kept as it is; None stays None; a float is written from its
-    shortest repr (``1e-07`` -> ``"0.0000001"``).
-
-    Hot path: the common case is one ``str`` and two substring checks (see docs/bronze.md).
-    """
-    if v is None or v.__class__ is str:
-        return v
-    s = str(v)
-    if "E" in s or "e" in s:  # exponent notation: write it out
-        return format(v if v.__class__ is Decimal else Decimal(s), "f")
-    return s
-
-
 Callback = Callable[..., Awaitable[None]]
 """A cryptofeed data callback: ``(message, receipt time) -> None``, the message's type per channel."""
-
-
-# the book callbacks give a book update as one named row's head plus its levels' columns: (side,
-# price, size), for L3 (side, order id, price, size)
-assert ROW_LAYOUT["bronze.book"][-3:] == ("side", "price", "size"), "bronze.book's layout must end with these"
-assert ROW_LAYOUT["bronze.l3_book"][-4:] == ("side", "order_id", "price", "size"), "bronze.l3_book: these last"
 
 
 def _binance_raw(exchange: str, raw: object) -> dict[str, Any]:
@@ -113,187 +85,151 @@ def _binance_raw(exchange: str, raw: object) -> dict[str, Any]:
 
 
 def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Callback]:
-    """Async cryptofeed callbacks that append bronze rows to ``writer``; prices and sizes as
-    :func:`decimal_text`. Each row is built by its table's :func:`~.rows.row_builder`, every
-    column by name, so the tuple's order is the layout's (``schemas.ROW_LAYOUT``). Venue-neutral:
-    what only Binance sends (the ticker's sizes and update id, funding's index price) is None
-    for the others."""
-    add = writer.add
-    d = decimal_text
-    trade_row, book_row = row_builder("bronze.trades"), row_builder("bronze.book")
-    ticker_row, funding_row = row_builder("bronze.ticker"), row_builder("bronze.funding")
-    liquidation_row, candle_row = row_builder("bronze.liquidations"), row_builder("bronze.candles")
-    oi_row, index_row, l3_row = (
-        row_builder("bronze.open_interest"),
-        row_builder("bronze.index"),
-        row_builder("bronze.l3_book"),
+    """Async cryptofeed callbacks that put bronze rows into ``writer``'s buffers. Each row goes
+    in through its table's :meth:`~.writer.BronzeWriter.putter`, every column by name, so a
+    value cannot land in the wrong column (``schemas.ROW_LAYOUT``). The busy channels' prices and
+    sizes (trades, book levels, ticker bid/ask) go in as ``str`` of the ``Decimal`` cryptofeed
+    parsed, the others as the Decimal; the conversion of the batch writes any exponent notation
+    out (:func:`~.rows.decimal_texts`, ``schemas.DECIMAL_TEXT``). Venue-neutral: what only Binance
+    sends (the ticker's sizes and update id, funding's index price) is None for the others."""
+    trade_row, ticker_row = writer.putter("bronze.trades"), writer.putter("bronze.ticker")
+    funding_row, liquidation_row = writer.putter("bronze.funding"), writer.putter("bronze.liquidations")
+    candle_row, oi_row, index_row = (
+        writer.putter("bronze.candles"),
+        writer.putter("bronze.open_interest"),
+        writer.putter("bronze.index"),
     )
+    book_rows, l3_rows = writer.levels_putter("bronze.book"), writer.levels_putter("bronze.l3_book")
     updates = itertools.count(1)  # update_id: every book update (L2 and L3) this writer's callbacks receive
 
     async def trade(t: Trade, receipt: float) -> None:
-        add(
-            "bronze.trades",
-            trade_row(
-                exchange=t.exchange,
-                symbol=t.symbol,
-                ts=t.timestamp,
-                receipt_ts=receipt,
-                id=t.id,
-                side=t.side,
-                price=d(t.price),
-                amount=d(t.amount),
-                type=t.type,
-            ),
+        trade_row(
+            exchange=t.exchange,
+            symbol=t.symbol,
+            ts=t.timestamp,
+            receipt_ts=receipt,
+            id=t.id,
+            side=t.side,
+            price=str(t.price),  # (C-level str; exponents written out at conversion)
+            amount=str(t.amount),
+            type=t.type,
         )
 
-    def book_columns(b: OrderBook, receipt: float, *, l3: bool) -> tuple[Row, list[list[Any]]]:
-        """A book update as rows in columns: the values every row of it shares (its head: symbol,
-        times, update id, levels, sequence, snapshot) and one list per level column (L2: side,
-        price, size; L3: side, order id, price, size), a row per level or order of the snapshot
-        or delta; an update carrying none is one row with those null. No tuple per level: the
-        writer spreads them over its columns as they are (``BronzeWriter.add_repeated``)."""
+    def put_book(b: OrderBook, receipt: float, *, l3: bool) -> None:
+        """A book update as rows: the values every row of it shares (symbol, times, update id,
+        levels, sequence, snapshot) once, and its levels' columns (L2: side, price, size; L3:
+        side, order id, price, size) with a row per level or order of the snapshot or delta; an
+        update carrying none is one row with those null. No tuple per level."""
         # (cryptofeed's stub types delta as dict: it is None on a snapshot)
         delta = cast("dict[str, list[tuple[Any, ...]]] | None", b.delta)
-        snapshot = delta is None
         if delta is None:  # a snapshot: every level (L3: price -> {order id: size})
             bids, asks = (_snapshot_levels(getattr(b.book, side + "s").to_dict(), l3=l3) for side in (BID, ASK))
         else:
             bids, asks = delta[BID], delta[ASK]
-        n = len(bids) + len(asks)
-        build = l3_row if l3 else book_row
-        tail = ("side", "order_id", "price", "size") if l3 else ("side", "price", "size")
-        head = build(
-            exchange=b.exchange,
-            symbol=b.symbol,
-            ts=b.timestamp,
-            receipt_ts=receipt,
-            update_id=next(updates),
-            levels=n,
-            sequence=b.sequence_number,
-            snapshot=snapshot,
-            **dict.fromkeys(tail),
-        )[: -len(tail)]
-        if not n:
-            return head, [[None] for _ in tail]
-        sides = [BID] * len(bids) + [ASK] * len(asks)
+        both = [*bids, *asks]
+        levels = len(both)
+        sides: list[Any] = [BID] * len(bids) + [ASK] * len(asks) if levels else [None]
         if l3:
-            both = [*bids, *asks]
-            return head, [sides, [str(o) for o, _, _ in both], [d(p) for _, p, _ in both], [d(q) for _, _, q in both]]
-        return head, [
-            sides,
-            [d(p) for p, _ in bids] + [d(p) for p, _ in asks],
-            [d(q) for _, q in bids] + [d(q) for _, q in asks],
-        ]
+            ids, prices, sizes = (list(c) for c in zip(*both, strict=True)) if levels else ([None], [None], [None])
+            l3_rows(
+                levels or 1, exchange=b.exchange, symbol=b.symbol, ts=b.timestamp, receipt_ts=receipt,
+                update_id=next(updates), levels=levels, sequence=b.sequence_number, snapshot=delta is None,
+                side=sides, order_id=[None if o is None else str(o) for o in ids], price=prices, size=sizes,
+            )  # fmt: skip
+        else:  # (each level unpacked as a pair: another shape raises; str: C-level, exponents written out later)
+            prices = [str(p) for p, _ in both] if levels else [None]
+            sizes = [str(q) for _, q in both] if levels else [None]
+            book_rows(
+                levels or 1, exchange=b.exchange, symbol=b.symbol, ts=b.timestamp, receipt_ts=receipt,
+                update_id=next(updates), levels=levels, sequence=b.sequence_number, snapshot=delta is None,
+                side=sides, price=prices, size=sizes,
+            )  # fmt: skip
 
     async def book(b: OrderBook, receipt: float) -> None:
-        writer.add_repeated("bronze.book", *book_columns(b, receipt, l3=False))
+        put_book(b, receipt, l3=False)
 
     async def l3_book(b: OrderBook, receipt: float) -> None:
-        writer.add_repeated("bronze.l3_book", *book_columns(b, receipt, l3=True))
-
-    def quote(
-        channel: str, exchange: str, symbol: str, ts: Any, receipt: float, bid: Any, ask: Any, **binance: Any
-    ) -> None:
-        add(
-            "bronze.ticker",
-            ticker_row(
-                exchange=exchange,
-                symbol=symbol,
-                ts=ts,
-                receipt_ts=receipt,
-                sequence=binance.get("sequence"),
-                bid=d(bid),
-                bid_size=d(binance.get("bid_size")),
-                ask=d(ask),
-                ask_size=d(binance.get("ask_size")),
-                channel=channel,
-            ),
-        )
+        put_book(b, receipt, l3=True)
 
     async def ticker(t: Ticker, receipt: float) -> None:
         raw = _binance_raw(t.exchange, t.raw)
-        quote(
-            TICKER, t.exchange, t.symbol, t.timestamp, receipt, t.bid, t.ask,
-            sequence=raw.get("u"), bid_size=raw.get("B"), ask_size=raw.get("A"),
-        )  # fmt: skip
+        ticker_row(
+            exchange=t.exchange,
+            symbol=t.symbol,
+            ts=t.timestamp,
+            receipt_ts=receipt,
+            sequence=raw.get("u"),
+            bid=str(t.bid),
+            bid_size=raw.get("B"),
+            ask=str(t.ask),
+            ask_size=raw.get("A"),
+            channel=TICKER,
+        )
 
     async def l1_book(q: L1Book, receipt: float) -> None:
-        quote(
-            L1_BOOK, q.exchange, q.symbol, q.timestamp, receipt, q.bid_price, q.ask_price,
-            bid_size=q.bid_size, ask_size=q.ask_size,
-        )  # fmt: skip
+        ticker_row(
+            exchange=q.exchange,
+            symbol=q.symbol,
+            ts=q.timestamp,
+            receipt_ts=receipt,
+            sequence=None,
+            bid=q.bid_price,
+            bid_size=q.bid_size,
+            ask=q.ask_price,
+            ask_size=q.ask_size,
+            channel=L1_BOOK,
+        )
 
     async def funding(f: Funding, receipt: float) -> None:
         raw = _binance_raw(f.exchange, f.raw)
-        add(
-            "bronze.funding",
-            funding_row(
-                exchange=f.exchange,
-                symbol=f.symbol,
-                ts=f.timestamp,
-                receipt_ts=receipt,
-                mark_price=d(f.mark_price),
-                index_price=d(raw.get("i")),
-                rate=d(f.rate),
-                predicted_rate=d(f.predicted_rate),
-                next_funding_time=f.next_funding_time,
-            ),
+        funding_row(
+            exchange=f.exchange,
+            symbol=f.symbol,
+            ts=f.timestamp,
+            receipt_ts=receipt,
+            mark_price=f.mark_price,
+            index_price=raw.get("i"),
+            rate=f.rate,
+            predicted_rate=f.predicted_rate,
+            next_funding_time=f.next_funding_time,
         )
 
     async def liquidation(x: Liquidation, receipt: float) -> None:
-        add(
-            "bronze.liquidations",
-            liquidation_row(
-                exchange=x.exchange,
-                symbol=x.symbol,
-                ts=x.timestamp,
-                receipt_ts=receipt,
-                id=x.id,
-                side=x.side,
-                quantity=d(x.quantity),
-                price=d(x.price),
-                status=x.status,
-            ),
+        liquidation_row(
+            exchange=x.exchange,
+            symbol=x.symbol,
+            ts=x.timestamp,
+            receipt_ts=receipt,
+            id=x.id,
+            side=x.side,
+            quantity=x.quantity,
+            price=x.price,
+            status=x.status,
         )
 
     async def candle(c: Candle, receipt: float) -> None:
-        add(
-            "bronze.candles",
-            candle_row(
-                exchange=c.exchange,
-                symbol=c.symbol,
-                ts=c.timestamp,
-                receipt_ts=receipt,
-                interval=c.interval,
-                start=c.start,
-                stop=c.stop,
-                trades=c.trades,
-                open=d(c.open),
-                high=d(c.high),
-                low=d(c.low),
-                close=d(c.close),
-                volume=d(c.volume),
-                closed=bool(c.closed),
-            ),
+        candle_row(
+            exchange=c.exchange,
+            symbol=c.symbol,
+            ts=c.timestamp,
+            receipt_ts=receipt,
+            interval=c.interval,
+            start=c.start,
+            stop=c.stop,
+            trades=c.trades,
+            open=c.open,
+            high=c.high,
+            low=c.low,
+            close=c.close,
+            volume=c.volume,
+            closed=bool(c.closed),
         )
 
     async def open_interest(o: OpenInterest, receipt: float) -> None:
-        add(
-            "bronze.open_interest",
-            oi_row(
-                exchange=o.exchange,
-                symbol=o.symbol,
-                ts=o.timestamp,
-                receipt_ts=receipt,
-                open_interest=d(o.open_interest),
-            ),
-        )
+        oi_row(exchange=o.exchange, symbol=o.symbol, ts=o.timestamp, receipt_ts=receipt, open_interest=o.open_interest)
 
     async def index(i: Index, receipt: float) -> None:
-        add(
-            "bronze.index",
-            index_row(exchange=i.exchange, symbol=i.symbol, ts=i.timestamp, receipt_ts=receipt, price=d(i.price)),
-        )
+        index_row(exchange=i.exchange, symbol=i.symbol, ts=i.timestamp, receipt_ts=receipt, price=i.price)
 
     table: dict[str, Callback] = {
         TRADES: trade,

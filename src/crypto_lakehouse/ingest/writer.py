@@ -1,9 +1,10 @@
 """The bronze streaming writer: cryptofeed callbacks -> per-table buffers -> ACID Delta appends.
 
-* Callbacks hand one tuple per row; the buffer spreads it over one list per column at once
-  (:class:`~.rows.ColumnBuffer`: nothing else on the hot path, no tuple kept for the garbage
-  collector to walk); a flusher converts the columns to an Arrow table and appends it as **one
-  commit per table** when it holds ``max_rows`` rows or its oldest row is ``max_age`` old.
+* Callbacks put each row straight into one list per column (:meth:`BronzeWriter.putter`:
+  every column by keyword, no tuple built or kept for the garbage collector to walk; prices and
+  sizes as cryptofeed's ``Decimal``, written out as text at conversion); a flusher converts the
+  columns to an Arrow table and appends it as **one commit per table** when it holds
+  ``max_rows`` rows or its oldest row is ``max_age`` old.
 * Every commit carries a Delta application transaction ``(writer_id, batch_id)``; ``batch_id``
   increases per table, so a batch is committed at most once (an ambiguous failure is checked
   before any retry). Retries wait an exponential, jittered backoff.
@@ -37,7 +38,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -49,7 +50,17 @@ from deltalake.exceptions import CommitFailedError
 
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.ingest.pacing import BatchAge, jittered_backoff
-from crypto_lakehouse.ingest.rows import ColumnBuffer, Row, columns_to_arrow, convert_column, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import (
+    DECIMAL_TEXT,
+    LEVEL_COLUMNS,
+    ColumnBuffer,
+    Row,
+    RowPutter,
+    columns_to_arrow,
+    convert_column,
+    row_builder,
+    rows_to_arrow,
+)
 from crypto_lakehouse.maintenance import CompactionBusy, compact
 from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 from crypto_lakehouse.storage import Catalog, CommitError
@@ -94,13 +105,24 @@ class TableStats:
 
 
 class _Buffer:
-    __slots__ = ("due", "first_at", "limit", "rows")
+    __slots__ = ("due", "first_at", "rows")
 
-    def __init__(self, table: str, *, limit: int, due: float) -> None:
-        self.rows = ColumnBuffer(table)
+    def __init__(self, table: str, *, limit: int, due: float, wake: Callable[[], None]) -> None:
+        self.rows = ColumnBuffer(table, on_first=self._started, on_full=wake, limit=limit)
         self.first_at = 0.0
-        self.limit = limit  # rows: flush at this many (max_rows, scaled with the batch age)
         self.due = due  # seconds: flush when the oldest row is this old (the batch age, jittered)
+
+    def _started(self) -> None:
+        self.first_at = time.monotonic()
+
+    @property
+    def limit(self) -> int:
+        """Rows: flush at this many (max_rows, scaled with the batch age)."""
+        return self.rows.limit
+
+    @limit.setter
+    def limit(self, rows: int) -> None:
+        self.rows.limit = rows
 
 
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
@@ -169,15 +191,16 @@ def _bad_rows(table: str, rows: Sequence[object]) -> dict[int, Exception]:
     for j, name in enumerate(columns):
         f = spec.schema.field(name)
         values = [shaped[i][j] for i in index]
+        decimal = name in DECIMAL_TEXT[table]
         try:
-            arr = convert_column(f.type, values)
+            arr = convert_column(f.type, values, decimal=decimal)
         except _CONVERT_ERRORS:
             plain = _PLAIN.get(pa.float64() if pa.types.is_timestamp(f.type) else f.type, ())  # seconds
             for k, v in enumerate(values):
                 if v is None or type(v) in plain:  # converts (an out-of-range number is left to the bisection)
                     continue
                 try:
-                    convert_column(f.type, [v])
+                    convert_column(f.type, [v], decimal=decimal)
                 except _CONVERT_ERRORS as exc:
                     bad.setdefault(index[k], exc.with_traceback(None))
             continue
@@ -238,7 +261,9 @@ class BronzeWriter:
         self.spool_retry_s = spool_retry_s
         self.compact_every = compact_every
         self.stats: dict[str, TableStats] = {name: TableStats() for name in BRONZE}
-        self._buffers: dict[str, _Buffer] = {name: _Buffer(name, limit=max_rows, due=max_age_s) for name in BRONZE}
+        self._buffers: dict[str, _Buffer] = {
+            name: _Buffer(name, limit=max_rows, due=max_age_s, wake=self._wake_flush) for name in BRONZE
+        }
         for name in BRONZE:
             self._pace(name)
         self._next_batch: dict[str, int] = {}
@@ -273,6 +298,25 @@ class BronzeWriter:
         )
 
     # ------------------------------------------------------------------ hot path
+    def _wake_flush(self) -> None:
+        self._wake.set()
+
+    def putter(self, table: str) -> RowPutter:
+        """The stream callbacks' way in: a function buffering one row of ``table`` given every
+        column of its layout by keyword (:attr:`.rows.ColumnBuffer.put`: a missing or unknown
+        column is a ``TypeError`` with nothing buffered), prices and sizes as text or as the
+        ``Decimal`` cryptofeed parsed (:data:`.rows.DECIMAL_TEXT`). Valid for the writer's life."""
+        return self._buffers[table].rows.put
+
+    def levels_putter(self, table: str) -> RowPutter:
+        """:meth:`putter` for a book update of ``table`` (bronze.book, bronze.l3_book):
+        ``put(n, **columns)``, the level columns as ``n`` values each, every other column once
+        (:attr:`.rows.ColumnBuffer.put_levels`)."""
+        put = self._buffers[table].rows.put_levels
+        if put is None:
+            raise ValueError(f"{table} has no level columns; levels_putter takes {', '.join(LEVEL_COLUMNS)}")
+        return put
+
     def add(self, table: str, row: Row) -> None:
         """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`).
         A row of another width (or no sequence) goes to the dead letter at once, as its repr."""
