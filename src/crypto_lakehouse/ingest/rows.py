@@ -25,6 +25,7 @@ the columns the writer fills in). Everything here derives from it:
 from __future__ import annotations
 
 import keyword
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -120,14 +121,23 @@ def decimal_texts(values: Sequence[Any]) -> list[str | None]:
     return texts
 
 
+_GENERATED_LOCALS = re.compile(r"buf|n|[ace][0-9]+")  # the names the generated code uses itself
+
+
+def _checked_names(table: str) -> tuple[str, ...]:
+    """``table``'s layout, each name checked to be usable as a keyword parameter of generated code."""
+    names = ROW_LAYOUT[table]
+    for name in names:
+        if not name.isidentifier() or keyword.iskeyword(name) or _GENERATED_LOCALS.fullmatch(name):
+            raise ValueError(f"{table}: column {name!r} cannot be a keyword argument")
+    return names
+
+
 def _builder(table: str) -> RowBuilder:
     """Generate ``table``'s row builder from its layout: a plain function with one keyword-only
     parameter per column returning them as a tuple (as :func:`collections.namedtuple` generates
     its constructor), so a call costs one function call and no dict."""
-    names = ROW_LAYOUT[table]
-    for name in names:
-        if not name.isidentifier() or keyword.iskeyword(name):
-            raise ValueError(f"{table}: column {name!r} cannot be a keyword argument")
+    names = _checked_names(table)
     func = table.replace(".", "_") + "_row"
     params = ", ".join(names)
     namespace: dict[str, Any] = {}
@@ -165,14 +175,6 @@ _APPENDERS = {table: _appender_factory(table) for table in ROW_LAYOUT}
 
 def _nothing() -> None:
     return None
-
-
-def _checked_names(table: str) -> tuple[str, ...]:
-    names = ROW_LAYOUT[table]
-    for name in names:
-        if not name.isidentifier() or keyword.iskeyword(name) or name in ("buf", "n"):
-            raise ValueError(f"{table}: column {name!r} cannot be a keyword argument")
-    return names
 
 
 def _generated(source: str, table: str) -> Callable[[ColumnBuffer], RowPutter]:
