@@ -240,8 +240,8 @@ def bench_references(max_trades: int, tmp: Path) -> dict[str, float]:
             proc.communicate(timeout=30)
         if bronze:  # every frame parsed in full: one row each, the book's deltas applied
             for kind, table in ONE_ROW_A_FRAME.items():
-                assert len(writer.buffered(table)) == sent["sent_by_channel"].get(kind, 0), (table, sent)
-            assert len(writer.buffered("bronze.book")) > sent["sent_by_channel"]["depth"], "book frames dropped"
+                assert writer.pending(table) == sent["sent_by_channel"].get(kind, 0), (table, sent)
+            assert writer.pending("bronze.book") > sent["sent_by_channel"]["depth"], "book frames dropped"
     print(
         f"references over {len(frames):,} frames: bare websocket client {bare:,.0f} msgs/s, cryptofeed parse fed "
         f"directly {out['direct_parse_msgs_per_s']:,.0f} msgs/s, + the lakehouse callbacks "

@@ -250,6 +250,40 @@ def test_a_bad_row_goes_alone_to_dead_letter_and_the_good_rows_of_its_batch_land
     assert w.stats["bronze.trades"].rows_committed == 997
 
 
+def test_rows_gathered_in_chunks_keep_their_order_and_a_bad_chunk_loses_only_its_bad_row(tmp_path: Path) -> None:
+    """The stream's putter gathers every CHUNK_ROWS rows into Arrow on the event loop: a batch of
+    several chunks and a tail commits every good row in the order it was put (the live view
+    shows the same rows before the commit), and a value that does not convert keeps only its
+    own chunk as Python values, whose one bad row goes to the dead letter."""
+    from crypto_lakehouse.ingest.writer import CHUNK_ROWS
+
+    root, spool = tmp_path / "lake", tmp_path / "spool"
+    n = 2 * CHUNK_ROWS + 100
+    bad = {CHUNK_ROWS + 7, 2 * CHUNK_ROWS + 50}  # one in the second chunk, one in the tail
+    seen: dict[str, object] = {}
+
+    async def run() -> BronzeWriter:
+        w = BronzeWriter(Catalog(root), writer_id="w", spool_dir=spool, max_rows=10 * n)
+        await w.start()
+        put = w.putter("bronze.trades")
+        for i in range(n):
+            put(exchange="BINANCE", symbol="BTC-USDT", ts=1_700_000_000.0 + i / 1000, receipt_ts=1_700_000_001.0,
+                id=str(i), side="buy", price=b"1.5" if i in bad else "1.5", amount="0.001", type=None)  # fmt: skip
+        seen["pending"] = w.pending("bronze.trades")
+        seen["live"] = w.live_arrow("bronze.trades")["id"].to_pylist()
+        await w.flush()
+        return w
+
+    w = asyncio.run(run())
+    want = [str(i) for i in range(n) if i not in bad]
+    assert seen["pending"] == n
+    assert seen["live"] == want
+    assert pl.read_delta(str(root / "bronze" / "trades"))["id"].to_list() == want  # one file: in put order
+    dead = pl.read_delta(str(root / "bronze" / "dead_letter"))
+    assert sorted(eval(p)[4] for p in dead["payload"]) == sorted(str(i) for i in bad)
+    assert w.stats["bronze.trades"].rows_committed == n - 2 and w.pending("bronze.trades") == 0
+
+
 def test_final_flush_commits_rows_rerouted_to_dead_letter(tmp_path: Path) -> None:
     """A row that does not fit, added just before stop: the stop's final flush re-routes it to
     the dead letter while committing trades, and must commit that too before returning."""

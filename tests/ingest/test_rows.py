@@ -35,7 +35,15 @@ from cryptofeed.defines import (
 from cryptofeed.types import Candle, Funding, Index, L1Book, Liquidation, OpenInterest, OrderBook, Ticker, Trade
 
 from crypto_lakehouse.ingest import archive
-from crypto_lakehouse.ingest.rows import ColumnBuffer, columns_to_arrow, decimal_texts, row_builder, rows_to_arrow
+from crypto_lakehouse.ingest.rows import (
+    ColumnBuffer,
+    assemble,
+    columns_to_arrow,
+    decimal_texts,
+    gather,
+    row_builder,
+    rows_to_arrow,
+)
 from crypto_lakehouse.ingest.stream import bronze_callbacks
 from crypto_lakehouse.schemas import BRONZE, DECIMAL_TEXT, ROW_LAYOUT, WRITER_FILLED
 
@@ -534,3 +542,19 @@ def test_a_batch_of_decimal_texts_is_each_values_decimal_text(values: list[Any])
     from crypto_lakehouse.ingest.rows import decimal_text
 
     assert decimal_texts(values) == [decimal_text(v) for v in values]
+
+
+def test_runs_gathered_apart_and_assembled_equal_one_conversion_of_all_rows() -> None:
+    """gather + assemble (the writer gathers every chunk of rows as they arrive) give the very
+    table one conversion of the whole batch gives, rows in order; a null where the schema has
+    none fails the gather of its run, not the assembly."""
+    rows = [
+        _trade(id=str(i), ts=1_700_000_000.0 + i / 7, price=f"{i}.5" if i % 3 else Decimal("1E-7")) for i in range(10)
+    ]
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    runs = [gather("bronze.trades", [c[a:b] for c in columns]) for a, b in ((0, 4), (4, 5), (5, 10))]
+    got = assemble("bronze.trades", runs, writer_id="w", batch_id=3)
+    assert got.equals(rows_to_arrow("bronze.trades", rows, writer_id="w", batch_id=3))
+    assert got["price"].to_pylist()[:2] == ["0.0000001", "1.5"]
+    with pytest.raises(ValueError, match="non-nullable column side"):
+        gather("bronze.trades", [[v] for v in _trade(side=None)])

@@ -33,13 +33,13 @@ def test_uncommitted_ticks_are_queryable_and_deduplicated(tmp_path: Path) -> Non
             target = FeedTarget("BINANCE", ["BTC-USDT"], ["trades", "ticker"], ex.ws_url, ex.rest_url, ex.cert_pem)
             stop = asyncio.Event()
             task = asyncio.create_task(stream_to_bronze([target], writer, stop=stop, live_port=0))
-            while len(writer.buffered("bronze.trades")) < 200:
+            while writer.pending("bronze.trades") < 200:
                 await asyncio.sleep(0.05)
             registry = json.loads((tmp_path / "spool" / "live" / "live.json").read_text())
             assert registry["url"].startswith("http://127.0.0.1:")
             live = await asyncio.to_thread(lh.read, "bronze.trades", live=True)
             seen["live"] = live
-            seen["buffered_then"] = len(writer.buffered("bronze.trades"))
+            seen["buffered_then"] = writer.pending("bronze.trades")
             seen["delta_exists"] = catalog.exists("bronze.trades")
             seen["sql"] = await asyncio.to_thread(lh.sql, "select count(*) as n from bronze.trades", live=True)
             stop.set()  # the stream ends: its final flush commits every row, its live endpoint goes away
@@ -194,7 +194,7 @@ def test_the_live_buffer_keeps_spooled_batches_and_skips_only_rows_that_do_not_f
         await writer.start()
         writer.add_many("bronze.trades", [trade(i) for i in range(1, 4)])
         await writer.flush()  # the commit fails: spooled (batch 1)
-        assert writer.stats["bronze.trades"].batches_spooled == 1 and not writer.buffered("bronze.trades")
+        assert writer.stats["bronze.trades"].batches_spooled == 1 and not writer.pending("bronze.trades")
         writer.add_many("bronze.trades", [trade(4), trade(5, price=b"1.5"), trade(6)])  # 5: bytes, no price
 
     asyncio.run(go())

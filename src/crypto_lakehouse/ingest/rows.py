@@ -43,13 +43,16 @@ __all__ = [
     "ROW_LAYOUT",
     "Column",
     "ColumnBuffer",
+    "Gathered",
     "Row",
     "RowBuilder",
     "RowPutter",
+    "assemble",
     "columns_to_arrow",
     "convert_column",
     "decimal_text",
     "decimal_texts",
+    "gather",
     "row_builder",
     "rows_to_arrow",
 ]
@@ -336,28 +339,58 @@ def _as_arrow(values: Column, typ: pa.DataType) -> pa.Array[Any]:
     return pa.array(values, type=typ)
 
 
-def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: str, batch_id: int) -> pa.Table:
-    """Columns named as ``table``'s row layout -> an Arrow table in its bronze schema (see
-    module doc). Raises ``ValueError`` for a null in a non-nullable column, Arrow's errors for
-    values a column cannot hold."""
+type Gathered = list[pa.Array[Any]]  # (a `type` alias: pa.Array is not subscriptable at run time)
+"""A run of a table's rows read into Arrow, a step before its schema: one array per
+:data:`ROW_LAYOUT` column (:func:`gather`), put together with other runs by :func:`assemble`."""
+
+
+def gather(table: str, columns: Sequence[Column]) -> Gathered:
+    """The step of the conversion that reads Python values: each of ``table``'s layout columns
+    (``columns``, in layout order, all of one length) as :func:`convert_column` stores it. What
+    follows (:func:`assemble`) is Arrow's own vectorised work and cannot fail on a value.
+    Raises ``ValueError`` for a null in a non-nullable column, Arrow's errors for values a
+    column cannot hold."""
+    spec, layout, decimals = BRONZE[table], ROW_LAYOUT[table], DECIMAL_TEXT[table]
+    if len(columns) != len(layout):
+        raise ValueError(f"{table} rows have {len(layout)} columns ({', '.join(layout)}), not {len(columns)}")
+    out = []
+    for name, values in zip(layout, columns, strict=True):
+        f = spec.schema.field(name)
+        arr = convert_column(f.type, values, decimal=name in decimals)
+        if not f.nullable and arr.null_count:
+            raise ValueError(f"{arr.null_count} null value(s) in non-nullable column {name}")
+        out.append(arr)
+    return out
+
+
+def assemble(table: str, runs: Sequence[Gathered], *, writer_id: str, batch_id: int) -> pa.Table:
+    """Runs of rows (each from :func:`gather`), in order, as one Arrow table in ``table``'s bronze schema
+    (see module doc): each column's runs concatenated, the ``date``, ``writer_id`` and
+    ``batch_id`` columns added. Vectorised: no Python per row."""
     spec, layout = BRONZE[table], ROW_LAYOUT[table]
-    if columns.keys() != set(layout):
-        raise ValueError(f"{table} rows have the columns {', '.join(layout)}, not {', '.join(columns)}")
-    decimals = DECIMAL_TEXT[table]
-    arrays: dict[str, pa.Array[Any]] = {
-        name: convert_column(spec.schema.field(name).type, columns[name], decimal=name in decimals) for name in layout
-    }
+    arrays: dict[str, pa.Array[Any]] = {}
+    for i, name in enumerate(layout):
+        parts = [run[i] for run in runs]
+        arrays[name] = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
     when = arrays["ts"] if "ts" in arrays else arrays["received_at"]  # every table has one of them
     if "receipt_ts" in arrays:
         when = pc.coalesce(arrays["ts"], arrays["receipt_ts"])
     arrays["date"] = pc.cast(when, pa.date32())
-    for f in spec.schema:
-        if not f.nullable and f.name in arrays and arrays[f.name].null_count:
-            raise ValueError(f"{arrays[f.name].null_count} null value(s) in non-nullable column {f.name}")
     n = len(when)
     arrays["writer_id"] = pa.repeat(pa.scalar(writer_id, pa.string()), n)
     arrays["batch_id"] = pa.repeat(pa.scalar(batch_id, pa.int64()), n)
     return pa.Table.from_arrays([arrays[f.name] for f in spec.schema], schema=spec.schema)
+
+
+def columns_to_arrow(table: str, columns: Mapping[str, Column], *, writer_id: str, batch_id: int) -> pa.Table:
+    """Columns named as ``table``'s row layout -> an Arrow table in its bronze schema
+    (:func:`gather` then :func:`assemble`). Raises ``ValueError`` for a null in a non-nullable
+    column, Arrow's errors for values a column cannot hold."""
+    layout = ROW_LAYOUT[table]
+    if columns.keys() != set(layout):
+        raise ValueError(f"{table} rows have the columns {', '.join(layout)}, not {', '.join(columns)}")
+    runs = [gather(table, [columns[name] for name in layout])]
+    return assemble(table, runs, writer_id=writer_id, batch_id=batch_id)
 
 
 def rows_to_arrow(table: str, rows: Sequence[Row], *, writer_id: str, batch_id: int) -> pa.Table:

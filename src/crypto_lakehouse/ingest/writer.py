@@ -2,9 +2,12 @@
 
 * Callbacks put each row straight into one list per column (:meth:`BronzeWriter.putter`:
   every column by keyword, no tuple built or kept for the garbage collector to walk; prices and
-  sizes as cryptofeed's ``Decimal``, written out as text at conversion); a flusher converts the
-  columns to an Arrow table and appends it as **one commit per table** when it holds
-  ``max_rows`` rows or its oldest row is ``max_age`` old.
+  sizes as cryptofeed's ``Decimal``, written out as text at conversion). Every
+  :data:`CHUNK_ROWS` rows the lists are gathered into Arrow arrays on the event loop
+  (:func:`.rows.gather`: a buffered trade takes 132 bytes instead of 269 as Python objects, and a
+  commit thread never walks Python values); a flusher assembles a table's runs into one Arrow
+  table and appends it as **one commit per table** when it holds ``max_rows`` rows or its
+  oldest row is ``max_age`` old.
 * Every commit carries a Delta application transaction ``(writer_id, batch_id)``; ``batch_id``
   increases per table, so a batch is committed at most once (an ambiguous failure is checked
   before any retry). Retries wait an exponential, jittered backoff.
@@ -54,10 +57,13 @@ from crypto_lakehouse.ingest.rows import (
     DECIMAL_TEXT,
     LEVEL_COLUMNS,
     ColumnBuffer,
+    Gathered,
     Row,
     RowPutter,
+    assemble,
     columns_to_arrow,
     convert_column,
+    gather,
     row_builder,
     rows_to_arrow,
 )
@@ -104,25 +110,82 @@ class TableStats:
     compact_seconds: list[float] = field(default_factory=list)
 
 
+CHUNK_ROWS = 4096
+"""A buffer's rows are read into Arrow (:func:`.rows.gather`) on the event loop every this many
+rows, while their Python objects are fresh in the CPU's caches, so a commit thread holds no
+Python values and barely needs the GIL (docs/bronze.md, "Where a message's time goes")."""
+
+
+class _Run:
+    """Rows of a batch in order: gathered into Arrow, or (when some value did not convert) kept
+    as Python columns, whose bad rows the commit sets aside for the dead letter."""
+
+    __slots__ = ("columns", "gathered", "rows")
+
+    def __init__(self, rows: int, *, gathered: Gathered | None = None, columns: list[list[Any]] | None = None):
+        self.rows = rows
+        self.gathered = gathered
+        self.columns = columns
+
+
 class _Buffer:
-    __slots__ = ("due", "first_at", "rows")
+    """One table's rows not yet handed to a commit: the runs gathered so far, then the rows
+    still in the :class:`.rows.ColumnBuffer` column lists the putters append to."""
+
+    __slots__ = ("due", "first_at", "held", "limit", "rows", "runs", "table", "wake")
 
     def __init__(self, table: str, *, limit: int, due: float, wake: Callable[[], None]) -> None:
-        self.rows = ColumnBuffer(table, on_first=self._started, on_full=wake, limit=limit)
+        self.table = table
+        self.rows = ColumnBuffer(table, on_first=self.started, on_full=self.gathered, limit=min(CHUNK_ROWS, limit))
+        self.runs: list[_Run] = []
+        self.held = 0  # rows in runs
+        self.limit = limit  # rows: flush at this many (max_rows, scaled with the batch age)
+        self.wake = wake
         self.first_at = 0.0
         self.due = due  # seconds: flush when the oldest row is this old (the batch age, jittered)
 
-    def _started(self) -> None:
-        self.first_at = time.monotonic()
+    def __len__(self) -> int:
+        return self.held + len(self.rows)
 
-    @property
-    def limit(self) -> int:
-        """Rows: flush at this many (max_rows, scaled with the batch age)."""
-        return self.rows.limit
+    def set_limit(self, rows: int) -> None:
+        self.limit = rows
+        self.rows.limit = min(CHUNK_ROWS, rows)
 
-    @limit.setter
-    def limit(self, rows: int) -> None:
-        self.rows.limit = rows
+    def started(self) -> None:
+        """A row went into empty column lists: the batch's clock starts if it holds no run yet."""
+        if not self.held:
+            self.first_at = time.monotonic()
+
+    def gathered(self) -> None:
+        """The column lists are full (a chunk, or the limit): gather them into a run, and wake
+        the flusher once the buffer holds ``limit`` rows."""
+        self._gather()
+        if self.held >= self.limit:
+            self.wake()
+
+    def _gather(self) -> None:
+        n = len(self.rows)
+        if not n:
+            return
+        try:  # (from the lists themselves: no copy unless some value does not convert)
+            run = _Run(n, gathered=gather(self.table, self.rows.columns))
+            for column in self.rows.columns:
+                column.clear()
+        except _CONVERT_ERRORS:
+            run = _Run(n, columns=self.rows.take())
+        self.runs.append(run)
+        self.held += n
+
+    def take(self) -> list[_Run]:
+        """Every row held, as runs (the column lists gathered first), leaving the buffer empty."""
+        self._gather()
+        runs, self.runs, self.held = self.runs, [], 0
+        return runs
+
+    def view(self) -> list[_Run]:
+        """Every row held, as runs, leaving the buffer as it is (the live view)."""
+        tail = [_Run(len(self.rows), columns=[list(c) for c in self.rows.columns])] if len(self.rows) else []
+        return [*self.runs, *tail]
 
 
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
@@ -163,6 +226,34 @@ def _to_arrow_isolating(
                 half = len(part) // 2
                 stack += [part[half:], part[:half]]  # popped from the end: first half first
     return (pa.concat_tables(good) if good else None), bad
+
+
+def _runs_to_arrow(
+    table: str, runs: Sequence[_Run], *, writer_id: str, batch_id: int
+) -> tuple[pa.Table | None, list[tuple[object, Exception]]]:
+    """A batch's runs, in order, as one Arrow table in ``table``'s schema and the rows that do not
+    fit it (as :func:`_to_arrow_isolating`): gathered runs are assembled (Arrow's work, no
+    Python per row), runs kept as Python columns converted row-isolating."""
+    tables: list[pa.Table] = []
+    bad: list[tuple[object, Exception]] = []
+    ready: list[Gathered] = []
+    for run in runs:
+        if run.gathered is not None:
+            ready.append(run.gathered)
+            continue
+        if ready:
+            tables.append(assemble(table, ready, writer_id=writer_id, batch_id=batch_id))
+            ready = []
+        assert run.columns is not None
+        good, found = _to_arrow_isolating(table, run.columns, writer_id=writer_id, batch_id=batch_id)
+        tables += [good] if good is not None else []
+        bad += found
+    if ready:
+        tables.append(assemble(table, ready, writer_id=writer_id, batch_id=batch_id))
+    if not tables:
+        return None, bad
+    # one chunk a column: delta-rs's writer (a table's first commit) may write chunks out of order
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()), bad
 
 
 # Python types a column of this Arrow type surely converts (checked without calling pyarrow, whose
@@ -268,7 +359,7 @@ class BronzeWriter:
             self._pace(name)
         self._next_batch: dict[str, int] = {}
         self._inflight: dict[str, asyncio.Task[list[Row]]] = {}
-        self._inflight_rows: dict[str, tuple[list[list[Any]], int]] = {}  # columns being committed (live view)
+        self._inflight_rows: dict[str, tuple[list[_Run], int]] = {}  # runs being committed (live view)
         self._wake = asyncio.Event()
         self._last_spool_try = 0.0
         self._spool_lock = threading.Lock()
@@ -323,14 +414,14 @@ class BronzeWriter:
         buf = self._buffers[table]
         rows = buf.rows
         if not rows.columns[0]:
-            buf.first_at = time.monotonic()
+            buf.started()
         try:
             rows.append(row)
         except (ValueError, TypeError) as exc:
             self._misshapen(table, [row], exc)
             return
-        if len(rows.columns[0]) >= buf.limit:
-            self._wake.set()
+        if len(rows) >= rows.limit:
+            buf.gathered()
 
     def add_many(self, table: str, rows: list[Row]) -> None:
         """Buffer several rows of ``table`` (see :meth:`add`)."""
@@ -338,15 +429,15 @@ class BronzeWriter:
             return
         buf = self._buffers[table]
         if not len(buf.rows):
-            buf.first_at = time.monotonic()
+            buf.started()
         try:
             buf.rows.extend(rows)
         except (ValueError, TypeError):  # some row is misshapen: row by row, so only it is set aside
             for row in rows:
                 self.add(table, row)
             return
-        if len(buf.rows) >= buf.limit:
-            self._wake.set()
+        if len(buf.rows) >= buf.rows.limit:
+            buf.gathered()
 
     def add_repeated(self, table: str, head: Row, tail: Sequence[Sequence[Any]]) -> None:
         """Buffer several rows of ``table`` given as columns (see
@@ -357,14 +448,14 @@ class BronzeWriter:
         buf = self._buffers[table]
         rows = buf.rows
         if not rows.columns[0]:
-            buf.first_at = time.monotonic()
+            buf.started()
         try:
             rows.extend_repeated(head, tail)
         except (ValueError, TypeError) as exc:
             self._misshapen(table, [(head, tail)], exc)
             return
-        if len(rows.columns[0]) >= buf.limit:
-            self._wake.set()
+        if len(rows) >= rows.limit:
+            buf.gathered()
 
     def _misshapen(self, table: str, rows: list[object], exc: Exception) -> None:
         width = len(ROW_LAYOUT[table])
@@ -383,18 +474,12 @@ class BronzeWriter:
             _dead_letter_row(received_at=now, exchange=exchange, channel=channel, error=error, payload=str(payload)),
         )
 
-    def buffered(self, table: str) -> list[Row]:
-        """Rows in memory not committed yet (oldest first): the batch being committed, then the
-        buffer. A batch stays here until its commit returned (so it is visible in Delta) or it
-        was spooled; :meth:`live_arrow` adds the spooled batches."""
+    def pending(self, table: str) -> int:
+        """Rows of ``table`` in memory not committed yet: the batch being committed and the
+        buffer. A batch counts here until its commit returned (so it is visible in Delta) or it
+        was spooled; :meth:`live_arrow` has the rows themselves, spooled batches included."""
         inflight = self._inflight_rows.get(table)
-        return (list(zip(*inflight[0], strict=True)) if inflight else []) + self._buffers[table].rows.rows()
-
-    def _buffered_columns(self, table: str) -> list[list[Any]]:
-        """:meth:`buffered` as columns."""
-        inflight = self._inflight_rows.get(table)
-        held = self._buffers[table].rows.columns
-        return [a + b for a, b in zip(inflight[0], held, strict=True)] if inflight else [list(c) for c in held]
+        return (sum(run.rows for run in inflight[0]) if inflight else 0) + len(self._buffers[table])
 
     def live_arrow(self, table: str) -> pa.Table:
         """Every row of ``table`` the writer holds that Delta may not show yet, in the table's
@@ -415,7 +500,9 @@ class BronzeWriter:
             except FileNotFoundError:  # drained since the listing: committed, so in Delta
                 continue
         # the rows that fit, as the commit will split them (bad rows are found column by column)
-        fitting, _bad = _to_arrow_isolating(table, self._buffered_columns(table), writer_id=self.writer_id, batch_id=-1)
+        inflight = self._inflight_rows.get(table)
+        runs = [*(inflight[0] if inflight else []), *self._buffers[table].view()]
+        fitting, _bad = _runs_to_arrow(table, runs, writer_id=self.writer_id, batch_id=-1)
         parts.append(fitting if fitting is not None else spec.schema.empty_table())
         return pa.concat_tables(parts)
 
@@ -504,22 +591,22 @@ class BronzeWriter:
             # a gather of commits that are all done returns without yielding: let their done
             # callbacks (queued, they clear _inflight) run, or this loop would spin forever
             await asyncio.sleep(0)
-            if not any(len(buf.rows) for buf in self._buffers.values()):
+            if not any(len(buf) for buf in self._buffers.values()):
                 return
             self._flush_due(force=True)
 
     def _flush_due(self, *, force: bool) -> None:
         now = time.monotonic()
         for name, buf in self._buffers.items():
-            if not len(buf.rows) or name in self._inflight:
+            if not len(buf) or name in self._inflight:
                 continue
-            if force or len(buf.rows) >= buf.limit or now - buf.first_at >= buf.due:
-                columns = buf.rows.take()
+            if force or len(buf) >= buf.limit or now - buf.first_at >= buf.due:
+                runs = buf.take()
                 self._pace(name)
                 batch = self._next_batch.setdefault(name, 1)
                 self._next_batch[name] = batch + 1
-                self._inflight_rows[name] = (columns, batch)
-                task = asyncio.create_task(asyncio.to_thread(self._commit, name, columns, batch))
+                self._inflight_rows[name] = (runs, batch)
+                task = asyncio.create_task(asyncio.to_thread(self._commit, name, runs, batch))
                 self._inflight[name] = task
                 task.add_done_callback(functools.partial(self._done, name))
 
@@ -528,7 +615,7 @@ class BronzeWriter:
         jittered (a fresh draw per batch) and ``max_rows`` scaled as the age is."""
         age, buf = self._ages[name], self._buffers[name]
         buf.due = age.jittered(random.random()) if age.adaptive else age.age
-        buf.limit = max(1, round(self.max_rows * age.scale))
+        buf.set_limit(max(1, round(self.max_rows * age.scale)))
         self.stats[name].batch_age_s = age.age
 
     def _done(self, name: str, task: asyncio.Task[list[Row]]) -> None:
@@ -549,19 +636,19 @@ class BronzeWriter:
             self.add_many("bronze.dead_letter", dead)
 
     # ------------------------------------------------------------------ commits (worker threads)
-    def _commit(self, name: str, columns: list[list[Any]], batch: int) -> list[Row]:
+    def _commit(self, name: str, runs: list[_Run], batch: int) -> list[Row]:
         """Commit one batch; whatever goes wrong, its rows end up committed, spooled or (rows that
         cannot be converted to the table's schema) in the dead letter: never lost.
 
         Runs in a worker thread, so it does not touch the buffers: it returns the dead-letter
         rows for the rows that did not fit, and :meth:`_done` buffers them on the event loop."""
-        data, bad = _to_arrow_isolating(name, columns, writer_id=self.writer_id, batch_id=batch)
+        data, bad = _runs_to_arrow(name, runs, writer_id=self.writer_id, batch_id=batch)
         dead = _dead_rows(name, bad) if bad else []
         if bad:
             LOG.error(
                 "%d of %d rows of %s batch %d do not fit the schema (first: %s): they go to the dead letter",
                 len(bad),
-                len(columns[0]),
+                sum(run.rows for run in runs),
                 name,
                 batch,
                 bad[0][1],
@@ -697,7 +784,7 @@ class BronzeWriter:
             name: {
                 "rows_committed": st.rows_committed,
                 "commits": st.commits,
-                "rows_buffered": len(self._buffers[name].rows),
+                "rows_buffered": len(self._buffers[name]),
                 "rows_spooled": st.rows_spooled,
                 "spool_replayed": st.spool_replayed,
                 "retries": st.retries,
