@@ -5,6 +5,8 @@
   table, both ZSTD level 3 (target >= 0.8).
 * e2e_msgs_per_s: synthetic exchange (own process) -> real cryptofeed -> bronze writer, all
   channels; e2e_vs_parse_only: the same with no-op callbacks (target >= 0.85).
+* e2e_commits_deferred_vs_parse_only: the bronze run with every commit deferred past the clock
+  (callbacks and buffering alone) vs parse only: what the commits cost is the step from it.
 * commit_latency_p99_ms: Delta append latency of the e2e run's commits.
 * bronze_bytes_vs_json: bytes of bronze.trades files / bytes of the aggTrade frames they hold
   (target <= 0.10).
@@ -272,11 +274,13 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_e2e(max_trades: int, tmp: Path, *, bronze: bool) -> E2E:
+def bench_e2e(max_trades: int, tmp: Path, *, bronze: bool, deferred: bool = False) -> E2E:
     """Exchange (own process) -> real cryptofeed -> no-op callbacks or the bronze writer, on the
     asyncio event loop ``lakehouse stream`` uses. With the writer, every row the exchange sent is
     asserted to be in bronze (per one-row-a-frame stream kind; frames received equal frames
-    sent)."""
+    sent). ``deferred``: the writer's batch age and size are set beyond the run, so the rows are
+    put and gathered but committed only by the final flush, after the clock stopped (the cost
+    of the callbacks and buffering alone)."""
     from cryptofeed.connection import connection_stats
 
     proc, rest = _serve(max_trades)
@@ -300,7 +304,8 @@ def bench_e2e(max_trades: int, tmp: Path, *, bronze: bool) -> E2E:
             _process_cpu_s(proc.pid),
         )
         if bronze:
-            writer = BronzeWriter(Catalog(tmp / "e2e"), writer_id="bench", spool_dir=tmp / "spool")
+            beyond = {"max_rows": 10**12, "max_age_s": 1e9} if deferred else {}
+            writer = BronzeWriter(Catalog(tmp / "e2e"), writer_id="bench", spool_dir=tmp / "spool", **beyond)
             target = FeedTarget(
                 "BINANCE_FUTURES", E2E_SYMBOLS, E2E_CHANNELS, ws_url=ws, rest_url=rest, cert_pem=_cert(rest)
             )
@@ -336,8 +341,8 @@ def bench_e2e(max_trades: int, tmp: Path, *, bronze: bool) -> E2E:
     messages = received()
     per_msg = {where: round(seconds * 1e6 / messages, 2) for where, seconds in cpu.items()}
     print(
-        f"e2e {'bronze' if bronze else 'parse only'}: {rate:,.0f} msgs/s; CPU us/msg: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in per_msg.items()),
+        f"e2e {('bronze, commits deferred' if deferred else 'bronze') if bronze else 'parse only'}: "
+        f"{rate:,.0f} msgs/s; CPU us/msg: " + ", ".join(f"{k} {v:.2f}" for k, v in per_msg.items()),
         file=sys.stderr,
     )
     return E2E(rate, writer, messages, per_msg)
@@ -363,6 +368,8 @@ STAGES: list[tuple[str, Callable[[str], bool]]] = [
         "Arrow conversion",
         lambda f: (
             "columns_to_arrow" in f
+            or ("rows.py" in f and ("gather" in f or "assemble" in f))
+            or "_runs_to_arrow" in f
             or "convert_column" in f
             or "_to_arrow_isolating" in f
             or "libarrow" in f
@@ -585,15 +592,23 @@ def main() -> None:
         return
     rows_per_s, vs_parquet = bench_batch(args.batch_rows, tmp)
     pairs: list[tuple[float, E2E, E2E]] = []
+    deferred: list[float] = []  # the same pairs' deferred-commit runs / parse only
     for i in range(args.e2e_pairs):  # interleaved, so a noisy moment hits one pair, not one side
         parse_only = bench_e2e(args.e2e_trades, tmp / f"parse{i}", bronze=False)
+        buffered = bench_e2e(args.e2e_trades, tmp / f"deferred{i}", bronze=True, deferred=True)
         bronze = bench_e2e(args.e2e_trades, tmp / f"bronze{i}", bronze=True)
         pairs.append((bronze.rate / parse_only.rate, bronze, parse_only))
+        deferred.append(buffered.rate / parse_only.rate)
     pairs.sort(key=lambda p: p[0])
     vs_parse, e2e, parse_only = pairs[len(pairs) // 2]
     writer = e2e.writer
     assert writer is not None
     print(f"e2e vs parse only, each pair: {', '.join(f'{p[0]:.3f}' for p in pairs)}", file=sys.stderr)
+    print(
+        f"e2e with commits deferred past the run vs parse only (callbacks and buffering alone): "
+        f"{', '.join(f'{r:.3f}' for r in deferred)}",
+        file=sys.stderr,
+    )
     lat = sorted(x for st in writer.stats.values() for x in st.commit_seconds)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
     print(f"{len(lat)} commits, median {statistics.median(lat) * 1000:.1f} ms", file=sys.stderr)
@@ -612,6 +627,7 @@ def main() -> None:
                 "e2e_parse_only_cpu_us_per_msg": parse_only.cpu_us_per_msg,
                 "e2e_vs_parse_only": round(vs_parse, 3),
                 "e2e_vs_parse_only_pairs": [round(p[0], 3) for p in pairs],
+                "e2e_commits_deferred_vs_parse_only": round(statistics.median(deferred), 3),
                 **{k: round(v) for k, v in refs.items()},
                 "commit_latency_p99_ms": round(p99, 1),
                 "bronze_bytes_vs_json": round(ratio, 4),
