@@ -86,7 +86,10 @@ def check_sql(sql: str) -> str:
         raise QueryRejected(f"the query does not parse: {_first_line(exc)}") from None
     if len(statements) != 1:
         raise QueryRejected(f"send exactly one statement, not {len(statements)} (no ';'-separated statements)")
-    kind = statements[0].type
+    try:
+        kind = statements[0].type
+    except ValueError:  # a statement kind duckdb's Python enum lacks (e.g. CONNECT, code 31): not a SELECT
+        raise QueryRejected("only SELECT queries are allowed here (the service is read-only)") from None
     if kind != duckdb.StatementType.SELECT:
         name = str(kind).rsplit(".", 1)[-1]
         raise QueryRejected(f"only SELECT queries are allowed here, not {name} (the service is read-only)")
