@@ -216,3 +216,17 @@ def test_a_table_made_when_its_column_docs_read_otherwise_stays_writable(tmp_pat
     assert ids == [1, 2, 3]
     docs = {f.name: f.metadata.get("doc") for f in DeltaTable(catalog.uri("silver.trades")).schema().fields}
     assert docs["price"] == "how this column was described a release ago"  # the table's own, kept
+
+
+def test_a_table_of_many_chunks_is_written_in_its_rows_order(tmp_path: Path) -> None:
+    """Appends reach Delta as concatenated pieces (the stream writer's runs of rows): the rows
+    read back in the order they were given, whether the append creates the table (deltalake's
+    own writer, which wrote the chunks out of order) or appends to it."""
+    c = Catalog(tmp_path)
+    pieces = [_rows(list(range(a, b))) for a, b in ((0, 4096), (4096, 8190), (8190, 8290))]
+    c.append("silver.trades", pa.concat_tables(pieces))  # creates the table
+    assert c.read("silver.trades").column("id").to_pylist() == list(range(8290))
+    created = c.open("silver.trades").version()
+    c.append("silver.trades", pa.concat_tables([_rows([9000, 9001]), _rows([9002])]))
+    added = c.changes("silver.trades", after=created, upto=created + 1)
+    assert added.column("id").to_pylist() == [9000, 9001, 9002]

@@ -310,7 +310,7 @@ class ColumnBuffer:
         return taken
 
     def rows(self) -> list[Row]:
-        """The buffered rows as tuples, oldest first (for the live view; not the hot path)."""
+        """The buffered rows as tuples, oldest first (to inspect a buffer; not the hot path)."""
         return list(zip(*self.columns, strict=True))
 
 

@@ -120,12 +120,15 @@ class _Run:
     """Rows of a batch in order: gathered into Arrow, or (when some value did not convert) kept
     as Python columns, whose bad rows the commit sets aside for the dead letter."""
 
-    __slots__ = ("columns", "gathered", "rows")
+    __slots__ = ("columns", "gathered")
 
-    def __init__(self, rows: int, *, gathered: Gathered | None = None, columns: list[list[Any]] | None = None):
-        self.rows = rows
+    def __init__(self, *, gathered: Gathered | None = None, columns: list[list[Any]] | None = None):
         self.gathered = gathered
         self.columns = columns
+
+    @property
+    def rows(self) -> int:
+        return len(self.gathered[0]) if self.gathered is not None else len(self.columns[0]) if self.columns else 0
 
 
 class _Buffer:
@@ -168,11 +171,11 @@ class _Buffer:
         if not n:
             return
         try:  # (from the lists themselves: no copy unless some value does not convert)
-            run = _Run(n, gathered=gather(self.table, self.rows.columns))
+            run = _Run(gathered=gather(self.table, self.rows.columns))
             for column in self.rows.columns:
                 column.clear()
         except _CONVERT_ERRORS:
-            run = _Run(n, columns=self.rows.take())
+            run = _Run(columns=self.rows.take())
         self.runs.append(run)
         self.held += n
 
@@ -184,7 +187,7 @@ class _Buffer:
 
     def view(self) -> list[_Run]:
         """Every row held, as runs, leaving the buffer as it is (the live view)."""
-        tail = [_Run(len(self.rows), columns=[list(c) for c in self.rows.columns])] if len(self.rows) else []
+        tail = [_Run(columns=[list(c) for c in self.rows.columns])] if len(self.rows) else []
         return [*self.runs, *tail]
 
 
@@ -252,8 +255,7 @@ def _runs_to_arrow(
         tables.append(assemble(table, ready, writer_id=writer_id, batch_id=batch_id))
     if not tables:
         return None, bad
-    # one chunk a column: delta-rs's writer (a table's first commit) may write chunks out of order
-    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()), bad
+    return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), bad
 
 
 # Python types a column of this Arrow type surely converts (checked without calling pyarrow, whose

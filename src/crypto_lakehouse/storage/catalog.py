@@ -466,6 +466,10 @@ class Catalog:
             # changed since ("Cannot merge metadata with different values for key doc"), which made
             # a lake made by an earlier release unwritable (spooled batches never drained)
             data = data.cast(pa.schema([f.remove_metadata() for f in data.schema]))
+        if any(column.num_chunks > 1 for column in data.columns):
+            # deltalake 1.6.6's writer writes the chunks of a many-chunk table out of order (6 of 6
+            # new tables from 3 concatenated pieces): one chunk a column keeps the rows' order
+            data = data.combine_chunks()
         where = target if target is not None else self.uri(spec.name)
         partition_by = list(spec.partition_by) or None
         storage_options = None if target is not None else self.storage_options
