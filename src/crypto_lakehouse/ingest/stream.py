@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import difflib
+import functools
 import itertools
 import logging
 import re
@@ -42,6 +43,7 @@ from cryptofeed.defines import (
 from cryptofeed.exceptions import UnsupportedSymbol
 from cryptofeed.feed import Feed
 
+import crypto_lakehouse.ingest.compiled as _compiled
 from crypto_lakehouse.errors import InvalidArgument, LakehouseError
 from crypto_lakehouse.ingest.rows import decimal_text
 from crypto_lakehouse.ingest.sessions import SessionLedger, Subscription
@@ -84,14 +86,23 @@ def _binance_raw(exchange: str, raw: object) -> dict[str, Any]:
     return raw if isinstance(raw, dict) and exchange.startswith("BINANCE") else {}
 
 
-def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str, Callback]:
+def bronze_callbacks(
+    writer: BronzeWriter, channels: Iterable[str], *, compiled: bool | None = None
+) -> dict[str, Callback]:
     """Async cryptofeed callbacks that put bronze rows into ``writer``'s buffers. Each row goes
     in through its table's :meth:`~.writer.BronzeWriter.putter`, every column by name, so a
     value cannot land in the wrong column (``schemas.ROW_LAYOUT``). The busy channels' prices and
     sizes (trades, book levels, ticker bid/ask) go in as ``str`` of the ``Decimal`` cryptofeed
     parsed, the others as the Decimal; the conversion of the batch writes any exponent notation
     out (:func:`~.rows.decimal_texts`, ``schemas.DECIMAL_TEXT``). Venue-neutral: what only Binance
-    sends (the ticker's sizes and update id, funding's index price) is None for the others."""
+    sends (the ticker's sizes and update id, funding's index price) is None for the others.
+
+    ``compiled``: the trades, ticker and L2 book callbacks are the compiled ones of
+    :mod:`.compiled` (the same rows, into the same buffers; docs/bronze.md), when the package
+    was built with them and ``writer`` is a :class:`~.writer.BronzeWriter` itself, not a subclass
+    wrapping its putters (None, the default);
+    always (True: :class:`~crypto_lakehouse.errors.InvalidArgument` when they are not built);
+    never (False: the Python callbacks below)."""
     trade_row, ticker_row = writer.putter("bronze.trades"), writer.putter("bronze.ticker")
     funding_row, liquidation_row = writer.putter("bronze.funding"), writer.putter("bronze.liquidations")
     candle_row, oi_row, index_row = (
@@ -243,6 +254,11 @@ def bronze_callbacks(writer: BronzeWriter, channels: Iterable[str]) -> dict[str,
         OPEN_INTEREST: open_interest,
         INDEX: index,
     }
+    if compiled is None:
+        compiled = _compiled.BUILT and type(writer) is BronzeWriter  # (a subclass may wrap the putters: capture's view)
+    if compiled:
+        whole_book = functools.partial(put_book, l3=False)
+        table |= _compiled.callbacks(writer, whole_book=whole_book, updates=updates)
     return {c: table[c] for c in channels}
 
 

@@ -410,6 +410,11 @@ class BronzeWriter:
             raise ValueError(f"{table} has no level columns; levels_putter takes {', '.join(LEVEL_COLUMNS)}")
         return put
 
+    def column_buffer(self, table: str) -> ColumnBuffer:
+        """The buffer :meth:`putter` appends to (its column lists and hooks), for the compiled
+        callbacks (:mod:`.compiled`), which append to the same lists. Valid for the writer's life."""
+        return self._buffers[table].rows
+
     def add(self, table: str, row: Row) -> None:
         """Buffer one row (a tuple in ``ROW_LAYOUT[table]`` order: see :func:`.rows.row_builder`).
         A row of another width (or no sequence) goes to the dead letter at once, as its repr."""
