@@ -49,7 +49,7 @@ browser:
 	  else echo "note: /usr/bin/chromium is missing (as root: apt-get install chromium); the browser test needs it" >&2; fi; \
 	fi
 
-$(VENV)/.synced: pyproject.toml uv.lock src/crypto_lakehouse/ingest/_callbacks.pyx
+$(VENV)/.synced: pyproject.toml uv.lock $(wildcard src/crypto_lakehouse/ingest/*.pyx)
 	@set -e; PY313=$$($(find_python)); echo "using $$PY313"; \
 	UV=$$(command -v uv || true); \
 	if [ -z "$$UV" ]; then \

@@ -1,27 +1,33 @@
-"""The compiled stream callbacks (``ingest/_callbacks.pyx`` through ``ingest/compiled.py``) write
-exactly what the Python callbacks write: the same values, of the same types, in the same columns,
-with the same update ids, into a real writer's buffers; a message that raises buffers nothing;
-and the stream uses them when they are built. No sockets: cryptofeed's own objects, as its
-parsers make them, fed to both."""
+"""The compiled parts of the hot path make exactly what the Python code makes.
+
+The stream callbacks (``ingest/_callbacks.pyx`` through ``ingest/compiled.py``): the same values,
+of the same types, in the same columns, with the same update ids, into a real writer's buffers;
+a message that raises buffers nothing; the stream uses them when they are built. No sockets:
+cryptofeed's own objects, as its parsers make them, fed to both. The gathering
+(``ingest/_columns.pyx`` in ``rows.convert_column``): the same Arrow arrays as the Python
+conversion, or None (the Python path then converts or raises)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from cryptofeed.defines import ASK, BID, L2_BOOK, TICKER, TRADES
 from cryptofeed.types import OrderBook, Ticker, Trade
 
 import crypto_lakehouse.ingest.compiled as compiled
+import crypto_lakehouse.ingest.rows as rows
 from crypto_lakehouse.ingest import BronzeWriter
 from crypto_lakehouse.ingest.stream import bronze_callbacks
 from crypto_lakehouse.ingest.writer import CHUNK_ROWS
-from crypto_lakehouse.schemas import ROW_LAYOUT
+from crypto_lakehouse.schemas import BRONZE, ROW_LAYOUT
 from crypto_lakehouse.storage import Catalog
 
 EX, SYM = "BINANCE_FUTURES", "BTC-USDT-PERP"
@@ -153,3 +159,64 @@ def test_the_stream_uses_them_for_its_own_writer_and_not_for_a_wrapping_subclass
         CHANNELS, "crypto_lakehouse.ingest._callbacks"
     )
     assert {c: cb.__module__ for c, cb in wrapped.items()} == dict.fromkeys(CHANNELS, "crypto_lakehouse.ingest.stream")
+
+
+# ---------------------------------------------------------------------------- the gathering
+TS = BRONZE["bronze.trades"].schema.field("ts").type
+_RNG = random.Random(20)
+_FLOATS = [_RNG.uniform(-2e9, 4e9) for _ in range(2000)]
+_TIES = [0.5e-6, 1.5e-6, 2.5e-6, -0.5e-6, -1.5e-6, 1_704_067_200.0000005, 1_704_067_200.0000015]
+CONVERSIONS: list[tuple[str, pa.DataType, list[Any], bool, bool]] = [
+    # (case, type, values, decimal text, the compiled path takes it)
+    ("text", pa.string(), ["BINANCE", "", "é€✓", None, "x" * 300, None], False, True),
+    ("text, all null", pa.string(), [None, None], False, True),
+    ("no rows", pa.string(), [], False, True),
+    ("prices", pa.string(), ["60001.43", "0.00100000", None, "100"], True, True),
+    ("a price in exponent notation", pa.string(), ["1", "1E-7"], True, False),
+    ("an exponent outside prices", pa.string(), ["1E-7"], False, True),
+    ("bytes in text", pa.string(), ["a", b"b"], False, False),
+    ("a lone surrogate", pa.string(), ["\ud800"], False, False),
+    ("seconds", TS, _FLOATS + _TIES + [None, 0.0, -0.0], False, True),
+    ("an int of seconds", TS, [1.5, 2], False, False),
+    ("seconds beyond int64 microseconds", TS, [1e300], False, False),
+    ("NaN seconds", TS, [float("nan")], False, False),
+    ("ints", pa.int64(), [0, None, -(2**63), 2**63 - 1, 7], False, True),
+    ("an int beyond 64 bits", pa.int64(), [2**63], False, False),
+    ("a bool as an int", pa.int64(), [1, True], False, False),
+    ("bools", pa.bool_(), [True, False, None] * 7, False, True),
+    ("an int as a bool", pa.bool_(), [True, 1], False, False),
+]
+
+
+def _in_python(typ: pa.DataType, values: list[Any], decimal: bool) -> pa.Array | type[BaseException]:
+    try:
+        return rows._convert_in_python(typ, values, decimal=decimal)
+    except Exception as exc:  # noqa: BLE001  # compared: the fallback must raise the same
+        return type(exc)
+
+
+@pytest.mark.parametrize(
+    ("typ", "values", "decimal", "fast"), [c[1:] for c in CONVERSIONS], ids=[c[0] for c in CONVERSIONS]
+)
+def test_the_compiled_gathering_builds_the_array_the_python_conversion_builds(
+    typ: pa.DataType, values: list[Any], decimal: bool, fast: bool
+) -> None:
+    """Straight into Arrow's buffers where the values are plain; otherwise None, so that
+    convert_column takes the Python path (which writes exponents out, or raises)."""
+    assert rows._COMPILED
+    compiled_array = rows._columns.convert(typ, values, decimal)
+    expected = _in_python(typ, values, decimal)
+    if not fast:  # convert_column falls back: the Python path's array, or its error
+        assert compiled_array is None
+        try:
+            got: pa.Array | type[BaseException] = rows.convert_column(typ, values, decimal=decimal)
+        except Exception as exc:  # noqa: BLE001
+            got = type(exc)
+        assert got.equals(expected) if isinstance(got, pa.Array) else got is expected
+        return
+    assert isinstance(expected, pa.Array), expected
+    assert compiled_array is not None
+    compiled_array.validate(full=True)
+    assert compiled_array.type == expected.type and compiled_array.equals(expected)
+    assert compiled_array.null_count == expected.null_count
+    assert rows.convert_column(typ, values, decimal=decimal).equals(expected)  # the way gather calls it

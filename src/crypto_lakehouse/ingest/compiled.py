@@ -1,9 +1,11 @@
-"""The compiled stream callbacks (``_callbacks.pyx``): whether they are built, and making them.
+"""The compiled parts of the stream's hot path: whether they are built, and making the callbacks.
 
-The package's build compiles ``_callbacks.pyx`` with Cython where a C compiler is found
-(``pyproject.toml``: an optional extension); where none is, the package installs without it,
-:data:`BUILT` is False, and the stream uses its Python callbacks, which write the same rows
-(``tests/ingest/test_compiled_callbacks.py`` holds the two to each other). What it is for:
+The package's build compiles two modules with Cython where a C compiler is found
+(``pyproject.toml``: optional extensions): ``_callbacks.pyx``, the busy channels' callbacks
+(made here), and ``_columns.pyx``, the gathering of buffered column lists into Arrow (used by
+:func:`.rows.convert_column`). Where none is, the package installs without them, :data:`BUILT`
+is False, and the Python code, which makes the same rows, runs instead
+(``tests/ingest/test_compiled.py`` holds the two to each other). What they are for:
 docs/bronze.md (the event loop's time a message).
 """
 
@@ -28,9 +30,10 @@ LOG = logging.getLogger(__name__)
 
 try:
     import crypto_lakehouse.ingest._callbacks as _ext
+    import crypto_lakehouse.ingest._columns  # noqa: F401  # (rows.py uses it; here: is it built)
 
     BUILT = True
-    """The compiled callbacks are importable (the package was built with a C compiler)."""
+    """The compiled modules are importable (the package was built with a C compiler)."""
 except ImportError:  # built without one
     BUILT = False
 

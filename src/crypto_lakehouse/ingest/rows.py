@@ -37,6 +37,13 @@ import pyarrow.compute as pc
 
 from crypto_lakehouse.schemas import BRONZE, DECIMAL_TEXT, ROW_LAYOUT
 
+try:
+    import crypto_lakehouse.ingest._columns as _columns
+
+    _COMPILED = True
+except ImportError:  # built without a C compiler (ingest/compiled.py): the Python conversion does the same
+    _COMPILED = False
+
 __all__ = [
     "DECIMAL_TEXT",
     "LEVEL_COLUMNS",
@@ -324,7 +331,16 @@ def row_builder(table: str) -> RowBuilder:
 def convert_column(typ: pa.DataType, values: Column, *, decimal: bool = False) -> pa.Array[Any]:
     """One column as bronze stores it: a timestamp column from float epoch seconds to
     microseconds (rounded), a ``decimal`` column's Python values as :func:`decimal_texts`, any
-    other as ``typ``."""
+    other as ``typ``. A list of plain values goes through the compiled fast path where it is
+    built (``_columns.pyx``: the same array, straight into Arrow's buffers)."""
+    if _COMPILED and values.__class__ is list:
+        fast = _columns.convert(typ, values, decimal)
+        if fast is not None:
+            return fast
+    return _convert_in_python(typ, values, decimal=decimal)
+
+
+def _convert_in_python(typ: pa.DataType, values: Column, *, decimal: bool) -> pa.Array[Any]:
     if decimal and not isinstance(values, pa.Array):
         values = decimal_texts(values)
     if pa.types.is_timestamp(typ):
