@@ -45,11 +45,19 @@ def test_base_image_and_locked_install() -> None:
     steps = instructions()
     assert steps[0] == ("FROM", "python:3.13-slim")
     runs = [args for word, args in steps if word == "RUN"]
-    syncs = [r for r in runs if r.startswith("uv sync")]
+    syncs = [m.group(0).strip() for r in runs if (m := re.search(r"uv sync[^&]*", r))]
     assert len(syncs) == 2, syncs  # dependencies layer, then the project
     assert all("--frozen" in s and "--no-dev" in s for s in syncs)
     assert "--no-install-project" in syncs[0] and "--no-editable" in syncs[1]
     assert any(re.match(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+$", r) for r in runs), runs
+
+
+def test_the_project_is_built_with_a_compiler_that_leaves_with_its_layer() -> None:
+    """The compiled stream callbacks need gcc when the wheel is built; the image does not keep it."""
+    [project] = [args for word, args in instructions() if word == "RUN" and "--no-editable" in args]
+    install, sync, purge = (project.index(x) for x in ("apt-get install", "uv sync", "apt-get purge"))
+    assert install < sync < purge, project
+    assert "gcc" in project[install:sync] and "gcc" in project[purge:]
 
 
 def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
