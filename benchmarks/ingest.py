@@ -7,8 +7,9 @@
   channels; e2e_vs_parse_only: the same with no-op callbacks (target >= 0.85).
 * e2e_commits_deferred_vs_parse_only: the bronze run with every commit deferred past the clock
   (callbacks and buffering alone) vs parse only: what the commits cost is the step from it.
-* e2e_python_callbacks_vs_parse_only: the bronze run with the stream's Python callbacks instead
-  of the compiled ones (ingest/_callbacks.pyx): what compiling them gained, in the same pairs.
+* e2e_pure_python_vs_parse_only: the bronze run with the stream's Python callbacks and Python
+  conversion instead of the compiled ones (ingest/_callbacks.pyx, _columns.pyx): what compiling
+  them gained, in the same pairs.
 * commit_latency_p99_ms: Delta append latency of the e2e run's commits.
 * bronze_bytes_vs_json: bytes of bronze.trades files / bytes of the aggTrade frames they hold
   (target <= 0.10).
@@ -36,6 +37,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import crypto_lakehouse.ingest.compiled as compiled
+import crypto_lakehouse.ingest.rows as rows
 from crypto_lakehouse.ingest import BronzeWriter, FeedTarget, stream_to_bronze
 from crypto_lakehouse.ingest.rows import rows_to_arrow
 from crypto_lakehouse.ingest.stream import bronze_callbacks
@@ -277,16 +279,14 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_e2e(
-    max_trades: int, tmp: Path, *, bronze: bool, deferred: bool = False, python_callbacks: bool = False
-) -> E2E:
+def bench_e2e(max_trades: int, tmp: Path, *, bronze: bool, deferred: bool = False, pure_python: bool = False) -> E2E:
     """Exchange (own process) -> real cryptofeed -> no-op callbacks or the bronze writer, on the
     asyncio event loop ``lakehouse stream`` uses. With the writer, every row the exchange sent is
     asserted to be in bronze (per one-row-a-frame stream kind; frames received equal frames
     sent). ``deferred``: the writer's batch age and size are set beyond the run, so the rows are
     put and gathered but committed only by the final flush, after the clock stopped (the cost
-    of the callbacks and buffering alone). ``python_callbacks``: the stream takes its Python
-    callbacks, as where the compiled ones are not built."""
+    of the callbacks and buffering alone). ``pure_python``: the stream takes its Python
+    callbacks and conversion, as where the compiled modules are not built."""
     from cryptofeed.connection import connection_stats
 
     proc, rest = _serve(max_trades)
@@ -333,12 +333,13 @@ def bench_e2e(
         await task
         return received() / elapsed
 
-    built = compiled.BUILT
-    compiled.BUILT = built and not python_callbacks  # (bronze_callbacks reads it when the stream starts)
+    built = compiled.BUILT, rows._COMPILED
+    if pure_python:  # (bronze_callbacks reads the one when the stream starts, convert_column the other)
+        compiled.BUILT = rows._COMPILED = False
     try:
         rate = asyncio.run(run())
     finally:
-        compiled.BUILT = built
+        compiled.BUILT, rows._COMPILED = built
         proc.terminate()
         proc.communicate(timeout=30)
     assert received() == status["messages_sent"], (received(), status["messages_sent"])
@@ -350,17 +351,17 @@ def bench_e2e(
     messages = received()
     per_msg = {where: round(seconds * 1e6 / messages, 2) for where, seconds in cpu.items()}
     print(
-        f"e2e {_kind(bronze=bronze, deferred=deferred, python_callbacks=python_callbacks)}: "
+        f"e2e {_kind(bronze=bronze, deferred=deferred, pure_python=pure_python)}: "
         f"{rate:,.0f} msgs/s; CPU us/msg: " + ", ".join(f"{k} {v:.2f}" for k, v in per_msg.items()),
         file=sys.stderr,
     )
     return E2E(rate, writer, messages, per_msg)
 
 
-def _kind(*, bronze: bool, deferred: bool, python_callbacks: bool) -> str:
+def _kind(*, bronze: bool, deferred: bool, pure_python: bool) -> str:
     if not bronze:
         return "parse only"
-    return "bronze" + (", commits deferred" if deferred else "") + (", Python callbacks" if python_callbacks else "")
+    return "bronze" + (", commits deferred" if deferred else "") + (", pure Python" if pure_python else "")
 
 
 # Where a message's time goes: py-spy samples of a bronze e2e run (every thread, native frames
@@ -614,12 +615,12 @@ def main() -> None:
     rows_per_s, vs_parquet = bench_batch(args.batch_rows, tmp)
     pairs: list[tuple[float, E2E, E2E]] = []
     deferred: list[float] = []  # the same pairs' deferred-commit runs / parse only
-    python: list[float] = []  # the same pairs' runs with the Python callbacks / parse only
+    python: list[float] = []  # the same pairs' runs with no compiled code / parse only
     for i in range(args.e2e_pairs):  # interleaved, so a noisy moment hits one pair, not one side
         parse_only = bench_e2e(args.e2e_trades, tmp / f"parse{i}", bronze=False)
         buffered = bench_e2e(args.e2e_trades, tmp / f"deferred{i}", bronze=True, deferred=True)
         bronze = bench_e2e(args.e2e_trades, tmp / f"bronze{i}", bronze=True)
-        in_python = bench_e2e(args.e2e_trades, tmp / f"python{i}", bronze=True, python_callbacks=True)
+        in_python = bench_e2e(args.e2e_trades, tmp / f"python{i}", bronze=True, pure_python=True)
         pairs.append((bronze.rate / parse_only.rate, bronze, parse_only))
         deferred.append(buffered.rate / parse_only.rate)
         python.append(in_python.rate / parse_only.rate)
@@ -633,7 +634,10 @@ def main() -> None:
         f"{', '.join(f'{r:.3f}' for r in deferred)}",
         file=sys.stderr,
     )
-    print(f"e2e with the Python callbacks vs parse only: {', '.join(f'{r:.3f}' for r in python)}", file=sys.stderr)
+    print(
+        f"e2e with no compiled code (Python callbacks and conversion) vs parse only: {', '.join(f'{r:.3f}' for r in python)}",
+        file=sys.stderr,
+    )
     lat = sorted(x for st in writer.stats.values() for x in st.commit_seconds)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
     print(f"{len(lat)} commits, median {statistics.median(lat) * 1000:.1f} ms", file=sys.stderr)
@@ -653,7 +657,7 @@ def main() -> None:
                 "e2e_vs_parse_only": round(vs_parse, 3),
                 "e2e_vs_parse_only_pairs": [round(p[0], 3) for p in pairs],
                 "e2e_commits_deferred_vs_parse_only": round(statistics.median(deferred), 3),
-                "e2e_python_callbacks_vs_parse_only": round(statistics.median(python), 3),
+                "e2e_pure_python_vs_parse_only": round(statistics.median(python), 3),
                 "compiled_callbacks": compiled.BUILT,
                 **{k: round(v) for k, v in refs.items()},
                 "commit_latency_p99_ms": round(p99, 1),
