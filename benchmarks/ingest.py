@@ -635,7 +635,8 @@ def main() -> None:
         file=sys.stderr,
     )
     print(
-        f"e2e with no compiled code (Python callbacks and conversion) vs parse only: {', '.join(f'{r:.3f}' for r in python)}",
+        "e2e with no compiled code (Python callbacks and conversion) vs parse only: "
+        + ", ".join(f"{r:.3f}" for r in python),
         file=sys.stderr,
     )
     lat = sorted(x for st in writer.stats.values() for x in st.commit_seconds)
