@@ -390,6 +390,8 @@ STAGES: list[tuple[str, Callable[[str], bool]]] = [
             or "_to_arrow_isolating" in f
             or "libarrow" in f
             or "pyarrow/" in f
+            or "ingest/_columns" in f  # the compiled gathering (its C functions: Cython's names)
+            or "_8_columns_" in f
         ),
     ),  # fmt: skip
     ("buffering", lambda f: "BronzeWriter.add" in f or "ColumnBuffer" in f or "make.<locals>.append" in f),
