@@ -604,7 +604,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="bronze ingest benchmark")
     ap.add_argument("--batch-rows", type=int, default=1_000_000)
     ap.add_argument("--e2e-trades", type=int, default=100_000, help="trades per symbol in the e2e runs")
-    ap.add_argument("--e2e-pairs", type=int, default=3, help="parse-only/bronze run pairs (median)")
+    ap.add_argument("--e2e-pairs", type=int, default=5, help="parse-only/bronze run pairs (median)")
     ap.add_argument("--small-file-commits", type=int, default=300, help="1-second commits in the small-file test")
     ap.add_argument("--profile-child", type=int, help=argparse.SUPPRESS)  # the run profile_stages profiles
     ap.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
