@@ -95,8 +95,11 @@ def _imports(path: Path, module: str) -> Iterator[tuple[str, int]]:
 
 
 def _modules(base: Path) -> dict[str, Path]:
-    """Module name -> file, for every ``*.py`` under ``base`` (named from ``base``'s parent)."""
-    return {_module_name(p, base.parent): p for p in sorted(base.rglob("*.py"))}
+    """Module name -> file, for every ``*.py`` under ``base`` and every compiled module's
+    ``*.pyi`` stub (a ``.pyx`` is not Python to parse; its stub names the module and what it
+    imports for its types), named from ``base``'s parent."""
+    stubs = {_module_name(p, base.parent): p for p in sorted(base.rglob("*.pyi"))}
+    return stubs | {_module_name(p, base.parent): p for p in sorted(base.rglob("*.py"))}
 
 
 def _graph(base: Path, prefix: str) -> dict[str, dict[str, int]]:

@@ -97,12 +97,11 @@ def bronze_callbacks(
     out (:func:`~.rows.decimal_texts`, ``schemas.DECIMAL_TEXT``). Venue-neutral: what only Binance
     sends (the ticker's sizes and update id, funding's index price) is None for the others.
 
-    ``compiled``: the trades, ticker and L2 book callbacks are the compiled ones of
-    :mod:`.compiled` (the same rows, into the same buffers; docs/bronze.md), when the package
-    was built with them and ``writer`` is a :class:`~.writer.BronzeWriter` itself, not a subclass
-    wrapping its putters (None, the default);
-    always (True: :class:`~crypto_lakehouse.errors.InvalidArgument` when they are not built);
-    never (False: the Python callbacks below)."""
+    ``compiled``: whether the trades, ticker and L2 book callbacks are the compiled ones of
+    :mod:`.compiled` (the same rows, into the same buffers; docs/bronze.md). None (default):
+    when the package was built with them and ``writer`` is a :class:`~.writer.BronzeWriter`
+    itself, not a subclass wrapping its putters (the capture replay's view). True: always
+    (:class:`~crypto_lakehouse.errors.InvalidArgument` when they are not built). False: never."""
     trade_row, ticker_row = writer.putter("bronze.trades"), writer.putter("bronze.ticker")
     funding_row, liquidation_row = writer.putter("bronze.funding"), writer.putter("bronze.liquidations")
     candle_row, oi_row, index_row = (
