@@ -28,15 +28,32 @@ class _Done(tuple):
 cdef object DONE = _Done()
 
 
-cdef class TradeCallback:
+cdef class _Putter:
+    """What every compiled callback shares: its :class:`ColumnBuffer` and the buffer's hooks,
+    called as the generated putters call them (``rows._putter_factory``)."""
+
+    cdef object buf
+    cdef list c0  # the layout's first column: its length is the buffer's
+    cdef public object _is_coroutine_marker  # inspect.markcoroutinefunction: cryptofeed takes async callbacks only
+
+    cdef inline void _starting(self) except *:
+        """Before a row goes in: the batch's clock starts on an empty buffer."""
+        if not self.c0:
+            self.buf.on_first()
+
+    cdef inline void _put(self) except *:
+        """After rows went in: a full buffer is gathered."""
+        if len(self.c0) >= self.buf.limit:
+            self.buf.on_full()
+
+
+cdef class TradeCallback(_Putter):
     """bronze.trades: one row per cryptofeed ``Trade``."""
 
     TABLE = "bronze.trades"
     LAYOUT = ("exchange", "symbol", "ts", "receipt_ts", "id", "side", "price", "amount", "type")
 
-    cdef object buf
-    cdef list c0, c1, c2, c3, c4, c5, c6, c7, c8
-    cdef public object _is_coroutine_marker  # inspect.markcoroutinefunction: cryptofeed takes async callbacks only
+    cdef list c1, c2, c3, c4, c5, c6, c7, c8
 
     def __init__(self, buf):
         self.buf = buf
@@ -45,9 +62,7 @@ cdef class TradeCallback:
     def __call__(self, t, receipt):
         exchange, symbol, ts, id_, side = t.exchange, t.symbol, t.timestamp, t.id, t.side
         price, amount, type_ = str(t.price), str(t.amount), t.type  # (exponents written out at conversion)
-        buf = self.buf
-        if not self.c0:
-            buf.on_first()
+        self._starting()
         self.c0.append(exchange)
         self.c1.append(symbol)
         self.c2.append(ts)
@@ -57,21 +72,19 @@ cdef class TradeCallback:
         self.c6.append(price)
         self.c7.append(amount)
         self.c8.append(type_)
-        if len(self.c0) >= buf.limit:
-            buf.on_full()
+        self._put()
         return DONE
 
 
-cdef class TickerCallback:
+cdef class TickerCallback(_Putter):
     """bronze.ticker: one row per cryptofeed ``Ticker`` (the Binance family's raw ``u``, ``B``
     and ``A`` as sequence and sizes; None for every other venue)."""
 
     TABLE = "bronze.ticker"
     LAYOUT = ("exchange", "symbol", "ts", "receipt_ts", "sequence", "bid", "bid_size", "ask", "ask_size", "channel")
 
-    cdef object buf, channel
-    cdef public object _is_coroutine_marker
-    cdef list c0, c1, c2, c3, c4, c5, c6, c7, c8, c9
+    cdef object channel
+    cdef list c1, c2, c3, c4, c5, c6, c7, c8, c9
 
     def __init__(self, buf, channel):
         self.buf = buf
@@ -86,9 +99,7 @@ cdef class TickerCallback:
             sequence, bid_size, ask_size = (<dict>raw).get("u"), (<dict>raw).get("B"), (<dict>raw).get("A")
         else:
             sequence = bid_size = ask_size = None
-        buf = self.buf
-        if not self.c0:
-            buf.on_first()
+        self._starting()
         self.c0.append(exchange)
         self.c1.append(symbol)
         self.c2.append(ts)
@@ -99,12 +110,11 @@ cdef class TickerCallback:
         self.c7.append(ask)
         self.c8.append(ask_size)
         self.c9.append(self.channel)
-        if len(self.c0) >= buf.limit:
-            buf.on_full()
+        self._put()
         return DONE
 
 
-cdef class BookDeltaCallback:
+cdef class BookDeltaCallback(_Putter):
     """bronze.book: an L2 delta's levels, a row each (bids, then asks). A snapshot, or a delta
     with no level, goes to ``whole(book, receipt)`` (the Python callback's own body), which
     shares ``updates``: the update ids count every update either path buffers."""
@@ -115,9 +125,8 @@ cdef class BookDeltaCallback:
         "size",
     )
 
-    cdef object buf, whole, updates
-    cdef public object _is_coroutine_marker
-    cdef list c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10
+    cdef object whole, updates
+    cdef list c1, c2, c3, c4, c5, c6, c7, c8, c9, c10
 
     def __init__(self, buf, whole, updates):
         self.buf = buf
@@ -154,9 +163,7 @@ cdef class BookDeltaCallback:
             del sizes[start:]
             raise
         levels = n
-        buf = self.buf
-        if not self.c0:
-            buf.on_first()
+        self._starting()
         for i in range(n):
             self.c0.append(exchange)
             self.c1.append(symbol)
@@ -167,6 +174,5 @@ cdef class BookDeltaCallback:
             self.c6.append(sequence)
             self.c7.append(False)
             self.c8.append(BID if i < nb else ASK)
-        if len(self.c0) >= buf.limit:
-            buf.on_full()
+        self._put()
         return DONE

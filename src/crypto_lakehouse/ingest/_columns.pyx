@@ -38,11 +38,11 @@ def convert(typ, list values, bint decimal):
         if typ == STRING:
             return _strings(values, decimal)
         if typ == INT64:
-            return _ints(values)
+            return _int64s(INT64, values, False)
         if typ == BOOL:
             return _bools(values)
         if pa.types.is_timestamp(typ) and typ.unit == "us":
-            return _micros(typ, values)
+            return _int64s(typ, values, True)
     except (UnicodeError, OverflowError):  # (a lone surrogate; an int beyond 64 bits)
         return None
     return None
@@ -91,8 +91,11 @@ cdef object _strings(list values, bint decimal):
     return pa.Array.from_buffers(STRING, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
 
 
-cdef object _ints(list values):
+cdef object _int64s(typ, list values, bint seconds):
+    """An int64-backed column: ``int`` values as they are, or (``seconds``: a timestamp column)
+    float epoch seconds as microseconds, rounded half to even (as pyarrow.compute.round)."""
     cdef Py_ssize_t n = len(values), i, nulls = 0
+    cdef double x
     out = bytearray(n * 8)
     cdef int64_t* o = <int64_t*> PyByteArray_AS_STRING(out)
     for i in range(n):
@@ -100,12 +103,17 @@ cdef object _ints(list values):
         if v is None:
             nulls += 1
             o[i] = 0
-        elif PyLong_CheckExact(v):  # (not a bool: True is an int of another type)
+        elif seconds and PyFloat_CheckExact(v):
+            x = nearbyint(PyFloat_AS_DOUBLE(v) * 1000000.0)
+            if not isfinite(x) or fabs(x) > MAX_MICROS:
+                return None
+            o[i] = <int64_t> x
+        elif not seconds and PyLong_CheckExact(v):  # (not a bool: True is an int of another type)
             o[i] = PyLong_AsLongLong(v)
         else:
             return None
     validity = _validity(values, n) if nulls else None
-    return pa.Array.from_buffers(INT64, n, [validity, pa.py_buffer(out)], null_count=nulls)
+    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(out)], null_count=nulls)
 
 
 cdef object _bools(list values):
@@ -122,25 +130,3 @@ cdef object _bools(list values):
             return None
     validity = _validity(values, n) if nulls else None
     return pa.Array.from_buffers(BOOL, n, [validity, pa.py_buffer(bits)], null_count=nulls)
-
-
-cdef object _micros(typ, list values):
-    """Float epoch seconds -> microseconds, rounded half to even (as pyarrow.compute.round)."""
-    cdef Py_ssize_t n = len(values), i, nulls = 0
-    cdef double x
-    out = bytearray(n * 8)
-    cdef int64_t* o = <int64_t*> PyByteArray_AS_STRING(out)
-    for i in range(n):
-        v = values[i]
-        if v is None:
-            nulls += 1
-            o[i] = 0
-        elif PyFloat_CheckExact(v):
-            x = nearbyint(PyFloat_AS_DOUBLE(v) * 1000000.0)
-            if not isfinite(x) or fabs(x) > MAX_MICROS:
-                return None
-            o[i] = <int64_t> x
-        else:
-            return None
-    validity = _validity(values, n) if nulls else None
-    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(out)], null_count=nulls)
