@@ -20,7 +20,8 @@ import pytest
 from crypto_lakehouse.ingest.backfill import Backfiller
 from crypto_lakehouse.loopback import MarketSpec, SyntheticMarket, running_exchange
 from crypto_lakehouse.storage import Catalog
-from crypto_lakehouse.transform import silver
+from crypto_lakehouse.transform import gaps as gaps_module
+from crypto_lakehouse.transform import quality, silver
 from crypto_lakehouse.transform.plans import QualityReport
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
@@ -30,20 +31,34 @@ T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 NO_BACKFILL = SilverOptions(backfill=False)
 
 
-def _interleave_after_dedup(monkeypatch: pytest.MonkeyPatch, parties: int) -> None:
-    """Each thread's first dedup read of silver waits until ``parties`` threads have read."""
-    barrier = threading.Barrier(parties, timeout=60)
+def _interleave_after(
+    monkeypatch: pytest.MonkeyPatch, module: object, name: str, parties: int, *, unless_serialised: float = 0
+) -> None:
+    """Each thread's first call of ``module.name`` (a read a write is then decided from) waits,
+    once it returned, until ``parties`` threads have made theirs. ``unless_serialised``: a
+    writer that lets only one of them in at a time passes (the others cannot get there), so the
+    first goes on after that many seconds."""
+    barrier = threading.Barrier(parties, timeout=unless_serialised or 60)
     seen = threading.local()
-    real = silver._dedup
+    real = getattr(module, name)
 
-    def dedup(*args, **kwargs):
+    def wrapped(*args, **kwargs):
         out = real(*args, **kwargs)
         if not getattr(seen, "waited", False):
             seen.waited = True
-            barrier.wait()
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                if not unless_serialised:
+                    raise
         return out
 
-    monkeypatch.setattr(silver, "_dedup", dedup)
+    monkeypatch.setattr(module, name, wrapped)
+
+
+def _interleave_after_dedup(monkeypatch: pytest.MonkeyPatch, parties: int) -> None:
+    """Each thread's first dedup read of silver waits until ``parties`` threads have read."""
+    _interleave_after(monkeypatch, silver, "_dedup", parties)
 
 
 def _run_together(*jobs: Callable[[], object]) -> None:
@@ -161,21 +176,87 @@ def test_writers_racing_on_quarantine_write_each_bad_row_once(tmp_path: Path, mo
     catalog = Catalog(tmp_path)
     bad = [{**r, "side": "hold"} for r in _trades(range(1, 21))]
     write_bronze(catalog, "bronze.trades", bad)
-    barrier = threading.Barrier(2, timeout=60)
-    seen = threading.local()
-    real = silver._quarantine_seen
-
-    def quarantine_seen(*args, **kwargs):
-        out = real(*args, **kwargs)
-        if not getattr(seen, "waited", False):
-            seen.waited = True
-            barrier.wait()
-        return out
-
-    monkeypatch.setattr(silver, "_quarantine_seen", quarantine_seen)
+    _interleave_after(monkeypatch, silver, "_quarantine_seen", 2)
     _run_together(
         lambda: promote_silver(catalog, options=NO_BACKFILL),
         lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
     )
     q = pl.read_delta(str(tmp_path / "silver" / "quarantine"))
     assert q.height == 20 and q["row_hash"].n_unique() == 20
+
+
+def test_two_promotes_rebuilding_the_completeness_ledger_at_once_both_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each promote ends by rebuilding gold.completeness (a replace of the days it touched):
+    a promote and a reprocess computing the ledger at the same moment both finish, and the
+    ledger holds each (stream, day) once (old code: the second replace failed, "a concurrent
+    transactions added new data", and its promote with it: CI at 11fc9ae)."""
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.trades", _trades(range(1, 11), symbol="ETH-USDT"))
+    promote_silver(catalog, options=NO_BACKFILL)  # a ledger exists: the race is on replacing its rows
+    write_bronze(catalog, "bronze.trades", _trades(range(100, 150)))
+    _interleave_after(monkeypatch, quality, "_compute", 2, unless_serialised=3)
+    _run_together(
+        lambda: promote_silver(catalog, options=NO_BACKFILL),
+        lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
+    )
+    assert sorted(_silver_ids(tmp_path).cast(pl.Int64).to_list()) == [*range(1, 11), *range(100, 150)]
+    ledger = pl.read_delta(str(tmp_path / "gold" / "completeness"))
+    keys = ["exchange", "symbol", "channel", "date"]
+    assert ledger.select(keys).n_unique() == ledger.height
+    assert ledger.filter(channel="trades").select("symbol", "rows").sort("symbol").rows() == [
+        ("BTC-USDT", 50),
+        ("ETH-USDT", 10),
+    ]
+    assert quality.build_completeness(catalog, options=NO_BACKFILL).is_empty()  # the progress of both recorded
+
+
+def test_two_gap_passes_rewriting_silver_gaps_at_once_both_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each promote ends with a gap pass that rewrites silver.gaps: two detecting the same new
+    gap at once both finish and silver.gaps records it once (old code: the second overwrite
+    failed on the first's commit)."""
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.trades", _trades([*range(100, 120), *range(130, 150)]))  # ids 120-129 missing
+    promote_silver(catalog, options=NO_BACKFILL)
+    catalog.overwrite("silver.gaps", catalog.read("silver.gaps").slice(0, 0))  # the gap not yet recorded
+    _interleave_after(monkeypatch, gaps_module, "detect_gaps", 2, unless_serialised=3)
+    _run_together(
+        lambda: promote_silver(catalog, options=NO_BACKFILL, tables=["trades"]),
+        lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
+    )
+    recorded = pl.read_delta(str(tmp_path / "silver" / "gaps"))
+    assert recorded.select("first_id", "last_id").rows() == [(120, 129)]
+
+
+def test_a_ledger_rebuild_that_loses_its_commit_reads_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rebuild on another host (which this host's lock cannot hold back) commits while this
+    one computes: this one's replace conflicts, and it reads again and finishes, finding that
+    work done (old code: CommitFailedError out of the promote)."""
+    catalog = Catalog(tmp_path)
+    write_bronze(catalog, "bronze.trades", _trades(range(1, 11), symbol="ETH-USDT"))
+    promote_silver(catalog, options=NO_BACKFILL)
+    write_bronze(catalog, "bronze.trades", _trades(range(100, 150)))
+    real = quality._compute
+    elsewhere: list[pl.DataFrame] = []
+
+    def compute(*args, **kwargs):
+        if elsewhere:
+            return real(*args, **kwargs)
+        elsewhere.append(pl.DataFrame())
+        out = real(*args, **kwargs)  # this host's build has computed; the other host's commits first
+        elsewhere[0] = quality._build(catalog, options=NO_BACKFILL, now=kwargs["now"])
+        return out
+
+    monkeypatch.setattr(quality, "_compute", compute)
+    with caplog.at_level(logging.INFO, logger="crypto_lakehouse.transform._replace"):
+        promote_silver(catalog, options=NO_BACKFILL)
+    assert "rebuilding again" in caplog.text
+    ledger = pl.read_delta(str(tmp_path / "gold" / "completeness")).filter(channel="trades")
+    assert ledger.select("symbol", "rows").sort("symbol").rows() == [("BTC-USDT", 50), ("ETH-USDT", 10)]
+    assert elsewhere[0].filter(channel="trades")["symbol"].to_list() == ["BTC-USDT"]
+    assert quality.build_completeness(catalog, options=NO_BACKFILL).is_empty()

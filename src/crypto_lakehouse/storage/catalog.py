@@ -357,12 +357,17 @@ class Catalog:
         app_id: str | None = None,
         version: int | None = None,
         transactions: Sequence[tuple[str, int]] = (),
+        snapshot: DeltaTable | None = None,
     ) -> None:
         """One atomic commit that replaces the rows matching ``predicate`` (SQL, delta-rs syntax)
         with ``data``, or the whole table when ``predicate`` is None; creates the table if it
         does not exist. ``(app_id, version)`` and ``transactions`` (app id, version: a job
-        consuming several tables records its progress in each) go in the same commit."""
-        exists = self.exists(table)
+        consuming several tables records its progress in each) go in the same commit.
+
+        ``snapshot``: the open version of ``table`` the rows were computed from; the commit is
+        made against it, so one since that touched the replaced rows raises
+        :class:`deltalake.exceptions.CommitFailedError` instead of being overwritten unseen."""
+        exists = snapshot is not None or self.exists(table)
         self._write(
             table_spec(table),
             data,
@@ -371,11 +376,13 @@ class Catalog:
             mode="overwrite" if exists or predicate is None else "append",
             predicate=predicate if exists else None,
             transactions=transactions,
+            target=snapshot,
         )
 
-    def overwrite(self, table: str, data: pa.Table) -> None:
-        """Replace a small table's whole content in one commit (state tables like silver.gaps)."""
-        self.replace(table, data)
+    def overwrite(self, table: str, data: pa.Table, *, snapshot: DeltaTable | None = None) -> None:
+        """Replace a small table's whole content in one commit (state tables like silver.gaps),
+        against ``snapshot`` if given (see :meth:`replace`)."""
+        self.replace(table, data, snapshot=snapshot)
 
     def changes(self, table: str, *, after: int | None, upto: int) -> pa.Table:
         """Rows appended by commits ``after`` < version <= ``upto`` (all rows if ``after`` is None).

@@ -1,13 +1,26 @@
-"""How every gold builder writes: the rows of some windows replaced in one commit with its progress."""
+"""How derived tables are rewritten: gold builders replace the rows of some windows in one
+commit with their progress; state tables recomputed from others (``silver.gaps``,
+``gold.completeness``) are rebuilt one at a time, again when a commit elsewhere wins."""
 
 from __future__ import annotations
 
-import polars as pl
+import logging
+import random
+import time
+from collections.abc import Callable
 
+import polars as pl
+from deltalake.exceptions import CommitFailedError
+
+from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.schemas import GOLD
 from crypto_lakehouse.storage import Catalog
 
-__all__ = ["replace_windows"]
+__all__ = ["rebuild", "replace_windows"]
+
+LOG = logging.getLogger(__name__)
+
+_ATTEMPTS = 30  # rebuilds lost to concurrent commits before giving up (each one reads again)
 
 
 def replace_windows(
@@ -24,3 +37,20 @@ def replace_windows(
         app_id=app[0],
         version=app[1],
     )
+
+
+def rebuild[T](catalog: Catalog, table: str, build: Callable[[], T]) -> T:
+    """Run ``build`` (which reads ``table`` and what it is derived from, computes its rows and
+    commits them in one overwrite or replace) as the only rebuild of ``table`` on this host: a
+    second one waits for the table's ``rebuild`` lock, then reads what the first wrote. When the
+    commit loses anyway (``CommitFailedError``: a rebuild on another host, a compaction of the
+    table), ``build`` runs again, so it must read everything it decides from afresh each call.
+    Two promotes ending at the same moment made the second fail (CI at 11fc9ae)."""
+    with catalog.lock(table, purpose="rebuild"):
+        for attempt in range(_ATTEMPTS):
+            try:
+                return build()
+            except CommitFailedError as exc:
+                LOG.info("%s: a concurrent commit won (%s); rebuilding again (%d)", table, exc, attempt + 1)
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+    raise LakehouseError(f"rebuilding {table} lost {_ATTEMPTS} times in a row to concurrent commits; run it again")

@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+from deltalake import DeltaTable
 
+import crypto_lakehouse.transform._replace as _replace
 from crypto_lakehouse.durations import candle_interval
 from crypto_lakehouse.errors import GapUnfillable
 from crypto_lakehouse.schemas import SESSIONS, table_spec
@@ -343,26 +345,37 @@ def detect_gaps(catalog: Catalog, *, options: SilverOptions, now: datetime | Non
     return pl.concat([f.cast(_SCHEMA) for f in frames], how="vertical")
 
 
-def _previous(catalog: Catalog) -> pl.DataFrame:
-    """``silver.gaps`` as stored, with the columns of this release (those an older one did not
-    write are null)."""
+def _stored(catalog: Catalog) -> DeltaTable | None:
+    """The latest snapshot of ``silver.gaps`` (None: no table yet), a table an older release
+    wrote having first gained this release's columns (an empty append that merges the schema:
+    an overwrite does not)."""
+    if not catalog.exists("silver.gaps"):
+        return None
+    spec = table_spec("silver.gaps")
+    if set(spec.schema.names) - set(catalog.open("silver.gaps").schema().to_arrow().names):
+        catalog.append("silver.gaps", spec.schema.empty_table())
+    return catalog.open("silver.gaps")
+
+
+def _previous(catalog: Catalog, snapshot: DeltaTable | None = None) -> pl.DataFrame:
+    """``silver.gaps`` as stored (in ``snapshot`` if given, else the latest), with the columns
+    of this release (those an older one did not write are null)."""
     spec = table_spec("silver.gaps")
     empty = pl.DataFrame(schema=pl.Schema(to_frame(spec.schema.empty_table()).schema))
-    if not catalog.exists("silver.gaps"):
+    if snapshot is None and not catalog.exists("silver.gaps"):
         return empty
-    stored = catalog.frame("silver.gaps")
+    stored = Catalog.scan_snapshot(snapshot).collect() if snapshot is not None else catalog.frame("silver.gaps")
     return stored.with_columns(pl.lit(None, t).alias(c) for c, t in empty.schema.items() if c not in stored.columns)
 
 
-def _write_gaps(catalog: Catalog, gaps: pl.DataFrame) -> None:
-    """Replace ``silver.gaps`` with ``gaps``; a table an older release wrote first gains this
-    release's columns (an empty append that merges the schema: an overwrite does not)."""
-    spec = table_spec("silver.gaps")
-    if catalog.exists("silver.gaps") and set(spec.schema.names) - set(
-        catalog.open("silver.gaps").schema().to_arrow().names
-    ):
-        catalog.append("silver.gaps", spec.schema.empty_table())
-    catalog.overwrite("silver.gaps", gaps.to_arrow().cast(spec.schema))
+def _write_gaps(catalog: Catalog, gaps: pl.DataFrame, snapshot: DeltaTable | None) -> None:
+    """Replace ``silver.gaps`` with ``gaps``, committed against ``snapshot``, the version they
+    were decided from (a commit since raises ``CommitFailedError``); None: the table's first
+    rows, committed against it created empty (a racing first pass conflicts)."""
+    if snapshot is None:
+        catalog.create("silver.gaps")
+        snapshot = catalog.open("silver.gaps")
+    catalog.overwrite("silver.gaps", gaps.to_arrow().cast(table_spec("silver.gaps").schema), snapshot=snapshot)
 
 
 def _probe_tails(
@@ -475,14 +488,17 @@ def fill_gaps(
     one the backfiller refuses with :class:`GapUnfillable`) is recorded ``unfillable`` with the
     reason and never retried (it is still closed if it stops being missing). ``promote`` writes
     the rows it returns, ``report`` counts what was found and filled, and which checks ran on
-    the (exchange, symbol) pairs this run promoted."""
-    gaps, again = _fill_pass(catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote)
+    the (exchange, symbol) pairs this run promoted. Passes of concurrent runs take turns (a
+    second reads what the first recorded: :func:`~crypto_lakehouse.transform._replace.rebuild`)."""
+
+    def one_pass() -> tuple[pl.DataFrame, bool]:  # (a pass reads silver.gaps afresh: safe to run again)
+        return _fill_pass(catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote)
+
+    gaps, again = _replace.rebuild(catalog, "silver.gaps", one_pass)
     for _ in range(_PASSES - 1):
         if not again:
             break
-        gaps, again = _fill_pass(
-            catalog, backfiller=backfiller, report=report, now=now, options=options, promote=promote
-        )
+        gaps, again = _replace.rebuild(catalog, "silver.gaps", one_pass)
     _report_checks(catalog, gaps, report=report, options=options)
     return gaps
 
@@ -547,7 +563,8 @@ def _fill_pass(
     """One pass of :func:`fill_gaps`; True when a fill by time added rows (look again)."""
     by_time_added = False
 
-    previous = _previous(catalog)
+    snapshot = _stored(catalog)
+    previous = _previous(catalog, snapshot)
     tracked = previous.filter(pl.col("status").is_in([_OPEN, _UNFILLABLE]))
     current = detect_gaps(catalog, options=options, now=now)
     current, fetched = _probe_tails(
@@ -648,7 +665,7 @@ def _fill_pass(
         ],
         how="vertical",
     )
-    _write_gaps(catalog, out)
+    _write_gaps(catalog, out, snapshot)
     return out, by_time_added
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
+import crypto_lakehouse.transform._replace as _replace
 from crypto_lakehouse.schemas import GOLD, SESSIONS
 from crypto_lakehouse.storage import Catalog
 from crypto_lakehouse.storage.frames import to_frame
@@ -506,13 +507,21 @@ def _predicate(keys: pl.DataFrame) -> str:
 
 def build_completeness(catalog: Catalog, *, options: SilverOptions, now: datetime | None = None) -> pl.DataFrame:
     """Bring ``gold.completeness`` up to date with its inputs (see module doc); returns the rows
-    it (re)wrote: the ledger of the days touched since the last run (empty: nothing new)."""
-    now = now or datetime.now(UTC)
+    it (re)wrote: the ledger of the days touched since the last run (empty: nothing new).
+    Concurrent builds take turns (a second reads the progress the first recorded)."""
+    at = now or datetime.now(UTC)
+    return _replace.rebuild(catalog, LEDGER, lambda: _build(catalog, options=options, now=at))
+
+
+def _build(catalog: Catalog, *, options: SilverOptions, now: datetime) -> pl.DataFrame:
+    """One try of :func:`build_completeness`: progress read from, and the replace committed
+    against, one snapshot of the ledger."""
+    snapshot = catalog.open(LEDGER) if catalog.exists(LEDGER) else None
     progress: list[tuple[str, int]] = []
     touched = [_empty_keys()]
     for table in _sources(catalog):
         upto = catalog.open(table).version()
-        after = catalog.transaction_version(LEDGER, _app(table))
+        after = snapshot.transaction_version(_app(table)) if snapshot is not None else None
         if after is not None and after >= upto:
             continue
         progress.append((_app(table), upto))
@@ -522,5 +531,9 @@ def build_completeness(catalog: Catalog, *, options: SilverOptions, now: datetim
     keys = _ranges(pl.concat(touched).unique())
     ledger = _compute(catalog, keys, options=options, now=now) if keys.height else pl.DataFrame(schema=_ledger_schema())
     spec = GOLD[LEDGER]
-    catalog.replace(LEDGER, ledger.to_arrow().cast(spec.schema), predicate=_predicate(keys), transactions=progress)
+    if snapshot is None:  # the first ledger: committed against the empty table (a racing first one conflicts)
+        catalog.create(LEDGER)
+        snapshot = catalog.open(LEDGER)
+    data = ledger.to_arrow().cast(spec.schema)
+    catalog.replace(LEDGER, data, predicate=_predicate(keys), transactions=progress, snapshot=snapshot)
     return ledger
