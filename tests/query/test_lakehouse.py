@@ -395,3 +395,19 @@ def test_version_is_the_latest_commit_and_none_before_the_table_exists(tmp_path:
     assert first is not None and lh.history("silver.trades")["version"][0] == first
     _append(Catalog(tmp_path), _trades(11, 10, T0))  # committed by another writer: seen on the next ask
     assert lh.version("silver.trades") == first + 1
+
+
+def test_reading_as_of_many_versions_keeps_only_the_last_ones_loaded(tmp_path: Path) -> None:
+    """A long-running reader (the query service) asked as of ever new versions keeps a bounded
+    number of them loaded (each holds its table's file list: old code kept every one), and a
+    version it let go still reads right when asked again."""
+    from crypto_lakehouse.query import lakehouse as module
+
+    lh = Lakehouse(tmp_path)
+    for k in range(module._PINNED_KEPT + 8):
+        _append(lh.catalog, _trades(1 + 10 * k, 10, T0, symbols=("BTC-USDT-PERP",)))
+    for version in range(module._PINNED_KEPT + 8):
+        assert lh.read("silver.trades", as_of=version).height == 10 * (version + 1)
+    assert len(lh._pinned) == module._PINNED_KEPT
+    assert lh.read("silver.trades", as_of=0).height == 10  # evicted, loaded again
+    assert lh.read("silver.trades").height == 10 * (module._PINNED_KEPT + 8)

@@ -7,6 +7,8 @@ import functools
 import logging
 import operator
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["AsOf", "Lakehouse"]
 
 LOG = logging.getLogger(__name__)
+
+_PINNED_KEPT = 16  # pinned versions a Lakehouse keeps loaded (see Lakehouse._open)
 
 AsOf = int | datetime | str | None
 """A Delta version (int), a point in time (datetime or RFC 3339 string), or a tag name."""
@@ -120,7 +124,9 @@ class Lakehouse:
     def __init__(self, root: str | Path | None = None, *, config: Settings | None = None):
         self.settings = config or load_settings()
         self.catalog = Catalog.from_settings(self.settings, root=root)
-        self._tables: dict[tuple[str, int | None], DeltaTable] = {}  # loaded Delta tables, reused across reads
+        self._latest: dict[str, DeltaTable] = {}  # the latest version of each table read, kept up to date
+        self._pinned: OrderedDict[tuple[str, int], DeltaTable] = OrderedDict()  # versions read, most recent last
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, path: str | Path) -> Lakehouse:
@@ -172,19 +178,33 @@ class Lakehouse:
         """The latest Delta version of ``table`` (None: not created yet). Cheap to ask again:
         the loaded table is brought up to date incrementally (on local disk, one stat when
         nothing was committed)."""
-        if (table, None) not in self._tables and not self.catalog.exists(table):
+        if table not in self._latest and not self.catalog.exists(table):
             return None
         return self._open(table).version()
 
     def _open(self, table: str, version: int | None = None) -> DeltaTable:
         """The Delta table (at ``version``), loaded once and reused: the latest is brought up to
-        date incrementally (only new log entries are read), a pinned version never changes."""
+        date incrementally (only new log entries are read), a pinned version never changes.
+        The :data:`_PINNED_KEPT` pinned versions read last are kept (each holds its table's file
+        list: a long-running service reading as of ever new times must not keep them all)."""
         table_spec(table)  # clear error for an unknown name
-        dt = self._tables.get((table, version))
-        if dt is None:
-            dt = self._tables[(table, version)] = self.catalog.open(table, version=version)
-        elif version is None and not self._unchanged(table, dt.version()):
-            dt.update_incremental()
+        if version is None:
+            dt = self._latest.get(table)
+            if dt is None:
+                dt = self._latest[table] = self.catalog.open(table)
+            elif not self._unchanged(table, dt.version()):
+                dt.update_incremental()
+            return dt
+        with self._cache_lock:
+            dt = self._pinned.get((table, version))
+            if dt is not None:
+                self._pinned.move_to_end((table, version))
+                return dt
+        dt = self.catalog.open(table, version=version)
+        with self._cache_lock:
+            self._pinned[(table, version)] = dt
+            while len(self._pinned) > _PINNED_KEPT:
+                self._pinned.popitem(last=False)
         return dt
 
     def _unchanged(self, table: str, version: int) -> bool:
