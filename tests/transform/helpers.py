@@ -8,12 +8,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptofeed.connection import connection_stats
 
 from crypto_lakehouse import jobs
@@ -119,3 +121,46 @@ class CrashingRunner(jobs.InProcess):
         if len(items) > 1:
             raise RuntimeError("worker lost")
         return done
+
+
+def interleave_after(
+    monkeypatch: pytest.MonkeyPatch, module: object, name: str, parties: int, *, unless_serialised: float = 0
+) -> None:
+    """Each thread's first call of ``module.name`` (a read a write is then decided from) waits,
+    once it returned, until ``parties`` threads have made theirs. ``unless_serialised``: a
+    writer that lets only one of them in at a time passes (the others cannot get there), so the
+    first goes on after that many seconds."""
+    barrier = threading.Barrier(parties, timeout=unless_serialised or 60)
+    seen = threading.local()
+    real = getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if not getattr(seen, "waited", False):
+            seen.waited = True
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                if not unless_serialised:
+                    raise
+        return out
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+def run_together(*work: Callable[[], object]) -> None:
+    """Run each of ``work`` in a thread, all at once; any one's exception fails the test."""
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors

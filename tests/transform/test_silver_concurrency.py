@@ -9,7 +9,6 @@ barrier until the others have read too, and only then commits (old code: each id
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,57 +24,15 @@ from crypto_lakehouse.transform import quality, silver
 from crypto_lakehouse.transform.plans import QualityReport
 from crypto_lakehouse.transform.silver import SilverOptions, promote_silver
 
-from .helpers import write_bronze
+from .helpers import interleave_after, run_together, write_bronze
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 NO_BACKFILL = SilverOptions(backfill=False)
 
 
-def _interleave_after(
-    monkeypatch: pytest.MonkeyPatch, module: object, name: str, parties: int, *, unless_serialised: float = 0
-) -> None:
-    """Each thread's first call of ``module.name`` (a read a write is then decided from) waits,
-    once it returned, until ``parties`` threads have made theirs. ``unless_serialised``: a
-    writer that lets only one of them in at a time passes (the others cannot get there), so the
-    first goes on after that many seconds."""
-    barrier = threading.Barrier(parties, timeout=unless_serialised or 60)
-    seen = threading.local()
-    real = getattr(module, name)
-
-    def wrapped(*args, **kwargs):
-        out = real(*args, **kwargs)
-        if not getattr(seen, "waited", False):
-            seen.waited = True
-            try:
-                barrier.wait()
-            except threading.BrokenBarrierError:
-                if not unless_serialised:
-                    raise
-        return out
-
-    monkeypatch.setattr(module, name, wrapped)
-
-
 def _interleave_after_dedup(monkeypatch: pytest.MonkeyPatch, parties: int) -> None:
     """Each thread's first dedup read of silver waits until ``parties`` threads have read."""
-    _interleave_after(monkeypatch, silver, "_dedup", parties)
-
-
-def _run_together(*jobs: Callable[[], object]) -> None:
-    errors: list[BaseException] = []
-
-    def run(job: Callable[[], object]) -> None:
-        try:
-            job()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below in the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    interleave_after(monkeypatch, silver, "_dedup", parties)
 
 
 def _trades(ids: range, *, symbol: str = "BTC-USDT") -> list[dict]:
@@ -109,7 +66,7 @@ def test_promote_beside_a_reprocess_of_the_same_rows_leaves_each_id_once(
     write_bronze(catalog, "bronze.trades", _trades(range(100, 150)))
     _interleave_after_dedup(monkeypatch, 2)
     with caplog.at_level(logging.INFO, logger=silver.__name__):
-        _run_together(
+        run_together(
             lambda: promote_silver(catalog, options=NO_BACKFILL),
             lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
         )
@@ -136,7 +93,7 @@ def test_three_writers_racing_from_one_snapshot_each_id_once(tmp_path: Path, mon
         )
 
     _interleave_after_dedup(monkeypatch, 3)
-    _run_together(
+    run_together(
         gap_filler(raw),
         gap_filler(raw.slice(10)),  # overlapping, not equal
         lambda: promote_silver(catalog, options=NO_BACKFILL),
@@ -163,7 +120,7 @@ def test_promote_beside_silver_backfill_of_the_same_rows(tmp_path: Path, monkeyp
         assert fetched.height == 50
         write_bronze(catalog, "bronze.trades", fetched.to_dicts())  # the stream got them all
         _interleave_after_dedup(monkeypatch, 2)
-        _run_together(
+        run_together(
             lambda: promote_silver(catalog, options=NO_BACKFILL),
             lambda: silver.backfill(catalog, backfiller, exchange="BINANCE", symbol="BTC-USDT", start=start, end=end),
         )
@@ -176,8 +133,8 @@ def test_writers_racing_on_quarantine_write_each_bad_row_once(tmp_path: Path, mo
     catalog = Catalog(tmp_path)
     bad = [{**r, "side": "hold"} for r in _trades(range(1, 21))]
     write_bronze(catalog, "bronze.trades", bad)
-    _interleave_after(monkeypatch, silver, "_quarantine_seen", 2)
-    _run_together(
+    interleave_after(monkeypatch, silver, "_quarantine_seen", 2)
+    run_together(
         lambda: promote_silver(catalog, options=NO_BACKFILL),
         lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
     )
@@ -196,8 +153,8 @@ def test_two_promotes_rebuilding_the_completeness_ledger_at_once_both_finish(
     write_bronze(catalog, "bronze.trades", _trades(range(1, 11), symbol="ETH-USDT"))
     promote_silver(catalog, options=NO_BACKFILL)  # a ledger exists: the race is on replacing its rows
     write_bronze(catalog, "bronze.trades", _trades(range(100, 150)))
-    _interleave_after(monkeypatch, quality, "_compute", 2, unless_serialised=3)
-    _run_together(
+    interleave_after(monkeypatch, quality, "_compute", 2, unless_serialised=3)
+    run_together(
         lambda: promote_silver(catalog, options=NO_BACKFILL),
         lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
     )
@@ -222,8 +179,8 @@ def test_two_gap_passes_rewriting_silver_gaps_at_once_both_finish(
     write_bronze(catalog, "bronze.trades", _trades([*range(100, 120), *range(130, 150)]))  # ids 120-129 missing
     promote_silver(catalog, options=NO_BACKFILL)
     catalog.overwrite("silver.gaps", catalog.read("silver.gaps").slice(0, 0))  # the gap not yet recorded
-    _interleave_after(monkeypatch, gaps_module, "detect_gaps", 2, unless_serialised=3)
-    _run_together(
+    interleave_after(monkeypatch, gaps_module, "detect_gaps", 2, unless_serialised=3)
+    run_together(
         lambda: promote_silver(catalog, options=NO_BACKFILL, tables=["trades"]),
         lambda: promote_silver(catalog, options=NO_BACKFILL, start=T0, end=T0 + timedelta(hours=1)),
     )

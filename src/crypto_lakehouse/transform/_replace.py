@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -45,12 +46,30 @@ def rebuild[T](catalog: Catalog, table: str, build: Callable[[], T]) -> T:
     second one waits for the table's ``rebuild`` lock, then reads what the first wrote. When the
     commit loses anyway (``CommitFailedError``: a rebuild on another host, a compaction of the
     table), ``build`` runs again, so it must read everything it decides from afresh each call.
-    Two promotes ending at the same moment made the second fail (CI at 11fc9ae)."""
+    Two promotes ending at the same moment made the second fail (CI at 11fc9ae).
+
+    A rebuild of ``table`` started inside one in the same thread (a coordinator running another
+    as its runner) does not wait for the lock its caller holds."""
+    held = _held.__dict__.setdefault("tables", set())
+    key = (catalog.root, table)
+    if key in held:
+        return _attempts(table, build)
     with catalog.lock(table, purpose="rebuild"):
-        for attempt in range(_ATTEMPTS):
-            try:
-                return build()
-            except CommitFailedError as exc:
-                LOG.info("%s: a concurrent commit won (%s); rebuilding again (%d)", table, exc, attempt + 1)
-                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        held.add(key)
+        try:
+            return _attempts(table, build)
+        finally:
+            held.discard(key)
+
+
+_held = threading.local()  # (root, table) of the rebuilds this thread is inside
+
+
+def _attempts[T](table: str, build: Callable[[], T]) -> T:
+    for attempt in range(_ATTEMPTS):
+        try:
+            return build()
+        except CommitFailedError as exc:
+            LOG.info("%s: a concurrent commit won (%s); rebuilding again (%d)", table, exc, attempt + 1)
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
     raise LakehouseError(f"rebuilding {table} lost {_ATTEMPTS} times in a row to concurrent commits; run it again")

@@ -489,7 +489,20 @@ def _build(
     bars: BarSettings | None,
     book: BookSettings | None,
 ) -> GoldResult:
-    """Every gold table, the trade bars of gold.ohlcv by ``trade_bars`` (in one process or fanned out)."""
+    """Every gold table, the trade bars of gold.ohlcv by ``trade_bars`` (in one process or fanned
+    out). Builds take turns on a host (the whole build holds gold.ohlcv's rebuild lock: a second
+    finds the first's progress and has nothing left to do); one whose commit loses to another
+    host's runs again from the progress recorded."""
+    return _replace.rebuild(catalog, "gold.ohlcv", lambda: _build_once(catalog, trade_bars, bars=bars, book=book))
+
+
+def _build_once(
+    catalog: Catalog,
+    trade_bars: Callable[[GoldResult], None],
+    *,
+    bars: BarSettings | None,
+    book: BookSettings | None,
+) -> GoldResult:
     result = GoldResult(book=_book.build_book(catalog, book))
     if catalog.exists("silver.trades"):
         trade_bars(result)
