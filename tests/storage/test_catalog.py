@@ -230,3 +230,33 @@ def test_a_table_of_many_chunks_is_written_in_its_rows_order(tmp_path: Path) -> 
     c.append("silver.trades", pa.concat_tables([_rows([9000, 9001]), _rows([9002])]))
     added = c.changes("silver.trades", after=created, upto=created + 1)
     assert added.column("id").to_pylist() == [9000, 9001, 9002]
+
+
+def test_a_reentrant_lock_lets_its_own_thread_in_and_no_other(tmp_path: Path) -> None:
+    import threading
+
+    import pytest
+
+    from crypto_lakehouse.errors import TableBusy
+
+    c = Catalog(tmp_path)
+    outcome: list[str] = []
+
+    def other_thread() -> None:
+        try:
+            with c.lock("gold.ohlcv", purpose="rebuild", wait=False, reentrant=True):
+                outcome.append("entered")
+        except TableBusy:
+            outcome.append("busy")
+
+    with c.lock("gold.ohlcv", purpose="rebuild", reentrant=True):
+        with c.lock("gold.ohlcv", purpose="rebuild", wait=False, reentrant=True):  # its own thread: in
+            t = threading.Thread(target=other_thread)
+            t.start()
+            t.join(10)
+        with pytest.raises(TableBusy):  # not reentrant: it waits for itself (here: busy at once)
+            with c.lock("gold.ohlcv", purpose="rebuild", wait=False):
+                pass
+    assert outcome == ["busy"]
+    with c.lock("gold.ohlcv", purpose="rebuild", wait=False):  # released by the outer block
+        pass

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -85,6 +86,7 @@ TABLE_PROPERTIES: dict[str, dict[str, str]] = {
         for layer in ("silver", "gold", "meta")
     },
 }
+_HELD = threading.local()  # the lock files (Catalog.lock) this thread holds
 _COMPRESSION_LEVEL = 3  # ZSTD, both writers (see Catalog._append_files)
 _WRITER = WriterProperties(compression="ZSTD", compression_level=_COMPRESSION_LEVEL)
 
@@ -253,24 +255,31 @@ class Catalog:
         return Path(tempfile.gettempdir()) / "crypto-lakehouse-locks" / f"{digest}.{purpose}.lock"
 
     @contextmanager
-    def lock(self, table: str, *, purpose: str, wait: bool = True) -> Iterator[None]:
+    def lock(self, table: str, *, purpose: str, wait: bool = True, reentrant: bool = False) -> Iterator[None]:
         """Hold the exclusive lock for ``purpose`` on ``table`` (:meth:`lock_file`) for the block;
         :class:`TableBusy` at once if another process or thread holds it and ``wait`` is False.
+        ``reentrant``: a thread that holds it already goes on inside (else it waits for itself).
 
         ``purpose="rewrite"`` is the lock of whatever removes a table's data files: compaction,
         and a distributed write's commit that replaces files (:meth:`commit_staged`)."""
         import fcntl
 
         path = self.lock_file(table, purpose=purpose)
+        held: set[Path] = _HELD.__dict__.setdefault("paths", set())
+        if reentrant and path in held:
+            yield
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise TableBusy(f"{table}: the {purpose} lock is held by another process or thread") from None
+            held.add(path)
             try:
                 yield
             finally:
+                held.discard(path)
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def stored_files(self, table: str) -> tuple[int, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 
@@ -50,26 +49,11 @@ def rebuild[T](catalog: Catalog, table: str, build: Callable[[], T]) -> T:
 
     A rebuild of ``table`` started inside one in the same thread (a coordinator running another
     as its runner) does not wait for the lock its caller holds."""
-    held = _held.__dict__.setdefault("tables", set())
-    key = (catalog.root, table)
-    if key in held:
-        return _attempts(table, build)
-    with catalog.lock(table, purpose="rebuild"):
-        held.add(key)
-        try:
-            return _attempts(table, build)
-        finally:
-            held.discard(key)
-
-
-_held = threading.local()  # (root, table) of the rebuilds this thread is inside
-
-
-def _attempts[T](table: str, build: Callable[[], T]) -> T:
-    for attempt in range(_ATTEMPTS):
-        try:
-            return build()
-        except CommitFailedError as exc:
-            LOG.info("%s: a concurrent commit won (%s); rebuilding again (%d)", table, exc, attempt + 1)
-            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+    with catalog.lock(table, purpose="rebuild", reentrant=True):
+        for attempt in range(_ATTEMPTS):
+            try:
+                return build()
+            except CommitFailedError as exc:
+                LOG.info("%s: a concurrent commit won (%s); rebuilding again (%d)", table, exc, attempt + 1)
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
     raise LakehouseError(f"rebuilding {table} lost {_ATTEMPTS} times in a row to concurrent commits; run it again")

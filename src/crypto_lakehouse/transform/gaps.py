@@ -352,8 +352,10 @@ def _stored(catalog: Catalog) -> DeltaTable | None:
     if not catalog.exists("silver.gaps"):
         return None
     spec = table_spec("silver.gaps")
-    if set(spec.schema.names) - set(catalog.open("silver.gaps").schema().to_arrow().names):
-        catalog.append("silver.gaps", spec.schema.empty_table())
+    snapshot = catalog.open("silver.gaps")
+    if not set(spec.schema.names) - set(snapshot.schema().to_arrow().names):
+        return snapshot
+    catalog.append("silver.gaps", spec.schema.empty_table())
     return catalog.open("silver.gaps")
 
 
