@@ -50,7 +50,9 @@ def _batch(k: int, *, rows: int, symbols: int) -> pa.Table:
         "batch_id": [k] * rows,
         "date": [T0.date()] * rows,
     }
-    return pa.table({f.name: pa.array(columns.get(f.name, [None] * rows), f.type) for f in spec.schema})
+    # the spec's schema (its non-null columns): the table is made as the writer makes it, so the
+    # appends take the writer's path (Catalog._append_files), not write_deltalake's
+    return pa.table([pa.array(columns.get(f.name, [None] * rows), f.type) for f in spec.schema], schema=spec.schema)
 
 
 def run(interval: int, *, commits: int, rows: int, symbols: int) -> dict[str, object]:
