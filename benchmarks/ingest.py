@@ -619,10 +619,19 @@ def main() -> None:
     deferred: list[float] = []  # the same pairs' deferred-commit runs / parse only
     python: list[float] = []  # the same pairs' runs with no compiled code / parse only
     for i in range(args.e2e_pairs):  # interleaved, so a noisy moment hits one pair, not one side
-        parse_only = bench_e2e(args.e2e_trades, tmp / f"parse{i}", bronze=False)
-        buffered = bench_e2e(args.e2e_trades, tmp / f"deferred{i}", bronze=True, deferred=True)
-        bronze = bench_e2e(args.e2e_trades, tmp / f"bronze{i}", bronze=True)
-        in_python = bench_e2e(args.e2e_trades, tmp / f"python{i}", bronze=True, pure_python=True)
+        # this machine's speed drifts from one run to the next (the parse-only client's CPU a
+        # message varied 10.9-15.5 us within one run of this script): the bronze run is always
+        # next to its parse-only run, and every other pair runs in reverse order, so a drift
+        # through the pair favours neither side
+        runs = {
+            "parse": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"parse{i}", bronze=False),
+            "bronze": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"bronze{i}", bronze=True),
+            "deferred": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"deferred{i}", bronze=True, deferred=True),
+            "python": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"python{i}", bronze=True, pure_python=True),
+        }
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        done = {name: runs[name]() for name in order}
+        parse_only, bronze, buffered, in_python = done["parse"], done["bronze"], done["deferred"], done["python"]
         pairs.append((bronze.rate / parse_only.rate, bronze, parse_only))
         deferred.append(buffered.rate / parse_only.rate)
         python.append(in_python.rate / parse_only.rate)
