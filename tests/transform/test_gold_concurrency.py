@@ -5,6 +5,9 @@ first's windows with what it computed from an older snapshot)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,3 +54,36 @@ def test_two_gold_builds_at_once_both_finish_with_the_bars_of_one(
     )
     assert _bars(racing).equals(_bars(alone))
     assert build_gold(racing, intervals=INTERVALS).bars_written == {}  # the progress recorded: nothing left
+
+
+def test_two_gold_builds_on_two_hosts_at_once_both_finish_with_the_bars_of_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Builds on two hosts (an object-store root: each host's rebuild lock is its own) are not
+    held back, so their replaces of gold.ohlcv race in delta-rs. deltalake 1.6.6 then fails the
+    loser with "sql parser error" (re-reading the winner's stored predicate, `interval = ...`)
+    instead of a CommitFailedError: the loser must build again from the progress recorded,
+    not fail the run."""
+    alone = _silver(tmp_path, "alone")
+    build_gold(alone, intervals=INTERVALS)
+    racing = _silver(tmp_path, "racing")
+    real_lock = Catalog.lock
+
+    @contextmanager
+    def own_host(self: Catalog, table: str, *, purpose: str, **kwargs: bool) -> Iterator[None]:
+        if purpose == "rebuild":  # each build on its own host: nothing shared holds the other back
+            yield
+            return
+        with real_lock(self, table, purpose=purpose, **kwargs):
+            yield
+
+    monkeypatch.setattr(Catalog, "lock", own_host)
+    interleave_after(monkeypatch, gold, "_trade_bars", 2)
+    with caplog.at_level(logging.INFO, logger="crypto_lakehouse.transform._replace"):
+        run_together(
+            lambda: build_gold(racing, intervals=INTERVALS),
+            lambda: build_gold(racing, intervals=INTERVALS),
+        )
+    assert "gold.ohlcv: a concurrent commit won" in caplog.text  # the race happened: one built again
+    assert _bars(racing).equals(_bars(alone))
+    assert build_gold(racing, intervals=INTERVALS).bars_written == {}

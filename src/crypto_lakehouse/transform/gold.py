@@ -491,9 +491,9 @@ def _build(
 ) -> GoldResult:
     """Every gold table, the trade bars of gold.ohlcv by ``trade_bars`` (in one process or fanned
     out). Builds take turns on a host (the whole build holds gold.ohlcv's rebuild lock: a second
-    finds the first's progress and has nothing left to do); one whose commit raises
-    ``CommitFailedError`` (a compaction between its load and its commit) runs again from the
-    progress recorded. Builds on two hosts are not held back (docs/gold.md)."""
+    finds the first's progress and has nothing left to do); one whose commit loses (a
+    compaction between its load and its commit, a build on another host, which the lock does not
+    hold back: see :func:`._replace.rebuild`) runs again from the progress recorded (docs/gold.md)."""
     return _replace.rebuild(catalog, "gold.ohlcv", lambda: _build_once(catalog, trade_bars, bars=bars, book=book))
 
 
