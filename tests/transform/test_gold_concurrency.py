@@ -1,4 +1,4 @@
-"""Two gold builds at once (the scheduled flow and a `lakehouse build-gold` by hand): both finish
+"""Two gold builds at once (the scheduled flow and a `lakehouse promote gold` by hand): both finish
 and gold holds what one build makes. Forced, not hoped for: each build waits after computing
 its bars until the other has computed too (old code: the second replace failed, or overwrote the
 first's windows with what it computed from an older snapshot)."""
