@@ -3,8 +3,9 @@
 The terraform run (fmt, init, validate, apply against moto, plan) takes a minute or more, most
 of it the AWS provider sleeping in its own waiters (a lifecycle configuration is polled until it
 reads back the same several times). So it starts in a background thread with the first test of
-tests/infra when a test using it is selected, the other infra tests run meanwhile,
-and the terraform tests wait for it.
+tests/infra when a test using it is selected, and the tests that use it run last in the session
+(:func:`pytest_collection_modifyitems`): the rest of the suite runs meanwhile, where the other
+infra tests alone left the terraform tests waiting about a minute for it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ def terraform_run() -> TerraformRun:
     if _TERRAFORM is None:
         _TERRAFORM = TerraformRun().start()
     return _TERRAFORM
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that use the terraform run go last (in their order; every other test keeps its
+    place), so the run started with tests/infra goes on beside the rest of the suite."""
+    items.sort(key=lambda item: "terraform" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session", autouse=True)
