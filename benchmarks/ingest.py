@@ -600,6 +600,14 @@ def small_files(tmp: Path, commits: int) -> dict:
     return out
 
 
+_E2E_RUNS: dict[str, dict[str, bool]] = {  # each pair's runs, in its order (every other pair reversed)
+    "parse": {"bronze": False},
+    "bronze": {"bronze": True},
+    "deferred": {"bronze": True, "deferred": True},
+    "python": {"bronze": True, "pure_python": True},
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="bronze ingest benchmark")
     ap.add_argument("--batch-rows", type=int, default=1_000_000)
@@ -623,14 +631,8 @@ def main() -> None:
         # message varied 10.9-15.5 us within one run of this script): the bronze run is always
         # next to its parse-only run, and every other pair runs in reverse order, so a drift
         # through the pair favours neither side
-        runs = {
-            "parse": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"parse{i}", bronze=False),
-            "bronze": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"bronze{i}", bronze=True),
-            "deferred": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"deferred{i}", bronze=True, deferred=True),
-            "python": lambda i=i: bench_e2e(args.e2e_trades, tmp / f"python{i}", bronze=True, pure_python=True),
-        }
-        order = list(runs) if i % 2 == 0 else list(reversed(runs))
-        done = {name: runs[name]() for name in order}
+        order = list(_E2E_RUNS) if i % 2 == 0 else list(reversed(_E2E_RUNS))
+        done = {name: bench_e2e(args.e2e_trades, tmp / f"{name}{i}", **_E2E_RUNS[name]) for name in order}
         parse_only, bronze, buffered, in_python = done["parse"], done["bronze"], done["deferred"], done["python"]
         pairs.append((bronze.rate / parse_only.rate, bronze, parse_only))
         deferred.append(buffered.rate / parse_only.rate)
